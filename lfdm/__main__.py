@@ -1,0 +1,5 @@
+import sys
+
+from lfdm.cli import main
+
+sys.exit(main())

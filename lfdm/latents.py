@@ -1,0 +1,34 @@
+"""The one place where flows and occlusion maps change layout.
+
+Inside the diffusion model a video of flows is one tensor `(B, 3, F, h, w)` with channels
+`[flow_x, flow_y, 2 * occlusion - 1]` (paper: the latent x_0 that the DM generates), all in about [-1, 1].
+Everywhere else a flow is an absolute backward sampling grid `(..., h, w, 2)` in [-1, 1], x first (the layout
+`grid_sample` takes), and an occlusion map is `(..., h, w)` in [0, 1], 1 = visible.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+
+
+def flows_to_latents(flows: torch.Tensor, occlusions: torch.Tensor) -> torch.Tensor:
+    """flows (B, F, h, w, 2) and occlusions (B, F, h, w) in [0, 1] -> latents (B, 3, F, h, w)."""
+    grid = rearrange(flows, "b f h w c -> b c f h w")
+    occlusion = rearrange(occlusions, "b f h w -> b 1 f h w") * 2 - 1
+    return torch.cat([grid, occlusion], dim=1)
+
+
+def latents_to_flows(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """latents (B, 3, F, h, w) -> flows (B, F, h, w, 2), occlusions (B, F, h, w) in [0, 1] (clamped)."""
+    flows = rearrange(latents[:, :2], "b c f h w -> b f h w c")
+    occlusions = ((latents[:, 2] + 1) / 2).clamp(0, 1)
+    return flows, occlusions
+
+
+def identity_grid(height: int, width: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The identity sampling grid (h, w, 2), x first, `linspace(-1, 1)` over pixel centres (MRAA's convention)."""
+    ys = torch.linspace(-1, 1, height, device=device, dtype=dtype)
+    xs = torch.linspace(-1, 1, width, device=device, dtype=dtype)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y], dim=-1)
