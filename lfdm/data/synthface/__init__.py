@@ -1,0 +1,25 @@
+"""SynthFace: procedural facial-expression videos (the MUG label set), rendered on demand.
+
+`render_video(identity_seed, label, take)` draws one video; `SynthFaceDataset` serves clips or frame pairs for
+training; `split_identities` gives disjoint train/test identities. `lfdm.data.synthetic` re-exports these names.
+"""
+
+from lfdm.data.synthface.dataset import SynthFaceDataset, identity_name, sample_pair_indices, split_identities
+from lfdm.data.synthface.expressions import ACTIONS, SYNTHFACE_LABELS, VideoParams, sample_video_params
+from lfdm.data.synthface.identity import Identity, sample_identity
+from lfdm.data.synthface.render import render_frames, render_video
+
+__all__ = [
+    "ACTIONS",
+    "SYNTHFACE_LABELS",
+    "Identity",
+    "SynthFaceDataset",
+    "VideoParams",
+    "identity_name",
+    "render_frames",
+    "render_video",
+    "sample_identity",
+    "sample_pair_indices",
+    "sample_video_params",
+    "split_identities",
+]

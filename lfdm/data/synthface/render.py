@@ -1,0 +1,130 @@
+"""SynthFace drawing: one head per frame with OpenCV polygons, anti-aliased, rendered large and area-downsampled.
+
+Each frame copies the identity's cached static layer (background, shoulders, neck) and draws the head on it. Every
+feature is a polygon or polyline in face units, moved by the facial actions and mapped to pixels by the head pose,
+so all motion is sub-pixel smooth (fixed-point coordinates with `SHIFT` fractional bits).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from lfdm.data.synthface import features, head
+from lfdm.data.synthface.expressions import ACTIONS, animate, label_index, sample_video_params
+from lfdm.data.synthface.identity import Identity, pose_matrix, sample_identity, static_layer
+
+SHIFT = 4  # fractional bits of the fixed-point pixel coordinates given to OpenCV
+_ONE = 1 << SHIFT
+
+
+class Painter:
+    """Draws shapes given in face units onto a canvas through a 2x3 affine map (face units -> pixels)."""
+
+    def __init__(self, canvas: np.ndarray, matrix: np.ndarray):
+        self.canvas = canvas
+        self._linear = matrix[:, :2].T * _ONE
+        self._offset = matrix[:, 2] * _ONE
+        self.scale = math.hypot(matrix[0, 0], matrix[1, 0])  # pixels per face unit
+
+    def _pixels(self, points: np.ndarray) -> np.ndarray:
+        return np.rint(points @ self._linear + self._offset).astype(np.int32)
+
+    def fill(self, points: np.ndarray, color) -> None:
+        """Filled polygon, points (N, 2)."""
+        cv2.fillPoly(self.canvas, [self._pixels(points)], color, cv2.LINE_AA, SHIFT)
+
+    def line(self, points: np.ndarray, color, width: float, closed: bool = False) -> None:
+        """Polyline through points (N, 2); width in face units (at least one pixel)."""
+        thickness = max(1, int(round(width * self.scale)))
+        cv2.polylines(self.canvas, [self._pixels(points)], closed, color, thickness, cv2.LINE_AA, SHIFT)
+
+    def circle(self, centre, radius: float, color) -> None:
+        """Filled disc; centre (2,), radius in face units."""
+        centre = self._pixels(np.asarray(centre, float)[None])[0]
+        cv2.circle(
+            self.canvas,
+            (int(centre[0]), int(centre[1])),
+            int(radius * self.scale * _ONE),
+            color,
+            -1,
+            cv2.LINE_AA,
+            SHIFT,
+        )
+
+
+def supersampling(resolution: int) -> int:
+    """Drawing scale factor: frames are drawn at least 256 px (and 2x) large, then area-downsampled."""
+    return max(2, math.ceil(256 / resolution))
+
+
+def draw_head(painter: Painter, identity: Identity, actions: np.ndarray, blink: float, gaze, side: int) -> None:
+    """Draws the whole head of one frame. actions (len(ACTIONS),), blink in [0, 1], gaze (2,) in [-1, 1]."""
+    act = dict(zip(ACTIONS, actions.tolist(), strict=True))
+    jaw = 0.05 * act["jaw_drop"] + 0.015 * act["mouth_open"]
+    mouth = features.mouth_curves(identity, act, side, jaw)
+    head.draw_hair_back(painter, identity)
+    outline = head.draw_head_shape(painter, identity, jaw)
+    head.draw_beard(painter, identity, outline, jaw)
+    features.draw_cheeks(painter, identity, act, mouth)
+    features.draw_nose(painter, identity, act)
+    for eye_side in (-1, 1):
+        features.draw_eye(painter, identity, eye_side, act, blink, gaze)
+        features.draw_brow(painter, identity, eye_side, act)
+    features.draw_wrinkles(painter, identity, act)
+    features.draw_mouth(painter, identity, mouth)
+    head.draw_hair_front(painter, identity)
+    head.draw_glasses(painter, identity)
+
+
+def _check(resolution: int, num_frames: int) -> None:
+    if resolution < 16:
+        raise ValueError(f"`resolution` must be at least 16 px; got {resolution}.")
+    if num_frames < 1:
+        raise ValueError(f"`num_frames` must be at least 1; got {num_frames}.")
+
+
+def render_frames(
+    identity_seed: int,
+    label: str,
+    take: int,
+    frame_indices=None,
+    *,
+    resolution: int = 64,
+    num_frames: int = 32,
+) -> np.ndarray:
+    """Some frames of video (identity, label, take) of `num_frames` frames: uint8 (len(frame_indices), H, W, 3).
+
+    Rendering only the frames needed (two for an autoencoder training pair) is what makes on-the-fly data cheap.
+    `frame_indices=None` renders all frames. Deterministic: the same arguments give the same pixels.
+    """
+    _check(resolution, num_frames)
+    label_index(label)
+    identity = sample_identity(identity_seed)
+    params = sample_video_params(identity_seed, label, take)
+    indices = np.arange(num_frames) if frame_indices is None else np.asarray(frame_indices, int).reshape(-1)
+    if indices.size and (indices.min() < 0 or indices.max() >= num_frames):
+        raise ValueError(f"frame indices must lie in [0, {num_frames}); got {indices.tolist()}.")
+    states = animate(params, indices / max(num_frames - 1, 1))
+    size = resolution * supersampling(resolution)
+    background = static_layer(identity, size)
+    canvas = np.empty_like(background)
+    frames = np.empty((len(indices), resolution, resolution, 3), np.uint8)
+    for k in range(len(indices)):
+        np.copyto(canvas, background)
+        painter = Painter(canvas, pose_matrix(identity, states.pose[k], size))
+        draw_head(painter, identity, states.actions[k], float(states.blink[k]), states.gaze[k], params.side)
+        frames[k] = cv2.resize(canvas, (resolution, resolution), interpolation=cv2.INTER_AREA)
+    return frames
+
+
+def render_video(
+    identity_seed: int, label: str, take: int, *, resolution: int = 64, num_frames: int = 32
+) -> np.ndarray:
+    """The SynthFace video (identity, label, take): uint8 (num_frames, resolution, resolution, 3), RGB.
+
+    Frame 0 is the identity's neutral face for every label; deterministic from the arguments.
+    """
+    return render_frames(identity_seed, label, take, resolution=resolution, num_frames=num_frames)
