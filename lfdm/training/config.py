@@ -1,0 +1,256 @@
+"""Run configs: one dataclass per section of a YAML config, loaded once at the entry point.
+
+A config file (`lfdm/configs/*.yaml`) has the top-level sections
+
+- `data`: `DataConfig`, which frames to train on;
+- `lfae`: keyword arguments of `LatentFlowAutoencoder(**lfae)` (the model's own config, kept as a dict);
+- `train_lfae`: `AutoencoderTrainConfig`, stage-one optimisation, losses and bookkeeping;
+- `unet`, `labels`: keyword arguments of `FlowUNet3D` and `LabelEncoder` (dicts, used by stage two);
+- `train_dm`: stage-two training; kept as a dict here until stage two registers its dataclass in
+  `STAGE_TWO_SECTIONS` (see below), after which it is parsed like `train_lfae`.
+
+Unknown keys and unknown sections raise `ValueError` listing the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DATA_KINDS = ("synthface", "folder")
+DATA_PRESETS = ("none", "mug", "mhad", "natops")
+FRAME_SAMPLING_MODES = ("uniform", "random", "very_random")
+MIXED_PRECISION_MODES = ("auto", "no", "fp16", "bf16")
+
+
+@dataclass
+class DataConfig:
+    """Where training frames come from. SynthFace renders on the fly; `folder` reads real videos."""
+
+    kind: str = "synthface"  # "synthface" (procedural faces, rendered on demand) | "folder" (videos under `root`)
+    preset: str = "none"  # folder layout and labels: "mug" | "mhad" | "natops" | "none" (a generic folder)
+    root: str | None = None  # folder of the videos (kind "folder"); unused for SynthFace
+    resolution: int = 64  # frame side in pixels after aspect-preserving resize + black padding (square)
+    num_frames: int = 16  # frames per clip: SynthFace renders this many; stage two trains on clips this long
+    frame_sampling: str = "very_random"  # clip frame choice: "uniform" | "random" | "very_random" (official modes)
+    num_identities: int = 200  # SynthFace: identities in total, split into disjoint train and test identities
+    seed: int = 0  # SynthFace: seed of the identity split and the renders (same seed = same data set)
+    horizontal_flip: bool = True  # stage one: mirror both frames of a pair with probability 0.5
+    time_flip: bool = True  # stage one: swap reference and driving with probability 0.5 (no mirror then)
+    color_jitter: bool = True  # brightness/contrast/saturation/hue jitter, one factor set per pair or clip
+    num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
+
+    def __post_init__(self) -> None:
+        _check_choice("data.kind", self.kind, DATA_KINDS)
+        _check_choice("data.preset", self.preset, DATA_PRESETS)
+        _check_choice("data.frame_sampling", self.frame_sampling, FRAME_SAMPLING_MODES)
+        if self.kind == "folder" and not self.root:
+            raise ValueError("data.kind 'folder' needs data.root: the folder that holds the videos.")
+        _check_positive("data", resolution=self.resolution, num_frames=self.num_frames)
+
+
+@dataclass
+class AutoencoderTrainConfig:
+    """Stage one: optimise the latent flow autoencoder. Defaults are the official MUG settings where one exists."""
+
+    output_dir: str | None = None  # run folder; None -> runs/lfae-<config name>-<date>-<time> (no spaces allowed)
+    init_from: str | None = None  # optional save_pretrained folder whose weights start the run (official: MRAA)
+    seed: int = 0  # seeds the weights, the data stream and the equivariance warps
+    max_steps: int = 46_500  # optimiser steps (official MUG: 100 epochs x 465 steps)
+    batch_size: int = 100  # pairs per process and micro-step (official: 100)
+    gradient_accumulation_steps: int = 1  # micro-steps per optimiser step; effective batch = batch x this x GPUs
+    learning_rate: float = 2e-4  # Adam learning rate before decay
+    adam_betas: tuple[float, float] = (0.5, 0.999)  # Adam (beta1, beta2), official values
+    lr_milestones: tuple[float, ...] = (0.6, 0.9)  # steps where lr *= lr_decay; values < 1: fractions of max_steps
+    lr_decay: float = 0.1  # multiplicative lr decay at each milestone
+    max_grad_norm: float | None = None  # clip the gradient norm to this value; None = no clipping (official)
+    mixed_precision: str = "auto"  # "auto" (bf16/fp16 on a GPU that has it, else fp32) | "no" | "fp16" | "bf16"
+    pyramid_scales: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)  # reconstruction scales, each 1 or 1/n
+    l1_weight: float = 10.0  # weight of the mean absolute error, per pyramid scale
+    ssim_weight: float = 10.0  # weight of (1 - SSIM), per pyramid scale
+    vgg19_weight: float = 0.0  # weight of each VGG19 layer's L1 per scale (paper: 10); > 0 needs vgg19_weights
+    vgg19_weights: str | None = None  # torchvision vgg19 state dict file (.pth or .safetensors) for vgg19_weight
+    equivariance_shift_weight: float = 10.0  # weight of MRAA's region-centre equivariance loss (0 = off)
+    equivariance_affine_weight: float = 10.0  # weight of MRAA's region-shape equivariance loss (0 = off)
+    sigma_affine: float = 0.05  # std of the random affine warp's matrix entries (equivariance)
+    sigma_tps: float = 0.005  # std of the thin-plate-spline weights (equivariance)
+    points_tps: int = 5  # thin-plate-spline control points per side (points_tps x points_tps grid)
+    log_every: int = 10  # steps between JSONL log lines (averages since the last line)
+    sample_every: int = 500  # steps between PNG grids of reconstructions (0 = never)
+    checkpoint_every: int = 1000  # steps between resumable checkpoints (0 = only the final model)
+    keep_last: int = 3  # checkpoints kept in the run folder (older ones are deleted); >= 1
+    num_samples: int = 4  # pairs shown in each sample grid
+
+    def __post_init__(self) -> None:
+        _check_choice("train_lfae.mixed_precision", self.mixed_precision, MIXED_PRECISION_MODES)
+        _check_positive(
+            "train_lfae",
+            max_steps=self.max_steps,
+            batch_size=self.batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            learning_rate=self.learning_rate,
+            log_every=self.log_every,
+            keep_last=self.keep_last,
+            points_tps=self.points_tps,
+            num_samples=self.num_samples,
+        )
+        if self.vgg19_weight > 0 and not self.vgg19_weights:
+            raise ValueError(
+                "train_lfae.vgg19_weight > 0 needs train_lfae.vgg19_weights: the path of a torchvision vgg19 state "
+                "dict (e.g. vgg19-dcbb9e9d.pth). Without one, set vgg19_weight: 0 and use l1_weight / ssim_weight."
+            )
+        if any(m <= 0 for m in self.lr_milestones):
+            raise ValueError(f"train_lfae.lr_milestones must be > 0; got {list(self.lr_milestones)}.")
+        if self.output_dir is not None and any(c.isspace() for c in self.output_dir):
+            raise ValueError(f"train_lfae.output_dir must not contain spaces; got {self.output_dir!r}.")
+
+    def milestone_steps(self) -> list[int]:
+        """The lr milestones in optimiser steps (fractions of max_steps converted, sorted)."""
+        return sorted(round(m * self.max_steps) if m < 1 else int(m) for m in self.lr_milestones)
+
+
+# Stage two registers `{"train_dm": FlowDiffusionTrainConfig}` here; until then `train_dm` stays a plain dict.
+STAGE_TWO_SECTIONS: dict[str, type] = {}
+
+
+@dataclass
+class RunConfig:
+    """A whole config file. Model sections are dicts passed as keyword arguments to the model constructors."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    lfae: dict[str, Any] = field(default_factory=dict)  # LatentFlowAutoencoder(**lfae)
+    train_lfae: AutoencoderTrainConfig = field(default_factory=AutoencoderTrainConfig)
+    unet: dict[str, Any] | None = None  # FlowUNet3D(**unet), stage two
+    labels: dict[str, Any] | None = None  # LabelEncoder(**labels), stage two
+    train_dm: Any = None  # stage-two training section (see STAGE_TWO_SECTIONS)
+    name: str = "run"  # the config's name (file stem), used for default run folders; not a YAML key
+
+    @classmethod
+    def from_dict(cls, sections: dict[str, Any], *, name: str = "run") -> RunConfig:
+        if not isinstance(sections, dict):
+            raise ValueError(f"a config file must be a mapping of sections; got {type(sections).__name__}.")
+        valid = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
+        unknown = sorted(set(sections) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown config section(s) {unknown}; valid sections: {valid}.")
+        train_dm = sections.get("train_dm")
+        if "train_dm" in STAGE_TWO_SECTIONS:
+            train_dm = dataclass_from_dict(STAGE_TWO_SECTIONS["train_dm"], train_dm or {}, "train_dm")
+        return cls(
+            data=dataclass_from_dict(DataConfig, sections.get("data") or {}, "data"),
+            lfae=dict(sections.get("lfae") or {}),
+            train_lfae=dataclass_from_dict(AutoencoderTrainConfig, sections.get("train_lfae") or {}, "train_lfae"),
+            unet=sections.get("unet"),
+            labels=sections.get("labels"),
+            train_dm=train_dm,
+            name=name,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain YAML-ready data (tuples become lists), sections in file order."""
+        sections = {"data": self.data, "lfae": self.lfae, "train_lfae": self.train_lfae}
+        sections.update({"unet": self.unet, "labels": self.labels, "train_dm": self.train_dm})
+        return {key: _plain(value) for key, value in sections.items() if value is not None}
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML config file into a `RunConfig` (the file stem becomes `name`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} not found; the shipped ones are in lfdm/configs/.")
+    with path.open() as file:
+        sections = yaml.safe_load(file) or {}
+    return RunConfig.from_dict(sections, name=path.stem)
+
+
+def save_config(config: RunConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML (loadable with `load_config`)."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return path
+
+
+def dataclass_from_dict(cls: type, values: dict[str, Any], section: str):
+    """Build dataclass `cls` from a YAML mapping, converting lists to tuples and ints/strings to floats.
+
+    Raises ValueError on unknown keys (listing the valid ones) and on values of the wrong type.
+    """
+    if not isinstance(values, dict):
+        raise ValueError(f"config section {section!r} must be a mapping; got {type(values).__name__}.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in section {section!r}; valid keys: {names}.")
+    converted = {key: _convert(value, hints[key], f"{section}.{key}") for key, value in values.items()}
+    return cls(**converted)
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _convert(value, option, where)
+            except ValueError as error:
+                errors.append(str(error))
+        raise ValueError(errors[0])
+    if annotation is Any:
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where} must be a list; got {value!r}.")
+        args = typing.get_args(annotation)
+        item_types = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(item_types) != len(value):
+            raise ValueError(f"{where} must have {len(item_types)} items; got {value!r}.")
+        return tuple(_convert(item, kind, where) for item, kind in zip(value, item_types, strict=True))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} must be a mapping; got {value!r}.")
+        return dict(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"{where} must be a number; got {value!r}.")
+        try:
+            return float(value)  # PyYAML reads "2e-4" (no dot) as a string
+        except ValueError:
+            raise ValueError(f"{where} must be a number; got {value!r}.") from None
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} must be an integer; got {value!r}.")
+        return value
+    if annotation in (bool, str) and not isinstance(value, annotation):
+        raise ValueError(f"{where} must be a {annotation.__name__}; got {value!r}.")
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _check_choice(where: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{where} must be one of {list(choices)}; got {value!r}.")
+
+
+def _check_positive(section: str, **values: float) -> None:
+    for key, value in values.items():
+        if value <= 0:
+            raise ValueError(f"{section}.{key} must be > 0; got {value!r}.")
