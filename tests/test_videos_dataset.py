@@ -201,7 +201,13 @@ def test_pairs_put_the_reference_first(generic_root):
 
 def test_seed_fixes_items_and_torch_seed_reproduces_fresh_draws(generic_root):
     seeded = VideoFolderDataset(generic_root, resolution=16, num_frames=4, frame_sampling="very_random", seed=3)
-    assert torch.equal(seeded[3]["video"], seeded[3]["video"])
+    first_epoch = seeded[3]["video"]
+    assert torch.equal(first_epoch, seeded[3]["video"])
+    draws = set()
+    for epoch in range(1, 6):
+        seeded.set_epoch(epoch)
+        draws.add(seeded[3]["video"].numpy().tobytes())
+    assert len(draws) > 1, "set_epoch gives new frames"
     fresh = VideoFolderDataset(generic_root, resolution=16, num_frames=4, frame_sampling="very_random", augment=True)
     torch.manual_seed(0)
     first = fresh[3]["video"]
@@ -228,6 +234,10 @@ def test_label_csv_with_splits(generic_root, tmp_path):
     assert [(e.label, e.label_index, e.subject) for e in train.entries] == [("happiness", 1, "p1")]
     test = VideoFolderDataset(generic_root, label_from=table, split="test", num_frames=3, resolution=16)
     assert test[0]["label"] == "fear" and test[0]["identity"] == "p7"
+    with open(table, "a", newline="") as handle:
+        csv.writer(handle).writerow(["anger/missing.mp4", "anger", "p2", "train"])
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        VideoFolderDataset(generic_root, label_from=table)
 
 
 def test_batches_collate(generic_root):

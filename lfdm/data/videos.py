@@ -243,7 +243,8 @@ class VideoFolderDataset(Dataset):
         color_jitter: replaces the view's default jitter when `augment` is on.
         crop: "preset" (the preset's crop), None, or ((row_start, row_stop) | None, (col_start, col_stop) | None).
         seed: None draws fresh randomness from torch's generator (different in every DataLoader worker and
-            reproducible under `torch.manual_seed`); an int makes item i always the same (evaluation, tests).
+            reproducible under `torch.manual_seed`); an int fixes item i of epoch e by (seed, e, i), so any
+            DataLoader sharding gives the same items and `set_epoch` gives new draws (as `SynthFaceDataset`).
 
     Items are dicts. Clip view: `{"video": float32 (3, F, H, W) in [0, 1], "label": str, "label_index": int,
     "identity": str}`; pair view: `{"reference": (3, H, W), "driving": (3, H, W), "label", "label_index",
@@ -282,7 +283,7 @@ class VideoFolderDataset(Dataset):
             raise ValueError(f"`split` must be 'train', 'test' or 'all'; got {split!r}.")
         self.preset, self.split, self.view = preset, split, view
         self.resolution, self.num_frames, self.frame_sampling = resolution, num_frames, frame_sampling
-        self.augment, self.seed = augment, seed
+        self.augment, self.seed, self.epoch = augment, seed, 0
         self.color_jitter = color_jitter or (DM_COLOR_JITTER if view == "clip" else LFAE_COLOR_JITTER)
         self.crop = (preset.crop if preset else None) if crop == "preset" else crop
         candidates = self._candidates(label_from)
@@ -290,13 +291,15 @@ class VideoFolderDataset(Dataset):
             labels = preset.labels if preset else sorted({label for _, label, _, _ in candidates})
         self.labels = tuple(labels)
         self.entries = self._select(candidates)
-        self._frame_files: dict[Path, list[Path]] = {}
         logger.info("%s: %d videos, %d labels, split %s", self.root, len(self.entries), len(self.labels), split)
 
     def _candidates(self, label_from: str | Path) -> list[tuple[Path, str, str, str | None]]:
         """(path, label, subject, split or None) for every video, before filtering."""
         if str(label_from) != "folder":
             rows = _read_csv(self.root, Path(label_from))
+            missing = [row["path"] for row in rows if not Path(row["path"]).exists()]
+            if missing:
+                raise FileNotFoundError(f"{len(missing)} videos in {label_from} do not exist, e.g. {missing[0]}.")
             return [(Path(r["path"]), r["label"], r.get("subject") or "", r.get("split") or None) for r in rows]
         videos = find_videos(self.root)
         if not videos:
@@ -346,10 +349,14 @@ class VideoFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Draw different frames and augmentations in each epoch (only matters with a `seed`)."""
+        self.epoch = epoch
+
     def _rng(self, index: int) -> np.random.Generator:
         if self.seed is None:
             return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-        return np.random.default_rng([self.seed, index])
+        return np.random.default_rng([self.seed, self.epoch, index])
 
     def _indices(self, num_video_frames: int, rng: np.random.Generator) -> np.ndarray:
         if self.view == "pair":
@@ -358,10 +365,8 @@ class VideoFolderDataset(Dataset):
 
     def load_frames(self, entry: VideoEntry, rng: np.random.Generator) -> np.ndarray:
         """Sample and decode the frames of one item: uint8 (F or 2, H, W, 3) at full size, uncropped."""
-        if entry.path.is_dir():
-            if entry.path not in self._frame_files:
-                self._frame_files[entry.path] = list_frame_files(entry.path)
-            indices = self._indices(len(self._frame_files[entry.path]), rng)
+        if entry.path.is_dir():  # decode only the sampled frames
+            indices = self._indices(len(list_frame_files(entry.path)), rng)
             return read_video(entry.path, frame_indices=indices)
         frames = read_video(entry.path)
         return frames[self._indices(len(frames), rng)]
