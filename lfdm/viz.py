@@ -124,10 +124,17 @@ def _grid_to_pixels(points: np.ndarray, size: int, margin: float) -> np.ndarray:
     return np.round(pixels * 16).astype(np.int32)
 
 
+def _lattice_steps(count: int, step: int) -> list[int]:
+    """Every `step`-th index of `count`, always ending with the last one."""
+    indices = list(range(0, count, step))
+    return indices if indices[-1] == count - 1 else [*indices, count - 1]
+
+
 def _draw_lattice(image: np.ndarray, grid: np.ndarray, step: int, color, margin: float, thickness: int) -> None:
+    """Polylines through the rows and the columns of `grid` (h, w, 2), drawn into `image` in place."""
     size = image.shape[0]
-    rows = [grid[i] for i in range(0, grid.shape[0], step)] + [grid[-1]] * ((grid.shape[0] - 1) % step != 0)
-    columns = [grid[:, j] for j in range(0, grid.shape[1], step)] + [grid[:, -1]] * ((grid.shape[1] - 1) % step != 0)
+    rows = [grid[i] for i in _lattice_steps(grid.shape[0], step)]
+    columns = [grid[:, j] for j in _lattice_steps(grid.shape[1], step)]
     lines = [_grid_to_pixels(line, size, margin) for line in rows + columns]
     cv2.polylines(image, lines, isClosed=False, color=color, thickness=thickness, lineType=cv2.LINE_AA, shift=4)
 

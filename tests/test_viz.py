@@ -129,6 +129,14 @@ def test_draw_grid_sequences_and_background():
         draw_grid(np.zeros((4, 4, 3)), 32)
 
 
+def test_grid_step_thins_the_lattice_but_keeps_the_border():
+    full = blue_mask(draw_grid(identity_grid(9, 9), 64, lattice=False))
+    thinned = blue_mask(draw_grid(identity_grid(9, 9), 64, step=3, lattice=False))
+    assert thinned.sum() < 0.6 * full.sum()
+    assert not (thinned & ~full).any(), "a thinned lattice is a subset of the full one"
+    assert thinned[:, -3:].any() and thinned[-3:, :].any(), "the last row and column are always drawn"
+
+
 def test_occlusion_white_is_visible_and_nearest_keeps_cells():
     occlusion = np.array([[[1.0, 0.0], [0.5, 1.0]]])  # (1, 2, 2)
     image = occlusion_to_image(occlusion, 8)
