@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 import torch
 
+from lfdm.models.lfae import LatentFlowAutoencoder
+
 
 def read_checkpoint(checkpoint: str | os.PathLike | Mapping) -> Mapping:
     """A checkpoint dict from a path (read with `weights_only=True`) or the dict itself."""
@@ -51,6 +53,165 @@ def load_state_dict_strict(module: torch.nn.Module, state_dict: Mapping[str, tor
 
 
 # --- stage one: the latent flow autoencoder (RegionMM_*.pth) -------------------------------------------------------
+
+# Key mapping, official -> ours: the checkpoint holds one state dict per network, and inside each one our keys are
+# the authors' keys. So the mapping is a prefix per sub-dict, nothing else:
+#     checkpoint["generator"][key]         -> "generator." + key         (encoder, decoder, pixelwise flow predictor)
+#     checkpoint["region_predictor"][key]  -> "region_predictor." + key
+#     checkpoint["bg_predictor"][key]      -> "background_predictor." + key
+# Every other top-level entry (`example`, `epoch`, `optimizer`, MRAA's `avd_network`) is training state, not model.
+LFAE_NETWORKS = {
+    "generator": "generator",
+    "region_predictor": "region_predictor",
+    "bg_predictor": "background_predictor",
+}
+
+# The authors' constructor defaults for keys a config may omit (LFAE/modules/*.py), then which values we support:
+# only the options of the released MUG / MHAD / NATOPS configs.
+_OFFICIAL_DEFAULTS = {
+    "model_params": {"estimate_affine": False, "revert_axis_swap": True},
+    "region_predictor_params": {"scale_factor": 1, "pca_based": False, "fast_svd": False, "pad": 3},
+    "bg_predictor_params": {"bg_type": "zero"},
+    "generator_params": {"skips": False, "pixelwise_flow_predictor_params": None},
+    "pixelwise_flow_predictor_params": {
+        "scale_factor": 1,
+        "estimate_occlusion_map": False,
+        "use_covar_heatmap": False,
+        "use_deformed_source": True,
+        "region_var": 0.01,  # only used without covariance heat maps, which we do not support
+    },
+}
+_OFFICIAL_REQUIRED = {
+    "model_params": (
+        "num_regions",
+        "num_channels",
+        "region_predictor_params",
+        "bg_predictor_params",
+        "generator_params",
+    ),
+    "region_predictor_params": ("block_expansion", "max_features", "num_blocks", "temperature"),
+    "bg_predictor_params": ("block_expansion", "max_features", "num_blocks"),
+    "generator_params": ("block_expansion", "max_features", "num_down_blocks", "num_bottleneck_blocks"),
+    "pixelwise_flow_predictor_params": ("block_expansion", "max_features", "num_blocks"),
+}
+_OFFICIAL_SUPPORTED = {
+    "model_params": {"estimate_affine": True},
+    "region_predictor_params": {"pca_based": True, "fast_svd": False},
+    "bg_predictor_params": {"bg_type": "affine"},
+    "generator_params": {"skips": True},
+    "pixelwise_flow_predictor_params": {
+        "estimate_occlusion_map": True,
+        "use_covar_heatmap": True,
+        "use_deformed_source": True,
+    },
+}
+_OFFICIAL_IGNORED = {"model_params": ("avd_network_params",)}  # built by the authors' scripts, never trained
+
+
+def _official_section(params: Mapping, name: str) -> dict:
+    """One section of the official `model_params` with defaults filled in; raises on unknown or unsupported keys."""
+    if not isinstance(params, Mapping):
+        raise ValueError(f"official `{name}` must be a mapping; got {type(params).__name__}.")
+    known = set(_OFFICIAL_DEFAULTS[name]) | set(_OFFICIAL_REQUIRED[name]) | set(_OFFICIAL_IGNORED.get(name, ()))
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in official `{name}`; known keys: {sorted(known)}.")
+    missing = [key for key in _OFFICIAL_REQUIRED[name] if key not in params]
+    if missing:
+        raise ValueError(f"official `{name}` lacks the required key(s) {missing}.")
+    section = {**_OFFICIAL_DEFAULTS[name], **params}
+    for key, supported in _OFFICIAL_SUPPORTED.get(name, {}).items():
+        if section[key] != supported:
+            raise ValueError(
+                f"official `{name}.{key}` = {section[key]!r} is not supported: lfdm implements the options of the "
+                f"released LFDM configs ({key}: {supported!r})."
+            )
+    return section
+
+
+def lfae_config_from_official(model_params: Mapping, image_size: int = 128) -> dict:
+    """`LatentFlowAutoencoder` kwargs from the `model_params` of an official LFAE config (config/mug128.yaml).
+
+    `image_size` is the config's `dataset_params.frame_shape` (128 for every released model). MRAA's layout, with
+    the shared keys under `common_params`, is accepted too. Raises ValueError for unknown keys and for options
+    that the released configs do not use (e.g. `bg_type: zero`, `pca_based: False`, `fast_svd: True`).
+    """
+    if not isinstance(model_params, Mapping):
+        raise ValueError(f"model_params must be a mapping; got {type(model_params).__name__}.")
+    flat = {**model_params, **model_params.get("common_params", {})}
+    flat.pop("common_params", None)
+    top = _official_section(flat, "model_params")
+    region = _official_section(top["region_predictor_params"], "region_predictor_params")
+    background = _official_section(top["bg_predictor_params"], "bg_predictor_params")
+    generator = _official_section(top["generator_params"], "generator_params")
+    if generator["pixelwise_flow_predictor_params"] is None:
+        raise ValueError("official `generator_params.pixelwise_flow_predictor_params` is required.")
+    flow = _official_section(generator["pixelwise_flow_predictor_params"], "pixelwise_flow_predictor_params")
+    return {
+        "image_size": int(image_size),
+        "num_channels": top["num_channels"],
+        "num_regions": top["num_regions"],
+        "region_block_expansion": region["block_expansion"],
+        "region_max_features": region["max_features"],
+        "region_num_blocks": region["num_blocks"],
+        "region_temperature": float(region["temperature"]),
+        "region_scale_factor": float(region["scale_factor"]),
+        "region_pad": region["pad"],
+        "background_block_expansion": background["block_expansion"],
+        "background_max_features": background["max_features"],
+        "background_num_blocks": background["num_blocks"],
+        "block_expansion": generator["block_expansion"],
+        "max_features": generator["max_features"],
+        "num_down_blocks": generator["num_down_blocks"],
+        "num_bottleneck_blocks": generator["num_bottleneck_blocks"],
+        "flow_block_expansion": flow["block_expansion"],
+        "flow_max_features": flow["max_features"],
+        "flow_num_blocks": flow["num_blocks"],
+        "flow_scale_factor": float(flow["scale_factor"]),
+        "revert_axis_swap": bool(top["revert_axis_swap"]),
+    }
+
+
+def lfae_state_dict_from_official(checkpoint: str | os.PathLike | Mapping) -> dict[str, torch.Tensor]:
+    """Our `LatentFlowAutoencoder` state dict from an official LFAE checkpoint (path or dict), by the key mapping
+    above. Raises ValueError when one of the three networks is missing from the checkpoint."""
+    state = read_checkpoint(checkpoint)
+    absent = [name for name in LFAE_NETWORKS if not isinstance(state.get(name), Mapping)]
+    if absent:
+        raise ValueError(
+            f"the checkpoint has no {absent} state dict(s) (top-level keys: {sorted(state)}); an LFAE checkpoint "
+            "(RegionMM_*.pth) has `generator`, `region_predictor` and `bg_predictor`."
+        )
+    return {
+        f"{ours}.{key}": tensor for official, ours in LFAE_NETWORKS.items() for key, tensor in state[official].items()
+    }
+
+
+def lfae_state_dict_to_official(state_dict: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """The inverse mapping: our state dict -> {"generator": ..., "region_predictor": ..., "bg_predictor": ...}."""
+    official: dict[str, dict[str, torch.Tensor]] = {name: {} for name in LFAE_NETWORKS}
+    for key, tensor in state_dict.items():
+        prefix, _, rest = key.partition(".")
+        matches = [name for name, ours in LFAE_NETWORKS.items() if ours == prefix]
+        if not matches:
+            raise ValueError(f"{key!r} belongs to none of the LFAE networks {sorted(LFAE_NETWORKS.values())}.")
+        official[matches[0]][rest] = tensor
+    return official
+
+
+def load_official_lfae(
+    checkpoint: str | os.PathLike | Mapping, model_params: Mapping, *, image_size: int = 128
+) -> LatentFlowAutoencoder:
+    """An eval-mode `LatentFlowAutoencoder` with the weights of an official checkpoint (`RegionMM_*.pth`).
+
+    checkpoint: path (read with `torch.load(weights_only=True)`) or the loaded dict; model_params: the
+    `model_params` mapping of the matching official YAML config; image_size: its frame size. Loading is strict:
+    a ValueError lists the missing, unexpected and wrongly shaped keys.
+    """
+    model = LatentFlowAutoencoder(**lfae_config_from_official(model_params, image_size))
+    source = checkpoint if not isinstance(checkpoint, Mapping) else "the LFAE checkpoint"
+    load_state_dict_strict(model, lfae_state_dict_from_official(checkpoint), source=str(source))
+    return model.eval()
 
 
 # --- stage two: the flow diffusion U-Net (flowdiff_*.pth) ----------------------------------------------------------
