@@ -8,6 +8,7 @@ a mismatch raises one error that lists the missing, unexpected and wrongly shape
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
 import torch
@@ -215,3 +216,170 @@ def load_official_lfae(
 
 
 # --- stage two: the flow diffusion U-Net (flowdiff_*.pth) ----------------------------------------------------------
+
+UNET_PREFIX = "denoise_fn."
+# The official U-Net constructor arguments we translate, and the values of those we do not (always these in the
+# released models). Keys not given take the released MUG model's values.
+_OFFICIAL_UNET_DEFAULTS = {
+    "dim": 64,
+    "dim_mults": (1, 2, 4, 8),
+    "channels": 259,
+    "attn_heads": 8,
+    "attn_dim_head": 32,
+    "init_kernel_size": 7,
+    "resnet_groups": 8,
+    "learn_null_cond": False,
+    "use_deconv": True,
+    "padding_mode": "zeros",
+}
+_OFFICIAL_UNET_FIXED = {
+    "out_grid_dim": 2,
+    "out_conf_dim": 1,
+    "use_bert_text_cond": True,
+    "init_dim": None,
+    "use_sparse_linear_attn": True,
+    "use_final_activation": False,
+    "cond_dim": None,
+}
+
+# Our U-Net key -> the official key (inside `denoise_fn.`), applied in order. The official model nests its layers
+# as Residual(`fn`) -> PreNorm(`fn`, `norm`) -> EinopsToAndFrom(`fn`) -> attention (the linear spatial attention
+# has no EinopsToAndFrom) and indexes the layers of a level 0-4.
+_UNET_KEY_RULES = (
+    (r"^time_embedding\.linear_1\.", "time_mlp.1."),
+    (r"^time_embedding\.linear_2\.", "time_mlp.3."),
+    (r"^relative_position_bias\.embedding\.", "time_rel_pos_bias.relative_attention_bias."),
+    (r"^null_label_embedding$", "null_cond_emb"),
+    (r"^down_levels\.", "downs."),
+    (r"^up_levels\.", "ups."),
+    (r"^mid_resnet(\d)\.", r"mid_block\1."),
+    (r"^flow_head\.", "final_conv."),
+    (r"^occlusion_head\.", "occlusion_map."),
+    (r"^(init_temporal|mid_spatial|mid_temporal)_attention\.attention\.", r"\1_attn.fn.fn.fn."),
+    (r"^(init_temporal|mid_spatial|mid_temporal)_attention\.norm\.", r"\1_attn.fn.norm."),
+    (r"\.resnet1\.", ".0."),
+    (r"\.resnet2\.", ".1."),
+    (r"\.spatial_attention\.attention\.", ".2.fn.fn."),
+    (r"\.spatial_attention\.norm\.", ".2.fn.norm."),
+    (r"\.temporal_attention\.attention\.", ".3.fn.fn.fn."),
+    (r"\.temporal_attention\.norm\.", ".3.fn.norm."),
+    (r"^(downs\.\d+)\.resample\.conv\.", r"\1.4."),
+    (r"\.film\.1\.", ".mlp.1."),
+    (r"\.block(\d)\.conv\.", r".block\1.proj."),
+    (r"\.shortcut\.", ".res_conv."),
+)
+
+
+def unet_config_from_official(unet_params: Mapping) -> dict:
+    """`FlowUNet3D` keyword arguments from the official `Unet3D` constructor arguments.
+
+    `channels` is 3 + the image-feature channels; `learn_null_cond`, `use_deconv` and `padding_mode` select the
+    NATOPS variant (learned null label, nearest + convolution up-sampling). Raises ValueError for arguments that
+    the released models never used (other output heads, no label conditioning, ...).
+    """
+    unknown = sorted(set(unet_params) - set(_OFFICIAL_UNET_DEFAULTS) - set(_OFFICIAL_UNET_FIXED))
+    if unknown:
+        raise ValueError(
+            f"unknown official Unet3D arguments {unknown}; expected keys of {sorted(_OFFICIAL_UNET_DEFAULTS)}."
+        )
+    fixed = dict(_OFFICIAL_UNET_FIXED)
+    if unet_params.get("init_dim") == unet_params.get("dim", _OFFICIAL_UNET_DEFAULTS["dim"]):
+        fixed["init_dim"] = unet_params["init_dim"]  # init_dim = dim is the default spelled out
+    unsupported = {key: unet_params[key] for key, value in fixed.items() if unet_params.get(key, value) != value}
+    if unsupported:
+        raise ValueError(
+            f"unsupported official Unet3D settings {unsupported}; the released models use {_OFFICIAL_UNET_FIXED}."
+        )
+    params = {**_OFFICIAL_UNET_DEFAULTS, **{k: v for k, v in unet_params.items() if k in _OFFICIAL_UNET_DEFAULTS}}
+    return {
+        "dim": int(params["dim"]),
+        "dim_mults": tuple(int(m) for m in params["dim_mults"]),
+        "sample_channels": 3,
+        "feature_channels": int(params["channels"]) - 3,
+        "label_dim": 768,
+        "attn_heads": int(params["attn_heads"]),
+        "attn_dim_head": int(params["attn_dim_head"]),
+        "spatial_attn_dim_head": 32,
+        "init_kernel_size": int(params["init_kernel_size"]),
+        "resnet_groups": int(params["resnet_groups"]),
+        "learn_null_label": bool(params["learn_null_cond"]),
+        "upsample": "deconv" if params["use_deconv"] else "nearest",
+        "padding_mode": str(params["padding_mode"]),
+    }
+
+
+def official_unet_keys(unet) -> dict[str, str]:
+    """Our state-dict key -> the official key (without `denoise_fn.`) for a `FlowUNet3D`."""
+    nearest = unet.config.upsample == "nearest"
+    mapping = {}
+    for key in unet.state_dict():
+        official = key
+        for pattern, replacement in _UNET_KEY_RULES:
+            official = re.sub(pattern, replacement, official)
+        # up-sampling: ConvTranspose3d at index 4, or Sequential(Upsample, Conv3d) whose conv is 4.1
+        official = re.sub(r"^(ups\.\d+)\.resample\.conv\.", r"\1.4.1." if nearest else r"\1.4.", official)
+        mapping[key] = official
+    return mapping
+
+
+def official_rotary_keys(unet) -> list[str]:
+    """The official keys of the rotary frequencies: one copy per temporal attention (without `denoise_fn.`)."""
+    from lfdm.models.attention import TemporalAttention
+
+    mapping = official_unet_keys(unet)
+    return [
+        mapping[f"{name}.to_qkv.weight"].replace("to_qkv.weight", "rotary_emb.freqs")
+        for name, module in unet.named_modules()
+        if isinstance(module, TemporalAttention)
+    ]
+
+
+class _OfficialLayout:
+    """A U-Net seen under the official key names (`denoise_fn.` prefix included), so that the strict loader
+    checks and reports in the names of the checkpoint. The rotary frequencies are checked, not loaded: ours are
+    computed, and every official copy must equal them."""
+
+    def __init__(self, unet):
+        self.unet = unet
+        self.keys = {ours: UNET_PREFIX + theirs for ours, theirs in official_unet_keys(unet).items()}
+        self.rotary_keys = [UNET_PREFIX + key for key in official_rotary_keys(unet)]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        ours = self.unet.state_dict()
+        layout = {theirs: ours[key] for key, theirs in self.keys.items()}
+        layout.update({key: self.unet.rotary_embedding.inverse_frequencies for key in self.rotary_keys})
+        return layout
+
+    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True) -> None:
+        frequencies = self.unet.rotary_embedding.inverse_frequencies
+        wrong = [key for key in self.rotary_keys if not torch.allclose(state_dict[key].float(), frequencies, rtol=1e-6)]
+        if wrong:
+            raise ValueError(f"rotary frequencies {wrong} differ from 1/10000^(2i/d); this is not an LFDM checkpoint.")
+        self.unet.load_state_dict({key: state_dict[theirs] for key, theirs in self.keys.items()}, strict=strict)
+
+
+def load_official_unet(checkpoint: str | os.PathLike | Mapping, unet_params: Mapping):
+    """A `FlowUNet3D` with the weights of an official diffusion checkpoint (`flowdiff_*.pth`).
+
+    `checkpoint`: the path of the file or the dict it holds (key `diffusion`: the U-Net under `denoise_fn.` plus the
+    12 schedule buffers, which must equal lfdm's schedule). `unet_params`: the official `Unet3D` arguments (see
+    `unet_config_from_official`). Strict: every checkpoint tensor is used and every model tensor is filled.
+    """
+    from lfdm.models.unet3d import FlowUNet3D
+    from lfdm.schedulers import SCHEDULE_BUFFER_NAMES, check_schedule_buffers
+
+    source = checkpoint if isinstance(checkpoint, Mapping) else os.fspath(checkpoint)
+    source = "the checkpoint" if isinstance(source, Mapping) else f"checkpoint {source!r}"
+    contents = read_checkpoint(checkpoint)
+    if "diffusion" not in contents:
+        raise ValueError(
+            f"{source} has no 'diffusion' entry (it has {sorted(contents)}); pass a released flowdiff_*.pth "
+            "(an LFAE RegionMM_*.pth goes to load_official_lfae)."
+        )
+    state = dict(contents["diffusion"])
+    check_schedule_buffers(state, source=source)
+    for name in SCHEDULE_BUFFER_NAMES:
+        del state[name]
+    unet = FlowUNet3D(**unet_config_from_official(unet_params))
+    load_state_dict_strict(_OfficialLayout(unet), state, source=source)
+    return unet.eval()
