@@ -18,7 +18,6 @@ from lfdm.data.synthface import (
     render_frames,
     render_video,
     sample_identity,
-    sample_pair_indices,
     sample_video_params,
     split_identities,
 )
@@ -33,7 +32,6 @@ __all__ = [
     "render_frames",
     "render_video",
     "sample_identity",
-    "sample_pair_indices",
     "sample_video_params",
     "split_identities",
 ]

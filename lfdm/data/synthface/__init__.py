@@ -4,7 +4,7 @@
 training; `split_identities` gives disjoint train/test identities. `lfdm.data.synthetic` re-exports these names.
 """
 
-from lfdm.data.synthface.dataset import SynthFaceDataset, identity_name, sample_pair_indices, split_identities
+from lfdm.data.synthface.dataset import SynthFaceDataset, identity_name, split_identities
 from lfdm.data.synthface.expressions import ACTIONS, SYNTHFACE_LABELS, VideoParams, sample_video_params
 from lfdm.data.synthface.identity import Identity, sample_identity
 from lfdm.data.synthface.render import render_frames, render_video
@@ -19,7 +19,6 @@ __all__ = [
     "render_frames",
     "render_video",
     "sample_identity",
-    "sample_pair_indices",
     "sample_video_params",
     "split_identities",
 ]

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from lfdm.data.sampling import sample_frame_pair
 from lfdm.data.synthface.expressions import SYNTHFACE_LABELS, label_index
 from lfdm.data.synthface.render import render_frames
 
@@ -35,11 +36,6 @@ def split_identities(split: str, num_identities: int, seed: int = 0) -> list[int
 def identity_name(identity_seed: int) -> str:
     """The identity's name in dataset items and folder layouts, e.g. "00042"."""
     return f"{identity_seed:05d}"
-
-
-def sample_pair_indices(num_frames: int, rng: np.random.Generator) -> np.ndarray:
-    """Two frame indices drawn with replacement and sorted (reference <= driving), as the LFAE is trained."""
-    return np.sort(rng.integers(0, num_frames, size=2))
 
 
 class SynthFaceDataset(torch.utils.data.Dataset):
@@ -75,8 +71,8 @@ class SynthFaceDataset(torch.utils.data.Dataset):
             raise ValueError(f"`length` must be a positive number of items or None; got {length}.")
         if takes < 1:
             raise ValueError(f"`takes` must be at least 1; got {takes}.")
-        if num_frames < 1:
-            raise ValueError(f"`num_frames` must be at least 1; got {num_frames}.")
+        if num_frames < (2 if view == "pair" else 1):
+            raise ValueError(f"`num_frames` must be at least 2 for pairs, 1 for clips; got {num_frames}.")
         self.labels = tuple(SYNTHFACE_LABELS if labels is None else labels)
         for label in self.labels:
             label_index(label)
@@ -112,6 +108,10 @@ class SynthFaceDataset(torch.utils.data.Dataset):
         identity = self.identities[int(rng.integers(len(self.identities)))]
         return identity, self.labels[int(rng.integers(len(self.labels)))], int(rng.integers(1 << 30))
 
+    def pair_indices(self, index: int) -> np.ndarray:
+        """Frame indices (reference, driving) of pair item `index`: drawn with replacement and sorted."""
+        return sample_frame_pair(self.num_frames, np.random.default_rng([self.seed, self.epoch, index, 0xFA1]))
+
     def __getitem__(self, index: int) -> dict:
         identity, label, take = self.video_key(index)
         item = {"label": label, "label_index": SYNTHFACE_LABELS.index(label), "identity": identity_name(identity)}
@@ -119,8 +119,7 @@ class SynthFaceDataset(torch.utils.data.Dataset):
             frames = render_frames(identity, label, take, resolution=self.resolution, num_frames=self.num_frames)
             item["video"] = rearrange(torch.from_numpy(frames).float() / 255, "f h w c -> c f h w")
             return item
-        rng = np.random.default_rng([self.seed, self.epoch, index, 0xFA1])
-        indices = sample_pair_indices(self.num_frames, rng)
+        indices = self.pair_indices(index)
         frames = render_frames(identity, label, take, indices, resolution=self.resolution, num_frames=self.num_frames)
         images = rearrange(torch.from_numpy(frames).float() / 255, "n h w c -> n c h w")
         item["reference"], item["driving"] = images[0], images[1]

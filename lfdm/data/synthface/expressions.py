@@ -171,7 +171,7 @@ def sample_video_params(identity_seed: int, label: str, take: int) -> VideoParam
     for name, value in EXPRESSION_TARGETS[label].items():
         target[ACTION_INDEX[name]] = value * expression.uniform(0.85, 1.15)
     if label == "happiness":  # smiles with closed lips, or showing teeth
-        target[ACTION_INDEX["mouth_open"]] = expression.uniform(0.0, 0.6)
+        target[ACTION_INDEX["mouth_open"]] = expression.uniform(0.15, 0.6)
     return VideoParams(
         identity_seed=int(identity_seed),
         label=label,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 T = np.linspace(0.0, 1.0, 13)  # curve parameter shared by every open curve
@@ -18,17 +20,23 @@ def curve(start, end, middle_offset: float, profile: np.ndarray = BUMP) -> np.nd
     return points
 
 
-def bezier(start, control, end, t: np.ndarray = T) -> np.ndarray:
-    """Quadratic Bezier curve (len(t), 2)."""
-    start, control, end = (np.asarray(p, float) for p in (start, control, end))
-    t = t[:, None]
-    return (1 - t) ** 2 * start + 2 * (1 - t) * t * control + t**2 * end
+def _bezier_basis(t: np.ndarray) -> np.ndarray:
+    return np.stack([(1 - t) ** 2, 2 * (1 - t) * t, t**2], -1)
 
 
-def through(start, middle, end, t: np.ndarray = T) -> np.ndarray:
-    """Quadratic Bezier curve that passes through `middle` at t = 0.5."""
-    control = 2 * np.asarray(middle, float) - (np.asarray(start, float) + np.asarray(end, float)) / 2
-    return bezier(start, control, end, t)
+_BASIS = _bezier_basis(T)
+
+
+def bezier(start, control, end, t: np.ndarray | None = None) -> np.ndarray:
+    """Quadratic Bezier curve (len(t), 2), at `T` by default."""
+    basis = _BASIS if t is None else _bezier_basis(t)
+    return basis @ np.array([start, control, end], float)
+
+
+def through(start, middle, end) -> np.ndarray:
+    """Quadratic Bezier curve (13, 2) that passes through `middle` at t = 0.5."""
+    control = (2 * middle[0] - (start[0] + end[0]) / 2, 2 * middle[1] - (start[1] + end[1]) / 2)
+    return _BASIS @ np.array([start, control, end], float)
 
 
 def ellipse(centre, radius_x: float, radius_y: float) -> np.ndarray:
@@ -38,11 +46,39 @@ def ellipse(centre, radius_x: float, radius_y: float) -> np.ndarray:
 
 def ribbon(spine: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """Polygon of a stroke of varying width (N,) around the spine (N, 2)."""
-    tangent = np.gradient(spine, axis=0)
+    tangent = np.empty_like(spine)
+    tangent[1:-1] = spine[2:] - spine[:-2]
+    tangent[0], tangent[-1] = spine[1] - spine[0], spine[-1] - spine[-2]
     normal = np.stack([-tangent[:, 1], tangent[:, 0]], -1)
     normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-9
     offset = normal * (widths[:, None] / 2)
     return np.concatenate([spine + offset, (spine - offset)[::-1]])
+
+
+FILL, LINE, CLOSED_LINE, DISC = range(4)  # shape kinds
+
+
+class ShapeList:
+    """Records shapes in face units as (kind, points (N, 2), colour, width or radius) tuples, in drawing order."""
+
+    def __init__(self):
+        self.shapes: list[tuple[int, np.ndarray, tuple, float]] = []
+
+    def fill(self, points: np.ndarray, color) -> None:
+        """Filled polygon, points (N, 2)."""
+        self.shapes.append((FILL, points, color, 0.0))
+
+    def line(self, points: np.ndarray, color, width: float, closed: bool = False) -> None:
+        """Polyline through points (N, 2); width in face units (drawn at least one pixel wide)."""
+        self.shapes.append((CLOSED_LINE if closed else LINE, points, color, width))
+
+    def circle(self, centre, radius: float, color) -> None:
+        """Filled disc; centre (2,), radius in face units."""
+        self.shapes.append((DISC, np.asarray(centre, float).reshape(1, 2), color, radius))
+
+    def draw(self, shapes) -> None:
+        """Adds recorded shapes (e.g. a cached `ShapeList.shapes`)."""
+        self.shapes.extend(shapes)
 
 
 def smoothstep(x):
@@ -50,7 +86,8 @@ def smoothstep(x):
     return x * x * (3 - 2 * x)
 
 
-def shade(color, amount: float, towards=(0, 0, 0)):
+@lru_cache(maxsize=4096)
+def shade(color: tuple, amount: float, towards: tuple = (0, 0, 0)) -> tuple:
     """`color` moved `amount` (0..1) of the way to `towards` (black by default), as an int RGB tuple."""
     return tuple(int(round(c * (1 - amount) + t * amount)) for c, t in zip(color, towards, strict=True))
 

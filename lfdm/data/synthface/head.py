@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
-from lfdm.data.synthface.geometry import drop_jaw, ellipse, shade, through
+from lfdm.data.synthface.geometry import ShapeList, drop_jaw, ellipse, shade, through
 from lfdm.data.synthface.identity import Identity
 
 _THETA = np.linspace(0.0, 2 * np.pi, 48, endpoint=False)
@@ -16,31 +18,43 @@ _HAIRLINE_X = np.linspace(1.0, -1.0, 17)  # right -> left, as a fraction of the 
 
 def head_outline(identity: Identity, jaw: float) -> np.ndarray:
     """Head polygon (48, 2): an ellipse on top, a jaw of variable squareness and chin taper below."""
+    return drop_jaw(_rest_outline(identity), identity.mouth_y, jaw)
+
+
+@lru_cache(maxsize=256)
+def _rest_outline(identity: Identity) -> np.ndarray:
     a = identity.head_half_width
     lower = _SIN > 0
     x_lower = a * np.sign(_COS) * np.abs(_COS) ** identity.jaw_power * (1 - identity.chin_taper * _SIN**2)
     points = np.empty((len(_THETA), 2))
     points[:, 0] = np.where(lower, x_lower, a * _COS)
     points[:, 1] = np.where(lower, identity.head_bottom * _SIN, identity.head_top * _SIN)
-    return drop_jaw(points, identity.mouth_y, jaw)
+    return points
 
 
 def draw_head_shape(painter, identity: Identity, jaw: float) -> np.ndarray:
     """Ears, then the head with a darker rim for shading. Returns the outline (48, 2)."""
+    painter.draw(_ears(identity))
+    outline = head_outline(identity, jaw)
+    painter.fill(outline, shade(identity.skin, 0.13))
+    painter.fill(outline * 0.93 + (-0.008, -0.012), identity.skin)
+    return outline
+
+
+@lru_cache(maxsize=256)
+def _ears(identity: Identity) -> list:
+    shapes = ShapeList()
     rim = shade(identity.skin, 0.13)
     for side in (-1, 1):
         centre = (side * identity.head_half_width * 0.98, identity.eye_y + 0.04)
-        painter.fill(ellipse(centre, 0.032, 0.052), rim)
+        shapes.fill(ellipse(centre, 0.032, 0.052), rim)
         inner = through(
             (centre[0] + side * 0.004, centre[1] - 0.03),
             (centre[0] + side * 0.016, centre[1]),
             (centre[0] + side * 0.002, centre[1] + 0.03),
         )
-        painter.line(inner, shade(identity.skin, 0.3), 0.006)
-    outline = head_outline(identity, jaw)
-    painter.fill(outline, rim)
-    painter.fill(outline * 0.93 + (-0.008, -0.012), identity.skin)
-    return outline
+        shapes.line(inner, shade(identity.skin, 0.3), 0.006)
+    return shapes.shapes
 
 
 def _hair_cap(identity: Identity, width: float, height: float, side_y: float) -> np.ndarray:
@@ -64,6 +78,12 @@ def _hairline(identity: Identity, centre_y: float, side_y: float, wave: float = 
 
 def draw_hair_back(painter, identity: Identity) -> None:
     """Hair behind the head: long hair, curly volume, a bun."""
+    painter.draw(_hair_back(identity))
+
+
+@lru_cache(maxsize=256)
+def _hair_back(identity: Identity) -> list:
+    painter = ShapeList()
     a, top = identity.head_half_width, identity.head_top
     color = shade(identity.hair_color, 0.18)
     style = identity.hair_style
@@ -85,13 +105,20 @@ def draw_hair_back(painter, identity: Identity) -> None:
         painter.fill(points, color)
     elif style == "bun":
         painter.circle((0.0, -top * 1.12), 0.075, color)
+    return painter.shapes
 
 
 def draw_hair_front(painter, identity: Identity) -> None:
     """Hair over the forehead and temples (drawn after the face)."""
+    painter.draw(_hair_front(identity))
+
+
+@lru_cache(maxsize=256)
+def _hair_front(identity: Identity) -> list:
+    painter = ShapeList()
     style = identity.hair_style
     if style == "bald":
-        return
+        return painter.shapes
     a = identity.head_half_width
     side_y = identity.eye_y - 0.015
     hairline = identity.hairline
@@ -100,7 +127,7 @@ def draw_hair_front(painter, identity: Identity) -> None:
         cap, line = _hair_cap(identity, 1.015, 1.03, side_y), _hairline(identity, hairline - 0.01, side_y)
         color = shade(identity.skin, 0.55, identity.hair_color)
     elif style == "fringe":
-        cap, line = _hair_cap(identity, 1.07, 1.1, side_y), _hairline(identity, hairline + 0.035, side_y, 0.014, 8)
+        cap, line = _hair_cap(identity, 1.07, 1.1, side_y), _hairline(identity, hairline + 0.012, side_y, 0.012, 8)
     elif style == "curly":
         cap, line = _hair_cap(identity, 1.1, 1.12, side_y), _hairline(identity, hairline, side_y, 0.008)
     else:
@@ -118,6 +145,7 @@ def draw_hair_front(painter, identity: Identity) -> None:
                 (side * a * 0.9, 0.12),
             ]
             painter.fill(np.array(strand), color)
+    return painter.shapes
 
 
 def draw_beard(painter, identity: Identity, outline: np.ndarray, jaw: float) -> None:
@@ -147,8 +175,13 @@ def draw_beard(painter, identity: Identity, outline: np.ndarray, jaw: float) -> 
 
 def draw_glasses(painter, identity: Identity) -> None:
     """Round or square frames with a bridge and temple arms."""
-    if identity.glasses is None:
-        return
+    if identity.glasses is not None:
+        painter.draw(_glasses(identity))
+
+
+@lru_cache(maxsize=256)
+def _glasses(identity: Identity) -> list:
+    painter = ShapeList()
     color, width = identity.glasses_color, 0.008
     radius_x = identity.eye_half_width * 1.35
     radius_y = identity.eye_half_width * (1.1 if identity.glasses == "round" else 0.95)
@@ -167,3 +200,4 @@ def draw_glasses(painter, identity: Identity) -> None:
         (-inner, centre_y - radius_y * 0.3), (0.0, centre_y - radius_y * 0.55), (inner, centre_y - radius_y * 0.3)
     )
     painter.line(bridge, color, width)
+    return painter.shapes

@@ -57,7 +57,7 @@ class Identity:
     background_colors: tuple[Color, Color]
     background_angle: float
     shirt_color: Color
-    # head pose offsets: (tilt degrees, dx, dy, scale factor); the head centre sits at (0.5 + dx, 0.47 + dy)
+    # head pose offsets: (tilt degrees, dx, dy, scale factor); the head centre sits at (0.5 + dx, 0.5 + dy)
     base_pose: tuple[float, float, float, float]
     # head shape
     head_half_width: float
@@ -137,11 +137,20 @@ def _background_colors(rng: np.random.Generator) -> tuple[Color, Color]:
     return _color(rgb[0, 0]), _color(rgb[1, 0])
 
 
+def _shirt_color(rng: np.random.Generator, background: tuple[Color, Color]) -> Color:
+    """A clothes colour of random hue, darker than a light background or lighter than a dark one."""
+    brightness = np.mean(background)
+    value = rng.uniform(30, 110) if brightness > 140 else rng.uniform(160, 245)
+    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(30, 200), value]]], np.uint8)
+    return _color(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+
+
 def sample_identity(seed: int) -> Identity:
     """The identity with this seed (any non-negative int); the same seed always gives the same person."""
     if seed < 0:
         raise ValueError(f"identity seeds are non-negative integers; got {seed}.")
     rng = np.random.default_rng([seed, 0x1D])
+    background = _background_colors(rng)
     skin = _skin_tone(rng)
     hair_color = _color(_HAIR_COLORS[rng.choice(len(_HAIR_COLORS), p=_HAIR_COLOR_WEIGHTS)] + rng.normal(0, 6, 3))
     hair_style = HAIR_STYLES[rng.choice(len(HAIR_STYLES), p=_HAIR_STYLE_WEIGHTS)]
@@ -157,14 +166,14 @@ def sample_identity(seed: int) -> Identity:
     return Identity(
         seed=int(seed),
         background_kind=BACKGROUND_KINDS[rng.integers(len(BACKGROUND_KINDS))],
-        background_colors=_background_colors(rng),
+        background_colors=background,
         background_angle=float(rng.uniform(0, 360)),
-        shirt_color=_color(rng.uniform(30, 230, 3)),
+        shirt_color=_shirt_color(rng, background),
         base_pose=(
             float(rng.uniform(-6, 6)),
             float(rng.uniform(-0.03, 0.03)),
-            float(rng.uniform(-0.02, 0.025)),
-            float(rng.uniform(0.9, 1.06)),
+            float(rng.uniform(-0.03, 0.01)),
+            float(rng.uniform(1.02, 1.16)),
         ),
         head_half_width=float(rng.uniform(0.235, 0.27)),
         head_top=float(rng.uniform(0.29, 0.33)),
@@ -172,7 +181,7 @@ def sample_identity(seed: int) -> Identity:
         jaw_power=float(rng.uniform(0.55, 1.0)),
         chin_taper=float(rng.uniform(0.05, 0.3)),
         skin=skin,
-        blush=float(rng.uniform(0.05, 0.25)),
+        blush=float(rng.uniform(0.03, 0.15)),
         hair_style=hair_style,
         hair_color=hair_color,
         hairline=float(rng.uniform(-0.2, -0.17)),
@@ -216,7 +225,7 @@ def pose_matrix(identity: Identity, pose, size: int) -> np.ndarray:
     cos, sin = np.cos(angle) * factor, np.sin(angle) * factor
     pivot_x, pivot_y = 0.0, 0.3
     centre_x = (0.5 + base_dx + dx) * size
-    centre_y = (0.47 + base_dy + dy) * size
+    centre_y = (0.5 + base_dy + dy) * size
     # p -> centre + pivot*factor + R*S*(p - pivot)
     offset_x = centre_x + pivot_x * factor - (cos * pivot_x - sin * pivot_y)
     offset_y = centre_y + pivot_y * factor - (sin * pivot_x + cos * pivot_y)
@@ -244,6 +253,21 @@ def _fill(canvas: np.ndarray, points: np.ndarray, color: Color, shift: int = 4) 
     cv2.fillPoly(canvas, [np.round(points * (1 << shift)).astype(np.int32)], color, cv2.LINE_AA, shift)
 
 
+# Shoulders around the neck point (0, 0.3), in face units: sloping from the neck to the image border.
+_SHOULDERS = [
+    (-1.3, 1.0),
+    (-1.3, 0.36),
+    (-0.6, 0.2),
+    (-0.36, 0.13),
+    (-0.16, 0.09),
+    (0.16, 0.09),
+    (0.36, 0.13),
+    (0.6, 0.2),
+    (1.3, 0.36),
+    (1.3, 1.0),
+]
+
+
 @lru_cache(maxsize=64)
 def static_layer(identity: Identity, size: int) -> np.ndarray:
     """The parts that never move, uint8 (size, size, 3): background, shoulders and neck (read-only, cached)."""
@@ -258,15 +282,11 @@ def static_layer(identity: Identity, size: int) -> np.ndarray:
         return np.array(points, float) * scale + (neck_x, neck_y)
 
     half = identity.head_half_width
-    shoulder = to_pixels(
-        [(-1.2, 0.9), (-1.2, 0.28), (-0.75, 0.16), (-0.3, 0.08), (0.3, 0.08), (0.75, 0.16), (1.2, 0.28), (1.2, 0.9)]
-    )
-    neck_color = _mix(identity.skin, (40, 20, 20), 0.22)
-    _fill(canvas, shoulder, identity.shirt_color)
-    neck = to_pixels([(-0.42 * half, -0.25), (0.42 * half, -0.25), (0.45 * half, 0.1), (0.0, 0.2), (-0.45 * half, 0.1)])
-    _fill(canvas, neck, neck_color)
-    collar = to_pixels([(-0.5 * half, 0.075), (0.5 * half, 0.075), (0.0, 0.21)])
-    _fill(canvas, collar, _mix(identity.shirt_color, (0, 0, 0), 0.35))
-    _fill(canvas, to_pixels([(-0.44 * half, 0.077), (0.44 * half, 0.077), (0.0, 0.19)]), neck_color)
+    neck_color = _mix(identity.skin, (40, 20, 20), 0.2)
+    _fill(canvas, to_pixels(_SHOULDERS), identity.shirt_color)
+    neck = [(-0.5 * half, -0.25), (0.5 * half, -0.25), (0.52 * half, 0.05), (0.6 * half, 0.1)]
+    neck += [(x * 0.6 * half, 0.1 + 0.06 * (1 - x * x)) for x in np.linspace(1, -1, 9)]
+    neck += [(-0.6 * half, 0.1), (-0.52 * half, 0.05)]
+    _fill(canvas, to_pixels(neck), neck_color)
     canvas.setflags(write=False)
     return canvas

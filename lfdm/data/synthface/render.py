@@ -14,45 +14,42 @@ import numpy as np
 
 from lfdm.data.synthface import features, head
 from lfdm.data.synthface.expressions import ACTIONS, animate, label_index, sample_video_params
+from lfdm.data.synthface.geometry import CLOSED_LINE, DISC, FILL, ShapeList
 from lfdm.data.synthface.identity import Identity, pose_matrix, sample_identity, static_layer
 
 SHIFT = 4  # fractional bits of the fixed-point pixel coordinates given to OpenCV
 _ONE = 1 << SHIFT
 
 
-class Painter:
-    """Draws shapes given in face units onto a canvas through a 2x3 affine map (face units -> pixels)."""
+class Painter(ShapeList):
+    """Collects shapes given in face units, then draws them in order through a 2x3 affine map (face units ->
+    pixels). Mapping every point of a frame with one matrix product keeps the per-shape cost to the OpenCV call."""
 
     def __init__(self, canvas: np.ndarray, matrix: np.ndarray):
+        super().__init__()
         self.canvas = canvas
-        self._linear = matrix[:, :2].T * _ONE
-        self._offset = matrix[:, 2] * _ONE
+        self._matrix = matrix
         self.scale = math.hypot(matrix[0, 0], matrix[1, 0])  # pixels per face unit
 
-    def _pixels(self, points: np.ndarray) -> np.ndarray:
-        return np.rint(points @ self._linear + self._offset).astype(np.int32)
-
-    def fill(self, points: np.ndarray, color) -> None:
-        """Filled polygon, points (N, 2)."""
-        cv2.fillPoly(self.canvas, [self._pixels(points)], color, cv2.LINE_AA, SHIFT)
-
-    def line(self, points: np.ndarray, color, width: float, closed: bool = False) -> None:
-        """Polyline through points (N, 2); width in face units (at least one pixel)."""
-        thickness = max(1, int(round(width * self.scale)))
-        cv2.polylines(self.canvas, [self._pixels(points)], closed, color, thickness, cv2.LINE_AA, SHIFT)
-
-    def circle(self, centre, radius: float, color) -> None:
-        """Filled disc; centre (2,), radius in face units."""
-        centre = self._pixels(np.asarray(centre, float)[None])[0]
-        cv2.circle(
-            self.canvas,
-            (int(centre[0]), int(centre[1])),
-            int(radius * self.scale * _ONE),
-            color,
-            -1,
-            cv2.LINE_AA,
-            SHIFT,
-        )
+    def flush(self) -> None:
+        """Draws everything collected so far, in order, onto the canvas."""
+        if not self.shapes:
+            return
+        points = np.concatenate([shape[1] for shape in self.shapes])
+        pixels = np.rint(points @ (self._matrix[:, :2].T * _ONE) + self._matrix[:, 2] * _ONE).astype(np.int32)
+        start = 0
+        for kind, shape_points, color, width in self.shapes:
+            shape = pixels[start : start + len(shape_points)]
+            start += len(shape_points)
+            if kind == FILL:
+                cv2.fillPoly(self.canvas, [shape], color, cv2.LINE_AA, SHIFT)
+            elif kind == DISC:
+                centre = (int(shape[0, 0]), int(shape[0, 1]))
+                cv2.circle(self.canvas, centre, int(width * self.scale * _ONE), color, -1, cv2.LINE_AA, SHIFT)
+            else:
+                thickness = max(1, int(round(width * self.scale)))
+                cv2.polylines(self.canvas, [shape], kind == CLOSED_LINE, color, thickness, cv2.LINE_AA, SHIFT)
+        self.shapes.clear()
 
 
 def supersampling(resolution: int) -> int:
@@ -116,6 +113,7 @@ def render_frames(
         np.copyto(canvas, background)
         painter = Painter(canvas, pose_matrix(identity, states.pose[k], size))
         draw_head(painter, identity, states.actions[k], float(states.blink[k]), states.gaze[k], params.side)
+        painter.flush()
         frames[k] = cv2.resize(canvas, (resolution, resolution), interpolation=cv2.INTER_AREA)
     return frames
 
