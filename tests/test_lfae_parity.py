@@ -173,6 +173,14 @@ def test_batched_decode_equals_official_per_frame_decode(model, io):
     _assert_matches(batched.prediction[0::frames], io, "out.generator.forward_with_flow_ext.prediction")
 
 
+def test_fresh_model_builds_the_official_blur_kernels():
+    checkpoint = torch.load(PARITY / "lfae_official.pth", map_location="cpu", weights_only=True)
+    fresh = LatentFlowAutoencoder(**lfae_config_from_official(SETUP["model_params"], SETUP["image_size"]))
+    assert torch.equal(fresh.region_predictor.down.weight, checkpoint["region_predictor"]["down.weight"])
+    flow_blur = checkpoint["generator"]["pixelwise_flow_predictor.down.weight"]
+    assert torch.equal(fresh.flow_predictor.down.weight, flow_blur)
+
+
 # --- checkpoint loading ----------------------------------------------------------------------------------------------
 
 

@@ -184,19 +184,15 @@ class AntiAliasDownsample(nn.Module):
 
     def __init__(self, channels: int, scale: float):
         super().__init__()
-        stride = round(1 / scale)
-        if scale <= 0 or scale > 1 or abs(stride * scale - 1) > 1e-6:
+        if not 0 < scale <= 1 or abs(round(1 / scale) * scale - 1) > 1e-6:
             raise ValueError(f"scale must be 1 / n for an integer n >= 1 (0.25, 0.5, 1); got {scale}.")
-        self.stride = stride
+        self.stride = round(1 / scale)
         sigma = (1 / scale - 1) / 2
         kernel_size = 2 * round(sigma * 4) + 1
         self.padding = kernel_size // 2
-        positions = torch.arange(kernel_size, dtype=torch.float32)
-        kernel_1d = torch.exp(-((positions - (kernel_size - 1) / 2) ** 2) / (2 * sigma**2)) if sigma > 0 else None
-        if kernel_1d is None:
-            kernel = torch.ones(1, 1)
-        else:
-            kernel = rearrange(kernel_1d, "i -> i 1") * rearrange(kernel_1d, "j -> 1 j")
+        offsets = torch.arange(kernel_size, dtype=torch.float32) - (kernel_size - 1) / 2
+        gaussian = torch.exp(-(offsets**2) / (2 * sigma**2)) if sigma > 0 else torch.ones(1)
+        kernel = rearrange(gaussian, "i -> i 1") * rearrange(gaussian, "j -> 1 j")
         kernel = kernel / kernel.sum()
         self.register_buffer("weight", kernel.expand(channels, 1, *kernel.shape).contiguous())
 
