@@ -193,6 +193,12 @@ def test_sizes_that_do_not_fit_raise(overrides, hint):
         (lambda m: m.decode(_images(2, 0), torch.zeros(3, 8, 8, 2), torch.ones(3, 1, 8, 8)), "multiple"),
         (lambda m: m.decode(_images(1, 0), torch.zeros(2, 8, 8, 2), torch.ones(2, 8, 8)), "unsqueeze"),
         (lambda m: m.decode(_images(1, 0), torch.zeros(2, 16, 16, 2), torch.ones(2, 1, 16, 16)), "flow must be"),
+        (
+            lambda m: m.decode(
+                _images(1, 0), torch.zeros(2, 8, 8, 2), torch.ones(2, 1, 8, 8), features=m.encode_pyramid(_images(2, 0))
+            ),
+            "same references",
+        ),
     ],
 )
 def test_wrong_input_shapes_raise_with_a_hint(model, call, hint):

@@ -234,6 +234,11 @@ class LatentFlowAutoencoder(ModelMixin, ConfigMixin):
                 f"the number of flows ({frames}) must be a multiple of the number of references ({batch}): "
                 "frames are grouped (b f), k flows per reference."
             )
+        if features is not None and features[-1].shape[0] != batch:
+            raise ValueError(
+                f"`features` belong to {features[-1].shape[0]} images but `reference` has {batch}; pass "
+                "encode_pyramid(reference) of the same references."
+            )
         pyramid = features if features is not None else self.generator.encode_pyramid(reference)
         per_reference = frames // batch
         if per_reference > 1:
