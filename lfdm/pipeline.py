@@ -1,0 +1,444 @@
+"""`LFDMPipeline`: one image and action labels in, one video per label out (paper, Sec. 3.3, inference).
+
+Notation (variable -> paper):
+- `latents` -> the DM variable x_t, (B, 3, F, h, w) with channels [flow_x, flow_y, 2*occlusion - 1];
+- `pred_original_sample` -> the model's clean estimate x_0 at step t (after dynamic thresholding);
+- `image_features` -> z_0 = Phi(x_0), the LFAE encoder's features of the input image, (B, C, h, w);
+- `label_embeddings` -> e(y), (B, 768); the null embedding stands for the empty condition of guidance.
+
+Where the constants live (one place each, saved with the weights): the label list in the label encoder's config,
+the image and latent size in the LFAE's config, the number of frames in the U-Net's config (`num_frames`, the
+length it was trained on; the network itself accepts any length, so `__call__` can override it).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from einops import rearrange, repeat
+
+from lfdm.guidance import guided_noise
+from lfdm.images import load_image, preprocess_image
+from lfdm.latents import latents_to_flows
+from lfdm.models.labels import LabelEncoder
+from lfdm.models.lfae import LatentFlowAutoencoder
+from lfdm.models.unet3d import FlowUNet3D
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LFDMPipeline", "LFDMPipelineOutput", "load_pipeline", "load_image", "preprocess_image"]
+
+# Sampling steps when the caller gives none, by scheduler class (lfdm.schedulers.DEFAULT_STEPS by name).
+_DEFAULT_STEPS = {
+    "DDPMScheduler": 1000,
+    "DDIMScheduler": 50,
+    "DPMSolverMultistepScheduler": 25,
+    "UniPCMultistepScheduler": 25,
+}
+
+
+@dataclass
+class LFDMPipelineOutput(BaseOutput):
+    """What `LFDMPipeline.__call__` returns; B = number of labels, F = frames, S = sampling steps run.
+
+    Args:
+        frames: (B, F, H, W, 3) generated video, float32 in [0, 1] (numpy, or a tensor for `output_type="pt"`).
+        warped: (B, F, H, W, 3) the input image warped by each frame's flow, before the decoder inpaints.
+        flows: (B, F, h, w, 2) absolute backward sampling grids in [-1, 1], x first.
+        occlusions: (B, F, h, w) occlusion maps in [0, 1], 1 = visible.
+        labels: the B labels, in order.
+        trace_flows: (S, B, F, h, w, 2) each step's predicted clean flows (`return_step_trace=True`), else None.
+        trace_occlusions: (S, B, F, h, w) each step's predicted clean occlusion maps, else None.
+        trace_timesteps: (S,) int64 the scheduler timestep of each traced step, else None.
+        interrupted: True when `pipe.interrupt` stopped sampling early (the video is then decoded from the last
+            step's clean estimate).
+    """
+
+    frames: np.ndarray | torch.Tensor
+    warped: np.ndarray | torch.Tensor
+    flows: np.ndarray | torch.Tensor
+    occlusions: np.ndarray | torch.Tensor
+    labels: list[str]
+    trace_flows: np.ndarray | torch.Tensor | None = None
+    trace_occlusions: np.ndarray | torch.Tensor | None = None
+    trace_timesteps: np.ndarray | torch.Tensor | None = None
+    interrupted: bool = False
+
+
+def predicted_clean_sample(scheduler, model_output: torch.Tensor, timestep, sample: torch.Tensor) -> torch.Tensor:
+    """x_0 from the model output at `timestep`, as DDPM/DDIM compute it (Ho et al. 2020, eq. 15).
+
+    For schedulers whose step output has no `pred_original_sample` (DPM-Solver++, UniPC), so that every scheduler
+    gives callbacks and the trace the same quantity: x0 = (x_t - sqrt(1 - acp_t) eps) / sqrt(acp_t), then the
+    scheduler's own dynamic thresholding (or clipping) when its config turns it on.
+    """
+    alpha_prod = scheduler.alphas_cumprod.to(device=sample.device, dtype=sample.dtype)[int(timestep)]
+    beta_prod = 1 - alpha_prod
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type == "epsilon":
+        x0 = (sample - beta_prod.sqrt() * model_output) / alpha_prod.sqrt()
+    elif prediction_type == "v_prediction":
+        x0 = alpha_prod.sqrt() * sample - beta_prod.sqrt() * model_output
+    elif prediction_type == "sample":
+        x0 = model_output
+    else:
+        raise ValueError(
+            f"prediction_type {prediction_type!r} is not supported; use 'epsilon', 'v_prediction' or 'sample'."
+        )
+    if getattr(scheduler.config, "thresholding", False):
+        return scheduler._threshold_sample(x0)
+    if getattr(scheduler.config, "clip_sample", False):
+        limit = scheduler.config.clip_sample_range
+        return x0.clamp(-limit, limit)
+    return x0
+
+
+def _check_components(lfae, unet, label_encoder) -> None:
+    """The three models must fit together; a mismatch means a wrongly assembled or converted pipeline."""
+    if unet.config.feature_channels != lfae.feature_channels:
+        raise ValueError(
+            f"the U-Net takes {unet.config.feature_channels}-channel image features but the LFAE makes "
+            f"{lfae.feature_channels}; build the U-Net with feature_channels={lfae.feature_channels}."
+        )
+    if unet.config.label_dim != label_encoder.config.embedding_dim:
+        raise ValueError(
+            f"the U-Net takes {unet.config.label_dim}-d label embeddings but the label encoder makes "
+            f"{label_encoder.config.embedding_dim}-d ones; they must agree."
+        )
+    if unet.config.sample_size != lfae.latent_size:
+        logger.warning(
+            "the U-Net config says sample_size=%d but the LFAE's latents are %d wide; using the LFAE's.",
+            unet.config.sample_size,
+            lfae.latent_size,
+        )
+
+
+class LFDMPipeline(DiffusionPipeline):
+    r"""Latent flow diffusion: image + action label -> video (Ni et al., CVPR 2023).
+
+    Components: `lfae` (`LatentFlowAutoencoder`), `unet` (`FlowUNet3D`), `scheduler` (any diffusers scheduler of
+    the DDPM family: DDPM, DDIM, DPM-Solver++, UniPC), `label_encoder` (`LabelEncoder`).
+
+    Swap the sampler with `pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)`. Set
+    `pipe.interrupt = True` from a callback to stop sampling early: the video is then decoded from the last step's
+    clean estimate and the output says `interrupted=True`.
+    """
+
+    model_cpu_offload_seq = "lfae->label_encoder->unet->lfae"
+    _callback_tensor_inputs = ["latents", "pred_original_sample"]
+
+    def __init__(
+        self,
+        lfae: LatentFlowAutoencoder,
+        unet: FlowUNet3D,
+        scheduler,
+        label_encoder: LabelEncoder,
+    ):
+        super().__init__()
+        _check_components(lfae, unet, label_encoder)
+        self.register_modules(lfae=lfae, unet=unet, scheduler=scheduler, label_encoder=label_encoder)
+        self._interrupt = False
+
+    # --- what the model knows -------------------------------------------------------------------------------------
+
+    @property
+    def labels(self) -> list[str]:
+        """The action labels this model was trained on (from the label encoder's config)."""
+        return list(self.label_encoder.config.labels)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames per video by default: the clip length the U-Net was trained on (its config)."""
+        return int(self.unet.config.num_frames)
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square frames, pixels (from the LFAE's config)."""
+        return int(self.lfae.config.image_size)
+
+    @property
+    def latent_size(self) -> int:
+        """Side of the square flow and occlusion maps (h = w)."""
+        return int(self.lfae.latent_size)
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    @interrupt.setter
+    def interrupt(self, value: bool) -> None:
+        self._interrupt = bool(value)
+
+    # --- steps of __call__ ----------------------------------------------------------------------------------------
+
+    def check_inputs(
+        self, labels, num_inference_steps, guidance_scale, output_type, decode_chunk_size, tensor_inputs, num_frames
+    ):
+        if not labels:
+            raise ValueError(f"`label` is empty; give at least one of {self.labels}.")
+        unknown = [label for label in labels if label not in self.labels]
+        if unknown:
+            raise ValueError(f"unknown label(s) {unknown}; this model knows {self.labels}.")
+        if num_inference_steps is not None and (
+            int(num_inference_steps) != num_inference_steps or num_inference_steps < 1
+        ):
+            raise ValueError(f"`num_inference_steps` must be a whole number >= 1; got {num_inference_steps}.")
+        if not np.isfinite(guidance_scale) or guidance_scale < 0:
+            raise ValueError(
+                f"`guidance_scale` must be a finite number >= 0 (1.0 = no guidance); got {guidance_scale}."
+            )
+        if output_type not in ("np", "pt"):
+            raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}.")
+        if int(num_frames) != num_frames or num_frames < 1:
+            raise ValueError(f"`num_frames` must be a whole number >= 1; got {num_frames}.")
+        if decode_chunk_size is not None and decode_chunk_size < 1:
+            raise ValueError(f"`decode_chunk_size` must be >= 1 or None (all frames at once); got {decode_chunk_size}.")
+        bad = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
+        if bad:
+            raise ValueError(
+                f"callback tensor inputs {bad} are not available; choose from {self._callback_tensor_inputs}."
+            )
+
+    def preprocess_image(self, image) -> torch.Tensor:
+        """Any user image -> (1, 3, S, S) in [0, 1] on the execution device, S = `image_size`."""
+        pixels = preprocess_image(image, self.image_size)
+        return pixels.to(device=self._execution_device, dtype=self.lfae.dtype)
+
+    def encode_image(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        """The LFAE encoder pyramid of the (1, 3, H, W) image, finest first; the last entry is z_0 (1, C, h, w)."""
+        return self.lfae.encode_pyramid(pixels)
+
+    def encode_labels(self, labels: list[str]) -> torch.Tensor:
+        """labels -> e(y) (B, 768) in the U-Net's dtype."""
+        embeddings = self.label_encoder(labels)
+        return embeddings.to(device=self._execution_device, dtype=self.unet.dtype)
+
+    def prepare_latents(self, batch_size: int, num_frames: int, generator, device) -> torch.Tensor:
+        """Gaussian noise x_T (B, 3, F, h, w), float32, scaled by the scheduler's initial sigma."""
+        shape = (batch_size, 3, int(num_frames), self.latent_size, self.latent_size)
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"got {len(generator)} generators for {batch_size} labels; pass one per label, or one.")
+        latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+        return latents * self.scheduler.init_noise_sigma
+
+    def predict_noise(self, latents, timestep, image_features, label_embeddings, guidance_scale) -> torch.Tensor:
+        """eps_theta(x_t, t, z_0, e(y)) (B, 3, F, h, w), float32.
+
+        `guidance_scale == 1` makes one conditional U-Net pass; anything else makes ONE batched pass over
+        [null; cond] and mixes the halves (`lfdm.guidance.guided_noise`, the official `forward_with_cond_scale`).
+        """
+        model_input = self.scheduler.scale_model_input(latents, timestep).to(self.unet.dtype)
+        timesteps = timestep.to(latents.device).expand(latents.shape[0])
+        noise = guided_noise(self.unet, model_input, timesteps, image_features, label_embeddings, guidance_scale)
+        return noise.float()
+
+    def decode_flows(self, pixels, pyramid, flows, occlusions, chunk_size: int | None):
+        """Warp and decode every frame: flows (B, F, h, w, 2), occlusions (B, F, h, w) -> frames, warped
+        (B, F, 3, H, W) in [0, 1]. All B*F frames go through the LFAE decoder in batched calls of `chunk_size`
+        frames, re-using the encoder pyramid of the one reference image."""
+        batch_size = flows.shape[0]
+        flat_flows = rearrange(flows, "b f h w c -> (b f) h w c").to(self.lfae.dtype)
+        flat_occlusions = rearrange(occlusions, "b f h w -> (b f) 1 h w").to(self.lfae.dtype)
+        chunk_size = chunk_size or flat_flows.shape[0]
+        frames, warped = [], []
+        for start in range(0, flat_flows.shape[0], chunk_size):
+            end = start + chunk_size
+            decoded = self.lfae.decode(pixels, flat_flows[start:end], flat_occlusions[start:end], features=pyramid)
+            frames.append(decoded.prediction.float())
+            warped.append(decoded.warped.float())
+        # (b f) c H W -> b f c H W
+        unflatten = lambda parts: rearrange(torch.cat(parts), "(b f) c h w -> b f c h w", b=batch_size)
+        return unflatten(frames), unflatten(warped)
+
+    def _step_kwargs(self, generator) -> dict:
+        """DDPM and DDIM(eta > 0) add noise in `step` and take the generator; DPM-Solver++ and UniPC do not."""
+        return {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+
+    def _default_steps(self) -> int:
+        return _DEFAULT_STEPS.get(type(self.scheduler).__name__, 50)
+
+    # --- the call -------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image,
+        label: str | Sequence[str],
+        num_inference_steps: int | None = None,
+        guidance_scale: float = 1.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "np",
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        decode_chunk_size: int | None = None,
+        return_step_trace: bool = False,
+        num_frames: int | None = None,
+        return_dict: bool = True,
+    ) -> LFDMPipelineOutput | tuple:
+        r"""Generate one video per label from one image.
+
+        Args:
+            image: PIL image, numpy array (H, W[, 1|3|4], uint8/uint16/float in [0, 1]), tensor (3, H, W) or
+                (1, 3, H, W) in [0, 1], or a file path. Any size and mode: converted to RGB, resized with its aspect
+                kept and padded black to the model's square size, as the training frames were.
+            label: one label or a list; one video per label, sampled as one batch.
+            num_inference_steps: sampling steps; None = the scheduler's usual count (DDPM 1000, DDIM 50,
+                DPM-Solver++ / UniPC 25).
+            guidance_scale: classifier-free guidance weight; 1.0 = plain conditional sampling (one U-Net pass per
+                step, as the paper samples), other values cost two passes per step, batched into one call.
+            generator: a torch.Generator, or one per label, for reproducible videos.
+            output_type: "np" (numpy float32) or "pt" (CPU tensors).
+            callback_on_step_end: `fn(pipe, step_index, timestep, callback_kwargs) -> dict | None`, called once
+                per step; `callback_kwargs` holds the tensors named in `callback_on_step_end_tensor_inputs`
+                ("latents" x_{t-1}, "pred_original_sample" x_0, both (B, 3, F, h, w)). A returned "latents"
+                replaces x_{t-1}. Setting `pipe.interrupt = True` stops sampling after that step.
+            decode_chunk_size: frames per LFAE decoder call (None = all B*F frames in one call).
+            return_step_trace: also return every step's predicted clean flows and occlusion maps.
+            num_frames: video length; None = `pipe.num_frames`, the length the model was trained on.
+            return_dict: False gives the tuple (frames, warped, flows, occlusions).
+
+        Returns:
+            `LFDMPipelineOutput` (see its fields for shapes).
+        """
+        labels = [label] if isinstance(label, str) else list(label)
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        # 1. Check inputs. Raise error if not correct
+        num_frames = self.num_frames if num_frames is None else num_frames
+        self.check_inputs(
+            labels,
+            num_inference_steps,
+            guidance_scale,
+            output_type,
+            decode_chunk_size,
+            callback_on_step_end_tensor_inputs,
+            num_frames,
+        )
+        self._interrupt = False
+        device = self._execution_device
+        batch_size = len(labels)
+
+        # 2. Image -> (1, 3, H, W) in [0, 1] -> encoder pyramid; z_0 repeated once per label
+        pixels = self.preprocess_image(image)
+        pyramid = self.encode_image(pixels)
+        image_features = repeat(pyramid[-1], "1 c h w -> b c h w", b=batch_size).to(self.unet.dtype)
+
+        # 3. Labels -> e(y) (B, 768)
+        label_embeddings = self.encode_labels(labels)
+
+        # 4. Timesteps and the starting noise x_T
+        self.scheduler.set_timesteps(int(num_inference_steps or self._default_steps()), device=device)
+        timesteps = self.scheduler.timesteps
+        latents = self.prepare_latents(batch_size, num_frames, generator, device)
+        step_kwargs = self._step_kwargs(generator)
+
+        # 5. Denoising loop (paper Alg. 2 with a swappable scheduler)
+        trace, traced_timesteps, clean = [], [], None
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for step_index, timestep in enumerate(timesteps):
+                noise = self.predict_noise(latents, timestep, image_features, label_embeddings, guidance_scale)
+                step = self.scheduler.step(noise, timestep, latents, **step_kwargs)
+                clean = getattr(step, "pred_original_sample", None)
+                if clean is None:
+                    clean = predicted_clean_sample(self.scheduler, noise, timestep, latents)
+                latents = step.prev_sample
+                if return_step_trace:
+                    trace.append(clean.float().cpu())
+                    traced_timesteps.append(int(timestep))
+                if callback_on_step_end is not None:
+                    tensors = {"latents": latents, "pred_original_sample": clean}
+                    callback_kwargs = {name: tensors[name] for name in callback_on_step_end_tensor_inputs}
+                    outputs = callback_on_step_end(self, step_index, timestep, callback_kwargs) or {}
+                    latents = outputs.get("latents", latents)
+                progress_bar.update()
+                if self.interrupt:
+                    logger.info("sampling interrupted after %d of %d steps", step_index + 1, len(timesteps))
+                    break
+
+        # 6. Final x_0 -> flows (B, F, h, w, 2) and occlusions (B, F, h, w); interrupted: the last clean estimate
+        interrupted = self.interrupt
+        flows, occlusions = latents_to_flows(clean if interrupted else latents)
+
+        # 7. Warp and decode every frame in batched LFAE calls
+        frames, warped = self.decode_flows(pixels, pyramid, flows, occlusions, decode_chunk_size)
+        self.maybe_free_model_hooks()
+        return self._make_output(
+            frames, warped, flows, occlusions, labels, trace, traced_timesteps, interrupted, output_type, return_dict
+        )
+
+    def _make_output(
+        self, frames, warped, flows, occlusions, labels, trace, traced_timesteps, interrupted, output_type, return_dict
+    ):
+        # b f c H W -> b f H W c: numpy frame layout
+        frames = rearrange(frames, "b f c h w -> b f h w c").clamp(0, 1).cpu()
+        warped = rearrange(warped, "b f c h w -> b f h w c").clamp(0, 1).cpu()
+        flows, occlusions = flows.float().cpu(), occlusions.float().cpu()
+        trace_flows = trace_occlusions = trace_timesteps = None
+        if trace:
+            # each step's x_0 (B, 3, F, h, w) -> flows and occlusions, stacked over steps
+            trace_flows, trace_occlusions = latents_to_flows(torch.stack(trace).flatten(0, 1))
+            steps = len(trace)
+            trace_flows = trace_flows.unflatten(0, (steps, -1))
+            trace_occlusions = trace_occlusions.unflatten(0, (steps, -1))
+            trace_timesteps = torch.tensor(traced_timesteps, dtype=torch.int64)
+        arrays = [frames, warped, flows, occlusions, trace_flows, trace_occlusions, trace_timesteps]
+        if output_type == "np":
+            arrays = [None if array is None else array.numpy() for array in arrays]
+        frames, warped, flows, occlusions, trace_flows, trace_occlusions, trace_timesteps = arrays
+        if not return_dict:
+            return frames, warped, flows, occlusions
+        return LFDMPipelineOutput(
+            frames=frames,
+            warped=warped,
+            flows=flows,
+            occlusions=occlusions,
+            labels=labels,
+            trace_flows=trace_flows,
+            trace_occlusions=trace_occlusions,
+            trace_timesteps=trace_timesteps,
+            interrupted=interrupted,
+        )
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def load_pipeline(path_or_repo, device: str = "auto", dtype: torch.dtype | None = None) -> LFDMPipeline:
+    """Load a pipeline folder written by `save_pretrained`, or a Hugging Face Hub repo id, onto a device.
+
+    A local folder is used when it exists (no network); anything else is taken as a repo id (`HF_HUB_OFFLINE=1`
+    then uses only the local cache). `device="auto"` picks CUDA when available, else the CPU; `dtype` defaults to
+    float32. On the CPU torch gets no more threads than the CPUs this process may use (containers often report
+    the host's count).
+    """
+    source = os.fspath(path_or_repo)
+    if os.path.isfile(source):
+        raise FileNotFoundError(f"{source!r} is a file; pass the pipeline folder that holds model_index.json.")
+    if os.path.isdir(source) and not os.path.isfile(os.path.join(source, "model_index.json")):
+        raise FileNotFoundError(f"{source!r} has no model_index.json; pass a folder written by save_pretrained.")
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    dtype = dtype or torch.float32
+    try:
+        pipe = LFDMPipeline.from_pretrained(source, torch_dtype=dtype)
+    except OSError as error:  # huggingface_hub: unknown repo, no network, not in the cache
+        raise FileNotFoundError(
+            f"no pipeline folder {source!r} here and none could be loaded from the Hugging Face Hub ({error})."
+        ) from error
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), _available_cpus())))
+    logger.info("loaded %s on %s as %s", source, device, dtype)
+    return pipe.to(device)

@@ -1,0 +1,105 @@
+"""Tiny randomly initialised pipelines for tests and demos of the plumbing (not of quality).
+
+    pipe = make_tiny_pipeline()                  # 32 px frames, 8x8 latents, 4 frames, 3 labels, DDIM
+    video = pipe(image, "smile", num_inference_steps=2).frames   # (1, 4, 32, 32, 3)
+
+Everything is seeded, so two calls with the same arguments build the same weights. A forward pass takes
+milliseconds on a CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from lfdm.models.labels import LabelEncoder
+from lfdm.models.lfae import LatentFlowAutoencoder
+from lfdm.models.unet3d import FlowUNet3D
+from lfdm.pipeline import LFDMPipeline
+from lfdm.schedulers import make_scheduler
+
+TINY_LABELS = ("smile", "frown", "surprise")
+
+
+def make_tiny_lfae(image_size: int = 32) -> LatentFlowAutoencoder:
+    """An LFAE with a few channels per layer; latents are image_size / 4 wide."""
+    return LatentFlowAutoencoder(
+        image_size=image_size,
+        num_regions=3,
+        region_block_expansion=4,
+        region_max_features=16,
+        region_num_blocks=3,
+        background_block_expansion=4,
+        background_max_features=16,
+        background_num_blocks=3,
+        block_expansion=4,
+        max_features=16,
+        num_down_blocks=2,
+        num_bottleneck_blocks=1,
+        flow_block_expansion=4,
+        flow_max_features=16,
+        flow_num_blocks=3,
+    )
+
+
+def make_tiny_unet(feature_channels: int, *, label_dim: int, num_frames: int, sample_size: int) -> FlowUNet3D:
+    """A two-level U-Net (dim 8, mults (1, 2)) with small attention heads."""
+    return FlowUNet3D(
+        dim=8,
+        dim_mults=(1, 2),
+        feature_channels=feature_channels,
+        label_dim=label_dim,
+        attn_heads=2,
+        attn_dim_head=8,
+        spatial_attn_dim_head=8,
+        init_kernel_size=3,
+        num_frames=num_frames,
+        sample_size=sample_size,
+    )
+
+
+def make_tiny_pipeline(
+    seed: int = 0,
+    labels: Sequence[str] = TINY_LABELS,
+    num_frames: int = 4,
+    image_size: int = 32,
+    *,
+    label_dim: int = 16,
+    scheduler: str = "ddim",
+) -> LFDMPipeline:
+    """A complete `LFDMPipeline` with random weights (seeded), in eval mode on the CPU, float32.
+
+    The U-Net's output is scaled up (its last convolutions re-drawn with a larger spread), so that the labels and
+    the noise visibly change the flows even after a few sampling steps: tests can tell videos apart.
+    """
+    generator_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        lfae = make_tiny_lfae(image_size)
+        unet = make_tiny_unet(
+            lfae.feature_channels, label_dim=label_dim, num_frames=num_frames, sample_size=lfae.latent_size
+        )
+        for head in (unet.flow_head[-1], unet.occlusion_head[-1]):
+            torch.nn.init.normal_(head.weight, std=0.5)
+        label_encoder = LabelEncoder(labels=list(labels), embedding_dim=label_dim, learned=True)
+    finally:
+        torch.random.set_rng_state(generator_state)  # building a test model leaves the global RNG alone
+    pipe = LFDMPipeline(
+        lfae=lfae.eval(), unet=unet.eval(), scheduler=make_scheduler(scheduler), label_encoder=label_encoder.eval()
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def make_test_image(size: int = 48, seed: int = 0) -> np.ndarray:
+    """A smooth colourful uint8 (size, size, 3) picture with a bright disc, deterministic in `seed`."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+    colors = rng.uniform(0.2, 0.8, (3, 3))
+    image = colors[0] * xs[..., None] + colors[1] * ys[..., None] + colors[2] * (1 - xs[..., None]) * 0.5
+    centre = rng.uniform(0.3, 0.7, 2)
+    disc = ((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) < 0.04
+    image[disc] = 1.0
+    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
