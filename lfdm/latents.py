@@ -27,8 +27,13 @@ def latents_to_flows(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def identity_grid(height: int, width: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
-    """The identity sampling grid (h, w, 2), x first, `linspace(-1, 1)` over pixel centres (MRAA's convention)."""
-    ys = torch.linspace(-1, 1, height, device=device, dtype=dtype)
-    xs = torch.linspace(-1, 1, width, device=device, dtype=dtype)
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    """The identity sampling grid (h, w, 2), x first, over pixel centres in [-1, 1] (MRAA's convention).
+
+    Computed as `2 * (i / (n - 1)) - 1`, the authors' formula: `torch.linspace` differs from it by one float32 ulp
+    at some sizes, which would break bit-exact parity with the released models.
+    """
+    xs = 2 * (torch.arange(width, device=device, dtype=dtype) / (width - 1)) - 1
+    ys = 2 * (torch.arange(height, device=device, dtype=dtype) / (height - 1)) - 1
+    grid_x = rearrange(xs, "w -> 1 w").expand(height, width)
+    grid_y = rearrange(ys, "h -> h 1").expand(height, width)
     return torch.stack([grid_x, grid_y], dim=-1)

@@ -17,20 +17,12 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from lfdm.latents import identity_grid
+
 # --- coordinates and warping -------------------------------------------------------------------------------------
 
 
-def coordinate_grid(height: int, width: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Pixel-centre coordinates (height, width, 2) in [-1, 1], last dim (x, y).
-
-    Computed as `2 * (i / (n - 1)) - 1`, the authors' formula: `torch.linspace` differs from it by one float32 ulp
-    at some sizes, which would break bit-exact parity of the region parameters.
-    """
-    xs = 2 * (torch.arange(width, device=device, dtype=dtype) / (width - 1)) - 1
-    ys = 2 * (torch.arange(height, device=device, dtype=dtype) / (height - 1)) - 1
-    grid_x = rearrange(xs, "w -> 1 w").expand(height, width)
-    grid_y = rearrange(ys, "h -> h 1").expand(height, width)
-    return torch.stack([grid_x, grid_y], dim=-1)
+coordinate_grid = identity_grid  # one home for the pixel-centre grid: lfdm.latents
 
 
 def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
