@@ -1,11 +1,12 @@
 """The diffusion process of LFDM on diffusers schedulers, configured to the paper's schedule.
 
-Notation (variable -> paper, Ni et al. CVPR 2023 Sec. 3.2, after Ho et al. 2020):
+Notation (variable -> paper: LFDM, Ni et al. CVPR 2023 Sec. 3.2, on DDPM, Ho et al. 2020):
 - `latents` -> z_0, the clean latent flow sequence (B, 3, F, h, w); `noisy` -> z_t; `noise` -> ε ~ N(0, I);
-- `alphas_cumprod[t]` -> ᾱ_t; z_t = sqrt(ᾱ_t) z_0 + sqrt(1 - ᾱ_t) ε (eq. 2);
-- the U-Net predicts ε; the training loss is ||ε - ε_θ(z_t, t, z_0-image features, y)||² (eq. 3);
+- `alphas_cumprod[t]` -> ᾱ_t; z_t = sqrt(ᾱ_t) z_0 + sqrt(1 - ᾱ_t) ε (DDPM eq. 4);
+- the U-Net predicts ε; the training loss is ||ε - ε_θ(z_t, t, image features, y)||² (DDPM eq. 14);
 - sampling predicts ẑ_0 = (z_t - sqrt(1 - ᾱ_t) ε_θ) / sqrt(ᾱ_t), clips it by dynamic thresholding (Saharia et al.
-  2022: s = 90th percentile of |ẑ_0| per sample, at least 1; ẑ_0 <- clamp(ẑ_0, -s, s) / s) and steps to z_{t-1}.
+  2022: s = 90th percentile of |ẑ_0| per sample, at least 1; ẑ_0 <- clamp(ẑ_0, -s, s) / s) and draws z_{t-1}
+  from the posterior q(z_{t-1} | z_t, ẑ_0) (DDPM eqs. 6-7).
 
 Schedule: cosine (Nichol & Dhariwal 2021, s = 0.008), 1000 steps, betas clipped at 0.9999, computed in float64.
 diffusers' own cosine schedule clips at 0.999, so the exact betas are passed as `trained_betas`. diffusers then
@@ -184,7 +185,7 @@ def diffusion_loss(
     null_label_probability: float = NULL_LABEL_PROBABILITY,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """The training objective (eq. 3): MSE between ε and the U-Net's prediction at a uniform random t.
+    """The training objective (DDPM eq. 14, as LFDM trains it): MSE between ε and ε_θ at a uniform random t.
 
     latents (B, 3, F, h, w) clean z_0 in about [-1, 1]; image_features (B, C, h, w); label_embedding (B, 768).
     Each sample's label is replaced by the U-Net's null embedding with probability `null_label_probability`

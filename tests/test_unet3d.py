@@ -146,14 +146,17 @@ def test_wrong_config_is_explained(change, message):
         FlowUNet3D(**{**TINY, **change})
 
 
-def test_save_pretrained_round_trip(tmp_path):
-    unet = tiny_unet(learn_null_label=True, upsample="nearest")
+@pytest.mark.parametrize("variant", [{}, {"learn_null_label": True, "upsample": "nearest"}])
+def test_save_pretrained_round_trip(tmp_path, variant):
+    unet = tiny_unet(**variant)
     unet.save_pretrained(tmp_path)
     loaded = FlowUNet3D.from_pretrained(tmp_path).eval()
-    assert loaded.config.upsample == "nearest" and tuple(loaded.config.dim_mults) == (1, 2)
-    args = inputs()
+    assert loaded.config.upsample == unet.config.upsample and tuple(loaded.config.dim_mults) == (1, 2)
+    sample, timestep, features, label = inputs()
     with torch.no_grad():
-        torch.testing.assert_close(loaded(*args).sample, unet(*args).sample, rtol=0, atol=0)
+        for condition in (label, None):  # None: the null embedding, saved or rebuilt as zeros
+            expected = unet(sample, timestep, features, condition).sample
+            torch.testing.assert_close(loaded(sample, timestep, features, condition).sample, expected, rtol=0, atol=0)
 
 
 # --- attention layers ---------------------------------------------------------------------------------------------
