@@ -29,13 +29,13 @@ def draw_eye(painter, identity: Identity, side: int, act: dict, blink: float, ga
     inner = (centre[0] - side * half_width, centre[1])
     outer = (centre[0] + side * half_width, centre[1] - identity.eye_slant)
     opening = act["eye_open"]
-    upper_height = upper * (1 + 0.85 * max(opening, 0) + 0.6 * min(opening, 0))
+    upper_height = upper * (1 + 1.0 * max(opening, 0) + 0.6 * min(opening, 0))
     lower_height = lower * (1 - 1.1 * act["cheek_raise"] - 0.4 * max(-opening, 0) + 0.3 * max(opening, 0))
     upper_lid = curve(inner, outer, -upper_height, _EYE_UPPER)
     lower_lid = curve(inner, outer, lower_height)
     if blink > 0:
         upper_lid = upper_lid + (lower_lid - upper_lid) * blink
-    widest_upper = curve(inner, outer, -upper * 1.9, _EYE_UPPER)
+    widest_upper = curve(inner, outer, -upper * 2.2, _EYE_UPPER)
     widest_lower = curve(inner, outer, lower * 1.45)
     painter.fill(np.concatenate([widest_upper, widest_lower[-2:0:-1]]), _SCLERA)
 
@@ -60,8 +60,8 @@ def draw_brow(painter, identity: Identity, side: int, act: dict) -> None:
     lower, knit = act["brow_lower"], act["brow_knit"]
     base = identity.eye_y - identity.eye_upper - identity.brow_gap
     spacing, half_width = identity.eye_spacing, identity.eye_half_width
-    inner_dy = -0.058 * inner_raise + 0.034 * lower + 0.012 * knit * (1 - min(max(inner_raise, 0), 1))
-    outer_dy = -0.048 * outer_raise + 0.016 * lower
+    inner_dy = -0.068 * inner_raise + 0.042 * lower + 0.012 * knit * (1 - min(max(inner_raise, 0), 1))
+    outer_dy = -0.056 * outer_raise + 0.018 * lower
     middle_dy = 0.5 * (inner_dy + outer_dy) - 0.018 * max(outer_raise, 0) * max(inner_raise, 0)
     inner = (side * (spacing - half_width * 0.95 - 0.024 * knit), base + inner_dy)
     middle = (side * (spacing + half_width * 0.2), base - identity.brow_arch + middle_dy)
@@ -117,7 +117,7 @@ def mouth_curves(identity: Identity, act: dict, side: int, jaw: float) -> MouthC
     asymmetry = 1 + 0.75 * side * (2 * T - 1)
     upper_inner[:, 1] -= 0.024 * raise_ * BUMP**0.5 * asymmetry
     grin = 0.022 * up * min(1.0, opening * 3)  # an open smile drops the lower lip into a crescent
-    lower_mid = mouth_y + 0.034 * opening + grin + jaw
+    lower_mid = mouth_y + 0.04 * opening + grin + jaw
     lower_inner = curve(left, right, lower_mid - chord_y, BUMP**0.7)
     lower_inner[:, 1] = np.maximum(lower_inner[:, 1], upper_inner[:, 1])
 

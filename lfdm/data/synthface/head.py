@@ -182,7 +182,7 @@ def draw_glasses(painter, identity: Identity) -> None:
 @lru_cache(maxsize=256)
 def _glasses(identity: Identity) -> list:
     painter = ShapeList()
-    color, width = identity.glasses_color, 0.008
+    color, width = identity.glasses_color, 0.0065
     radius_x = identity.eye_half_width * 1.35
     radius_y = identity.eye_half_width * (1.1 if identity.glasses == "round" else 0.95)
     centre_y = identity.eye_y + 0.004

@@ -108,7 +108,7 @@ class Identity:
 
 
 def _color(values) -> Color:
-    return tuple(int(np.clip(round(float(v)), 0, 255)) for v in values)
+    return tuple(int(v) for v in np.clip(np.rint(np.asarray(values, float)), 0, 255))
 
 
 def _mix(a, b, t: float) -> Color:
@@ -154,14 +154,14 @@ def sample_identity(seed: int) -> Identity:
     skin = _skin_tone(rng)
     hair_color = _color(_HAIR_COLORS[rng.choice(len(_HAIR_COLORS), p=_HAIR_COLOR_WEIGHTS)] + rng.normal(0, 6, 3))
     hair_style = HAIR_STYLES[rng.choice(len(HAIR_STYLES), p=_HAIR_STYLE_WEIGHTS)]
-    eye_half_width = rng.uniform(0.048, 0.06)
-    eye_upper = rng.uniform(0.026, 0.034)
-    eye_lower = rng.uniform(0.014, 0.02)
-    mouth_half_width = rng.uniform(0.062, 0.084)
+    eye_half_width = rng.uniform(0.052, 0.064)
+    eye_upper = rng.uniform(0.028, 0.036)
+    eye_lower = rng.uniform(0.015, 0.021)
+    mouth_half_width = rng.uniform(0.066, 0.088)
     beard = None
     if rng.random() < 0.22:
         beard = BEARD_KINDS[rng.integers(len(BEARD_KINDS))]
-    glasses = GLASSES_KINDS[rng.integers(len(GLASSES_KINDS))] if rng.random() < 0.25 else None
+    glasses = GLASSES_KINDS[rng.integers(len(GLASSES_KINDS))] if rng.random() < 0.15 else None
     brow_darkening = rng.uniform(0.45, 0.8)
     return Identity(
         seed=int(seed),
@@ -188,15 +188,15 @@ def sample_identity(seed: int) -> Identity:
         hair_length=float(rng.uniform(0.18, 0.42)),
         fringe_tilt=float(rng.uniform(-0.25, 0.25)),
         eye_y=float(rng.uniform(-0.025, 0.005)),
-        eye_spacing=float(rng.uniform(0.095, 0.115)),
+        eye_spacing=float(rng.uniform(0.1, 0.118)),
         eye_half_width=float(eye_half_width),
         eye_upper=float(eye_upper),
         eye_lower=float(eye_lower),
         eye_slant=float(rng.uniform(-0.004, 0.008)),
-        iris_radius=float(min(rng.uniform(0.019, 0.024), 0.8 * eye_upper + 0.6 * eye_lower)),
+        iris_radius=float(min(rng.uniform(0.021, 0.026), 0.8 * eye_upper + 0.6 * eye_lower)),
         iris_color=_color(_IRIS_COLORS[rng.integers(len(_IRIS_COLORS))] + rng.normal(0, 8, 3)),
         brow_gap=float(rng.uniform(0.022, 0.034)),
-        brow_thickness=float(rng.uniform(0.012, 0.02)),
+        brow_thickness=float(rng.uniform(0.015, 0.023)),
         brow_arch=float(rng.uniform(0.004, 0.016)),
         brow_color=_mix(hair_color, (20, 15, 15), brow_darkening if sum(hair_color) > 360 else 0.3),
         nose_y=float(rng.uniform(0.085, 0.11)),
@@ -233,20 +233,23 @@ def pose_matrix(identity: Identity, pose, size: int) -> np.ndarray:
 
 
 def _background(identity: Identity, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Solid, linear gradient or smooth texture; smooth parts are made at 32 px and upsampled (cheap)."""
     first = np.array(identity.background_colors[0], np.float32)
     second = np.array(identity.background_colors[1], np.float32)
     if identity.background_kind == "solid":
-        return np.broadcast_to(first, (size, size, 3)).astype(np.uint8)
+        return np.ascontiguousarray(np.broadcast_to(first.astype(np.uint8), (size, size, 3)))
+    small = 32
     if identity.background_kind == "gradient":
         angle = np.deg2rad(identity.background_angle)
-        axis = np.linspace(-0.5, 0.5, size, dtype=np.float32)
+        axis = np.linspace(-0.5, 0.5, small, dtype=np.float32)
         weight = np.cos(angle) * axis[None, :] + np.sin(angle) * axis[:, None] + 0.5
     else:
         # smooth value noise: a coarse random grid, upsampled with bicubic interpolation
         coarse = rng.random((int(rng.integers(3, 7)),) * 2).astype(np.float32)
-        weight = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+        weight = cv2.resize(coarse, (small, small), interpolation=cv2.INTER_CUBIC)
     weight = np.clip(weight, 0, 1)[..., None]
-    return (first * (1 - weight) + second * weight).astype(np.uint8)
+    image = (first * (1 - weight) + second * weight).astype(np.uint8)
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
 def _fill(canvas: np.ndarray, points: np.ndarray, color: Color, shift: int = 4) -> None:

@@ -60,7 +60,7 @@ def supersampling(resolution: int) -> int:
 def draw_head(painter: Painter, identity: Identity, actions: np.ndarray, blink: float, gaze, side: int) -> None:
     """Draws the whole head of one frame. actions (len(ACTIONS),), blink in [0, 1], gaze (2,) in [-1, 1]."""
     act = dict(zip(ACTIONS, actions.tolist(), strict=True))
-    jaw = 0.05 * act["jaw_drop"] + 0.015 * act["mouth_open"]
+    jaw = 0.065 * act["jaw_drop"] + 0.015 * act["mouth_open"]
     mouth = features.mouth_curves(identity, act, side, jaw)
     head.draw_hair_back(painter, identity)
     outline = head.draw_head_shape(painter, identity, jaw)
