@@ -160,6 +160,7 @@ def sample_video_params(identity_seed: int, label: str, take: int) -> VideoParam
     gaze = [(0.0, 0.0, 0.0)]
     for _ in range(timing.integers(0, 3)):
         gaze.append((float(timing.uniform(0.15, 0.9)), float(timing.uniform(-1, 1)), float(timing.uniform(-0.6, 0.6))))
+    gaze.sort()
     micro = timing.uniform((0.3, 0.0), (1.6, 2 * np.pi), size=(4, 2, 2))
 
     expression = np.random.default_rng([identity_seed, take, index, 0xE7])

@@ -25,11 +25,14 @@ class Painter(ShapeList):
     """Collects shapes given in face units, then draws them in order through a 2x3 affine map (face units ->
     pixels). Mapping every point of a frame with one matrix product keeps the per-shape cost to the OpenCV call."""
 
-    def __init__(self, canvas: np.ndarray, matrix: np.ndarray):
+    def __init__(self, canvas: np.ndarray, matrix: np.ndarray, line_scale: float | None = None):
         super().__init__()
         self.canvas = canvas
         self._matrix = matrix
         self.scale = math.hypot(matrix[0, 0], matrix[1, 0])  # pixels per face unit
+        # Line widths are whole pixels. Taking them from a fixed scale (the identity's rest pose) keeps a line from
+        # flickering between two widths while the head breathes in and out by a fraction of a percent.
+        self.line_scale = self.scale if line_scale is None else line_scale
 
     def flush(self) -> None:
         """Draws everything collected so far, in order, onto the canvas."""
@@ -47,7 +50,7 @@ class Painter(ShapeList):
                 centre = (int(shape[0, 0]), int(shape[0, 1]))
                 cv2.circle(self.canvas, centre, int(width * self.scale * _ONE), color, -1, cv2.LINE_AA, SHIFT)
             else:
-                thickness = max(1, int(round(width * self.scale)))
+                thickness = max(1, int(round(width * self.line_scale)))
                 cv2.polylines(self.canvas, [shape], kind == CLOSED_LINE, color, thickness, cv2.LINE_AA, SHIFT)
         self.shapes.clear()
 
@@ -108,10 +111,12 @@ def render_frames(
     size = resolution * supersampling(resolution)
     background = static_layer(identity, size)
     canvas = np.empty_like(background)
+    rest = pose_matrix(identity, (0.0, 0.0, 0.0, 1.0), size)
+    line_scale = math.hypot(rest[0, 0], rest[1, 0])
     frames = np.empty((len(indices), resolution, resolution, 3), np.uint8)
     for k in range(len(indices)):
         np.copyto(canvas, background)
-        painter = Painter(canvas, pose_matrix(identity, states.pose[k], size))
+        painter = Painter(canvas, pose_matrix(identity, states.pose[k], size), line_scale)
         draw_head(painter, identity, states.actions[k], float(states.blink[k]), states.gaze[k], params.side)
         painter.flush()
         frames[k] = cv2.resize(canvas, (resolution, resolution), interpolation=cv2.INTER_AREA)
