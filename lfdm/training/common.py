@@ -216,22 +216,49 @@ def progress_bar(total: int, initial: int, *, enabled: bool):
 # Data
 
 
+# Items per SynthFace "epoch": the stream's shuffling unit; every epoch renders new videos (`set_epoch`).
+SYNTHFACE_EPOCH_LENGTH = 100_000
+
+
 def build_dataset(data: DataConfig, *, view: str, split: str = "train") -> Dataset:
-    """The data set a `DataConfig` names, in the `view` "pair" (stage one) or "clip" (stage two)."""
-    if data.kind == "synthface":
+    """The data set a `DataConfig` names, in the `view` "pair" (stage one) or "clip" (stage two).
+
+    Real videos draw their frames and augmentations from torch's global generator, which `SampleStream` seeds per
+    sample, so the stream stays reproducible.
+    """
+    if data.dataset == "synthface":
         from lfdm.data.synthetic import SynthFaceDataset
 
         return SynthFaceDataset(
-            split=split,
+            split,
             resolution=data.resolution,
             num_frames=data.num_frames,
             num_identities=data.num_identities,
             view=view,
             seed=data.seed,
+            length=SYNTHFACE_EPOCH_LENGTH if split == "train" else None,
         )
     from lfdm.data.videos import VideoFolderDataset
 
-    return VideoFolderDataset(data.root, split=split, preset=data.preset, view=view, resolution=data.resolution)
+    if not data.root:
+        raise ValueError(
+            f"data.dataset {data.dataset!r} reads videos from data.root, which is not set: add `root: /path/to/videos` "
+            "to the data section, or pass --data-root."
+        )
+    preset = None if data.dataset == "folder" else data.dataset
+    if preset is None and data.label_from == "folder":
+        split = "all"  # a plain folder has no subject split
+    return VideoFolderDataset(
+        data.root,
+        preset=preset,
+        split=split,
+        label_from=data.label_from,
+        view=view,
+        resolution=data.resolution,
+        num_frames=data.num_frames,
+        frame_sampling=data.dm_frame_sampling,
+        augment=data.augment and split == "train",
+    )
 
 
 @contextlib.contextmanager
@@ -274,6 +301,8 @@ class SampleStream(Dataset):
         return 2**62
 
     def __getitem__(self, sample: int):
+        if hasattr(self.dataset, "set_epoch"):  # virtual data sets (SynthFace) draw new videos every epoch
+            self.dataset.set_epoch(sample // self.size)
         item_seed = int(np.random.SeedSequence([self.seed, sample]).generate_state(1, np.uint64)[0])
         with seeded_global_rngs(item_seed):
             return self.dataset[self._index(sample)]

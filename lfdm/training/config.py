@@ -23,35 +23,33 @@ from typing import Any
 
 import yaml
 
-DATA_KINDS = ("synthface", "folder")
-DATA_PRESETS = ("none", "mug", "mhad", "natops")
+DATASETS = ("synthface", "mug", "mhad", "natops", "folder")
 FRAME_SAMPLING_MODES = ("uniform", "random", "very_random")
 MIXED_PRECISION_MODES = ("auto", "no", "fp16", "bf16")
 
 
 @dataclass
 class DataConfig:
-    """Where training frames come from. SynthFace renders on the fly; `folder` reads real videos."""
+    """Where training frames come from. SynthFace renders on the fly; the others read real videos under `root`."""
 
-    kind: str = "synthface"  # "synthface" (procedural faces, rendered on demand) | "folder" (videos under `root`)
-    preset: str = "none"  # folder layout and labels: "mug" | "mhad" | "natops" | "none" (a generic folder)
-    root: str | None = None  # folder of the videos (kind "folder"); unused for SynthFace
-    resolution: int = 64  # frame side in pixels after aspect-preserving resize + black padding (square)
-    num_frames: int = 16  # frames per clip: SynthFace renders this many; stage two trains on clips this long
-    frame_sampling: str = "very_random"  # clip frame choice: "uniform" | "random" | "very_random" (official modes)
-    num_identities: int = 200  # SynthFace: identities in total, split into disjoint train and test identities
-    seed: int = 0  # SynthFace: seed of the identity split and the renders (same seed = same data set)
-    horizontal_flip: bool = True  # stage one: mirror both frames of a pair with probability 0.5
-    time_flip: bool = True  # stage one: swap reference and driving with probability 0.5 (no mirror then)
-    color_jitter: bool = True  # brightness/contrast/saturation/hue jitter, one factor set per pair or clip
+    dataset: str = "synthface"  # "synthface" (rendered on demand) | "mug" | "mhad" | "natops" (official layout,
+    # labels and subject split) | "folder" (root/<label>/.../<video>, or labels and splits from a CSV: label_from)
+    root: str | None = None  # folder of the videos (all but synthface); also `--data-root` on the command line
+    label_from: str = "folder"  # "folder" data sets: "folder", or a CSV with columns path, label[, subject, split]
+    resolution: int = 64  # frame side in px after aspect-preserving resize (INTER_AREA) + black padding
+    num_frames: int = 40  # frames per clip for the diffusion model (SynthFace: frames per rendered video)
+    lfae_frame_sampling: str = "pair"  # stage one: "pair" = two frames of a video with replacement, sorted
+    dm_frame_sampling: str = "very_random"  # stage two clip frames: "uniform" | "random" | "very_random"
+    num_identities: int | None = None  # SynthFace: training identities (None: the data set's default, 10 000)
+    seed: int = 0  # SynthFace: seed of the identities and renders (same seed = same data set)
+    augment: bool = True  # real videos: official augmentation (pairs: time or horizontal flip + colour jitter;
+    # clips: colour jitter). SynthFace has none (its items are renders of many random identities)
     num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
 
     def __post_init__(self) -> None:
-        _check_choice("data.kind", self.kind, DATA_KINDS)
-        _check_choice("data.preset", self.preset, DATA_PRESETS)
-        _check_choice("data.frame_sampling", self.frame_sampling, FRAME_SAMPLING_MODES)
-        if self.kind == "folder" and not self.root:
-            raise ValueError("data.kind 'folder' needs data.root: the folder that holds the videos.")
+        _check_choice("data.dataset", self.dataset, DATASETS)
+        _check_choice("data.lfae_frame_sampling", self.lfae_frame_sampling, ("pair",))
+        _check_choice("data.dm_frame_sampling", self.dm_frame_sampling, FRAME_SAMPLING_MODES)
         _check_positive("data", resolution=self.resolution, num_frames=self.num_frames)
 
 
@@ -100,11 +98,6 @@ class AutoencoderTrainConfig:
             points_tps=self.points_tps,
             num_samples=self.num_samples,
         )
-        if self.vgg19_weight > 0 and not self.vgg19_weights:
-            raise ValueError(
-                "train_lfae.vgg19_weight > 0 needs train_lfae.vgg19_weights: the path of a torchvision vgg19 state "
-                "dict (e.g. vgg19-dcbb9e9d.pth). Without one, set vgg19_weight: 0 and use l1_weight / ssim_weight."
-            )
         if any(m <= 0 for m in self.lr_milestones):
             raise ValueError(f"train_lfae.lr_milestones must be > 0; got {list(self.lr_milestones)}.")
         if self.output_dir is not None and any(c.isspace() for c in self.output_dir):

@@ -265,7 +265,14 @@ class AutoencoderLoss(nn.Module):
     @classmethod
     def from_config(cls, config: AutoencoderTrainConfig) -> AutoencoderLoss:
         """Build from `train_lfae` settings (loads the VGG19 weights file when the perceptual loss is on)."""
-        vgg19 = VGG19Features.from_file(config.vgg19_weights) if config.vgg19_weight > 0 else None
+        vgg19 = None
+        if config.vgg19_weight > 0:
+            if not config.vgg19_weights:
+                raise ValueError(
+                    "train_lfae.vgg19_weight > 0 needs train_lfae.vgg19_weights: the path of a torchvision vgg19 state "
+                    "dict (e.g. vgg19-dcbb9e9d.pth). Without one, set vgg19_weight: 0 and use l1_weight / ssim_weight."
+                )
+            vgg19 = VGG19Features.from_file(config.vgg19_weights)
         reconstruction = ReconstructionLoss(
             scales=config.pyramid_scales,
             l1_weight=config.l1_weight,

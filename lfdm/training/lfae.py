@@ -1,0 +1,273 @@
+"""Stage one: train the latent flow autoencoder on pairs of frames (LFDM sec. 3.1; losses of MRAA).
+
+    python -m lfdm train-lfae --config lfdm/configs/synthface64.yaml              # CPU or one GPU
+    accelerate launch -m lfdm train-lfae --config lfdm/configs/mug128.yaml        # several GPUs
+    python -m lfdm train-lfae --resume runs/lfae-synthface64-20250101-120000     # continue a run
+
+One optimiser step: for each micro-batch, reconstruct the driving frame from the reference frame, warp the driving
+frame with a random transform for the equivariance terms, back-propagate; then clip, step Adam and the MultiStepLR
+schedule, log, draw samples and checkpoint on their schedules. `train` is importable without side effects.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import Dataset
+
+from lfdm.models import LatentFlowAutoencoder, LFAEOutput, RegionParams
+from lfdm.training.common import (
+    LOG_FILE,
+    LOSS_CURVE_FILE,
+    JsonlLogger,
+    SampleStream,
+    build_dataset,
+    default_run_dir,
+    find_checkpoint,
+    load_checkpoint,
+    make_accelerator,
+    prepare_run_dir,
+    progress_bar,
+    run_dir_of,
+    save_checkpoint,
+    stream_loader,
+    write_loss_curve,
+)
+from lfdm.training.config import AutoencoderTrainConfig, RunConfig
+from lfdm.training.losses import AutoencoderLoss, RandomWarp
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingForward:
+    """What one training forward pass yields: the LFAE output and the regions of the warped driving frame."""
+
+    output: LFAEOutput
+    transformed_regions: RegionParams | None
+
+
+class AutoencoderTrainingModel(nn.Module):
+    """The LFAE plus the region predictor's second pass on the warped driving frame (equivariance), in one forward
+    so that data-parallel training sees every use of the weights inside `forward`."""
+
+    def __init__(self, model: LatentFlowAutoencoder) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, reference: torch.Tensor, driving: torch.Tensor, warp: RandomWarp | None) -> TrainingForward:
+        output = self.model(reference, driving)
+        transformed = self.model.region_predictor(warp.warp_images(driving)) if warp is not None else None
+        return TrainingForward(output=output, transformed_regions=transformed)
+
+
+def build_model(config: RunConfig) -> LatentFlowAutoencoder:
+    """`LatentFlowAutoencoder(**config.lfae)`, with the weights of `train_lfae.init_from` when it is set."""
+    model = LatentFlowAutoencoder(**config.lfae)
+    init_from = config.train_lfae.init_from
+    if init_from:
+        if not Path(init_from).is_dir():
+            raise FileNotFoundError(f"train_lfae.init_from {init_from!r} is not a save_pretrained folder.")
+        model.load_state_dict(LatentFlowAutoencoder.from_pretrained(init_from).state_dict())
+        logger.info("initialised the autoencoder from %s", init_from)
+    return model
+
+
+def make_warp(train: AutoencoderTrainConfig, batch_size: int, *, micro_batch: int, process: int, device) -> RandomWarp:
+    """The equivariance transform of one micro-batch, a function of (seed, micro-batch, process) only."""
+    seed = np.random.SeedSequence([train.seed, micro_batch, process, 1]).generate_state(1, np.uint64)[0]
+    generator = torch.Generator().manual_seed(int(seed))
+    return RandomWarp(
+        batch_size,
+        sigma_affine=train.sigma_affine,
+        sigma_tps=train.sigma_tps,
+        points_tps=train.points_tps,
+        generator=generator,
+        device=device,
+    )
+
+
+def train(config: RunConfig, resume: str | None = None, *, dataset: Dataset | None = None) -> Path:
+    """Run stage one as `config` says; `resume`: a run folder or checkpoint folder to continue.
+
+    `dataset` replaces the data set `config.data` names (any map-style set of pair-view items).
+
+    Returns the run folder; the trained model is its `model/` sub-folder (`LatentFlowAutoencoder.from_pretrained`).
+    """
+    train_config = config.train_lfae
+    accelerator = make_accelerator(train_config.mixed_precision, train_config.gradient_accumulation_steps)
+    checkpoint = find_checkpoint(resume) if resume else None
+    run_dir = _run_dir(config, checkpoint, accelerator)
+    prepare_run_dir(run_dir, config, resuming=checkpoint is not None, is_main_process=accelerator.is_main_process)
+    accelerator.wait_for_everyone()
+
+    # model, data, optimiser and schedule
+    torch.manual_seed(train_config.seed)  # the same initial weights on every process
+    model = build_model(config).train()
+    if dataset is None:
+        dataset = build_dataset(config.data, view="pair", split="train")
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate, betas=train_config.adam_betas)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=train_config.milestone_steps(), gamma=train_config.lr_decay
+    )
+    criterion = AutoencoderLoss.from_config(train_config).to(accelerator.device)
+    training_model, optimizer = accelerator.prepare(AutoencoderTrainingModel(model), optimizer)
+    # The schedule steps once per optimiser step on every process (not once per process, as a prepared one would).
+    accelerator.register_for_checkpointing(scheduler)
+
+    step = load_checkpoint(accelerator, checkpoint) if checkpoint is not None else 0
+    if checkpoint is not None:
+        logger.info("resumed from %s at step %d", checkpoint, step)
+    accumulation = train_config.gradient_accumulation_steps
+    loader = stream_loader(
+        dataset,
+        seed=train_config.seed,
+        batch_size=train_config.batch_size,
+        start=step * accumulation,
+        accelerator=accelerator,
+        num_workers=config.data.num_workers,
+    )
+    batches = iter(loader)
+    log = JsonlLogger(run_dir / LOG_FILE)
+    if accelerator.is_main_process:
+        log.truncate_after(step)
+        sample_batch = _sample_batch(dataset, train_config)
+
+    progress = progress_bar(train_config.max_steps, step, enabled=accelerator.is_main_process)
+    sums: dict[str, float] = {}
+    window_start, window_steps = time.perf_counter(), 0
+    while step < train_config.max_steps:
+        losses = optimisation_step(accelerator, training_model, optimizer, criterion, batches, train_config, step)
+        if not accelerator.optimizer_step_was_skipped:  # fp16 overflow: no step, so no schedule step either
+            scheduler.step()
+        step += 1
+        progress.update(1)
+        for name, value in losses.items():
+            sums[name] = sums.get(name, 0.0) + value
+        window_steps += 1
+
+        if step % train_config.log_every == 0 or step == train_config.max_steps:
+            means = {name: total / window_steps for name, total in sums.items()}
+            seconds = (time.perf_counter() - window_start) / window_steps
+            progress.set_postfix(loss=f"{means['loss']:.4f}")
+            if accelerator.is_main_process:
+                log.log(step, **means, lr=scheduler.get_last_lr()[0], seconds_per_step=seconds)
+            sums, window_start, window_steps = {}, time.perf_counter(), 0
+        unwrapped = accelerator.unwrap_model(training_model).model
+        if accelerator.is_main_process and train_config.sample_every and step % train_config.sample_every == 0:
+            save_sample_grid(unwrapped, sample_batch, run_dir / "samples" / f"step-{step:07d}.png")
+            write_loss_curve(run_dir / LOG_FILE, run_dir / LOSS_CURVE_FILE)
+        last = step == train_config.max_steps
+        if train_config.checkpoint_every and (step % train_config.checkpoint_every == 0 or last):
+            save_checkpoint(accelerator, run_dir, step, unwrapped, keep_last=train_config.keep_last)
+
+    progress.close()
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(training_model).model.save_pretrained(run_dir / "model")
+        write_loss_curve(run_dir / LOG_FILE, run_dir / LOSS_CURVE_FILE)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return run_dir
+
+
+def optimisation_step(
+    accelerator,
+    training_model,
+    optimizer,
+    criterion: AutoencoderLoss,
+    batches,
+    train: AutoencoderTrainConfig,
+    step: int,
+) -> dict[str, float]:
+    """One optimiser step over `gradient_accumulation_steps` micro-batches; returns the mean of each loss term."""
+    accumulation = train.gradient_accumulation_steps
+    means: dict[str, float] = {}
+    for micro in range(accumulation):
+        batch = next(batches)
+        reference = batch["reference"].to(accelerator.device, non_blocking=True)
+        driving = batch["driving"].to(accelerator.device, non_blocking=True)
+        warp = None
+        if criterion.uses_equivariance:
+            micro_batch = step * accumulation + micro
+            warp = make_warp(
+                train,
+                driving.shape[0],
+                micro_batch=micro_batch,
+                process=accelerator.process_index,
+                device=accelerator.device,
+            )
+        with accelerator.accumulate(training_model):
+            forward = training_model(reference, driving, warp)
+            with accelerator.autocast():
+                output = forward.output
+                losses = criterion(
+                    output.prediction, driving, output.driving_regions, forward.transformed_regions, warp
+                )
+            accelerator.backward(losses.total)
+            if accelerator.sync_gradients and train.max_grad_norm:
+                accelerator.clip_grad_norm_(training_model.parameters(), train.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        for name, value in {"loss": losses.total, **losses.terms}.items():
+            # .item() waits for the device; once per micro-batch is cheap next to the LFAE forward
+            means[name] = means.get(name, 0.0) + value.detach().float().item() / accumulation
+    return means
+
+
+def _run_dir(config: RunConfig, checkpoint: Path | None, accelerator) -> Path:
+    """The output folder: train_lfae.output_dir, else the resumed run's folder, else a new dated one."""
+    if config.train_lfae.output_dir:
+        return Path(config.train_lfae.output_dir)
+    if checkpoint is not None:
+        return run_dir_of(checkpoint)
+    from accelerate.utils import broadcast_object_list
+
+    # one name for all processes (their clocks may cross a second boundary)
+    return Path(broadcast_object_list([str(default_run_dir("lfae", config.name))])[0])
+
+
+def _sample_batch(dataset, train_config: AutoencoderTrainConfig) -> dict[str, torch.Tensor]:
+    """A fixed set of pairs (from its own stream) shown in every sample grid of a run."""
+    stream = SampleStream(dataset, seed=train_config.seed + 1)
+    items = [stream[n] for n in range(train_config.num_samples)]
+    return {key: torch.stack([item[key] for item in items]) for key in ("reference", "driving")}
+
+
+@torch.no_grad()
+def save_sample_grid(model: LatentFlowAutoencoder, batch: dict[str, torch.Tensor], path: Path) -> Path:
+    """One row per pair: reference | driving | reconstruction | warped reference | flow | occlusion (PNG)."""
+    from lfdm.viz import flow_to_color, occlusion_to_image, panel_strip
+
+    was_training = model.training
+    model.eval()  # BatchNorm running statistics, as at inference; and no statistics update on one process only
+    device = next(model.parameters()).device
+    reference, driving = batch["reference"].to(device), batch["driving"].to(device)
+    output = model(reference, driving)
+    model.train(was_training)
+
+    def pixels(images: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, H, W, 3) float in [0, 1] on the CPU
+        return images.float().clamp(0, 1).permute(0, 2, 3, 1).cpu()
+
+    columns = {
+        "reference": pixels(reference),
+        "driving": pixels(driving),
+        "reconstruction": pixels(output.prediction),
+        "warped": pixels(output.warped),
+        "flow": flow_to_color(output.flow.float().cpu()),  # one colour scale for the whole grid
+        "occlusion": occlusion_to_image(output.occlusion[:, 0].float().cpu()),
+    }
+    # the pairs go through panel_strip as "frames": one captioned strip per pair, stacked with the first caption only
+    tile = max(reference.shape[-1], 128)
+    strips = panel_strip(columns, scale=tile / reference.shape[-1])
+    caption = strips.shape[1] - tile
+    grid = np.concatenate([strips[0], *(strip[caption:] for strip in strips[1:])], axis=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+    return path
