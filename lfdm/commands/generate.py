@@ -1,0 +1,141 @@
+"""`python -m lfdm generate`: one image and action labels -> a folder of videos per label.
+
+    python -m lfdm generate --model checkpoints --image face.png --label happiness --label surprise \
+        --steps 25 --scheduler dpmsolver --seed 0 --out outputs
+
+writes, for each label, `<out>/<label-slug>/`:
+- `video.mp4`  the generated video (H.264);
+- `panels.mp4` input | generated | warped input | flow colours | warped grid | occlusion, side by side;
+- `video.gif`  with `--gif`;
+- `flows.npz`  `flows` (F, h, w, 2) absolute sampling grids, `occlusions` (F, h, w) in [0, 1], `labels` (1,).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+
+SCHEDULERS = ("ddpm", "ddim", "dpmsolver", "unipc")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="pipeline folder (save_pretrained) or Hugging Face repo id")
+    parser.add_argument("--image", required=True, help="the picture to animate (PNG, JPEG, ...; any size)")
+    parser.add_argument(
+        "--label", action="append", default=None, help="action label; repeat for several (default: every label)"
+    )
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the scheduler's usual)")
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default="dpmsolver", help="sampler (ddpm = the paper's)")
+    parser.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance; 1.0 = none")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video")
+    parser.add_argument("--out", default="outputs", help="output folder; one sub-folder per label")
+    parser.add_argument("--gif", action="store_true", help="also write video.gif")
+    parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the written videos")
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
+    parser.add_argument("--batch-size", type=int, default=8, help="labels sampled together in one batch")
+    parser.add_argument("--panel-size", type=int, default=128, help="tile height of panels.mp4, pixels")
+
+
+def label_slug(label: str) -> str:
+    """A folder name for a label: 'forward lunge (left foot forward)' -> 'forward-lunge-left-foot-forward'."""
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "label"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be at least 1; got {args.steps}.")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}.")
+    if not args.fps > 0:
+        raise ValueError(f"--fps must be positive; got {args.fps}.")
+
+    import torch
+
+    from lfdm.pipeline import load_image, load_pipeline, preprocess_image
+    from lfdm.schedulers import make_scheduler
+
+    image = load_image(args.image)  # fail on a bad image before the model loads
+    pipe = load_pipeline(args.model, device=args.device)
+    labels = list(dict.fromkeys(args.label or pipe.labels))  # keep order, drop repeats
+    unknown = [label for label in labels if label not in pipe.labels]
+    if unknown:
+        raise ValueError(f"unknown label(s) {unknown}; this model knows: {', '.join(pipe.labels)}.")
+    pipe.scheduler = make_scheduler(args.scheduler, base_config=pipe.scheduler.config)
+    reference = preprocess_image(image, pipe.image_size)[0].permute(1, 2, 0).numpy()
+
+    out = Path(args.out)
+    for start in range(0, len(labels), args.batch_size):
+        batch = labels[start : start + args.batch_size]
+        # One generator per label: a label's video depends on the seed only, not on the other labels asked for.
+        generators = [torch.Generator().manual_seed(args.seed) for _ in batch]
+        result = pipe(image, batch, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=generators)
+        for index, label in enumerate(batch):
+            folder = out / label_slug(label)
+            written = write_label_outputs(
+                folder,
+                label,
+                reference,
+                result.frames[index],
+                result.warped[index],
+                result.flows[index],
+                result.occlusions[index],
+                fps=args.fps,
+                gif=args.gif,
+                panel_size=args.panel_size,
+            )
+            print(f"{label}: " + ", ".join(str(path) for path in written))
+    return 0
+
+
+def write_label_outputs(
+    folder: Path,
+    label: str,
+    reference: np.ndarray,
+    frames: np.ndarray,
+    warped: np.ndarray,
+    flows: np.ndarray,
+    occlusions: np.ndarray,
+    *,
+    fps: float,
+    gif: bool,
+    panel_size: int,
+) -> list[Path]:
+    """Write one label's files; reference (H, W, 3), frames/warped (F, H, W, 3) in [0, 1], flows (F, h, w, 2),
+    occlusions (F, h, w). Returns the written paths."""
+    from lfdm.video import write_video
+    from lfdm.viz import draw_grid, flow_magnitude_max, flow_to_color, occlusion_to_image, panel_strip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    video = to_uint8(frames)
+    # One colour scale for the whole sequence, so the flow pictures do not flicker from frame to frame.
+    flow_colors = flow_to_color(flows, max_magnitude=flow_magnitude_max(flows))
+    panels = panel_strip(
+        [
+            ("input", to_uint8(reference)),
+            ("generated", video),
+            ("warped", to_uint8(warped)),
+            ("flow", flow_colors),
+            ("grid", draw_grid(flows, panel_size)),
+            ("occlusion", occlusion_to_image(occlusions, panel_size)),
+        ],
+        scale=panel_size / max(video.shape[1], panel_size),  # tiles are scaled from the tallest column
+    )
+    written = [write_video(folder / "video.mp4", video, fps), write_video(folder / "panels.mp4", panels, fps)]
+    if gif:
+        written.append(write_video(folder / "video.gif", video, fps))
+    np.savez_compressed(
+        folder / "flows.npz",
+        flows=np.asarray(flows, np.float32),
+        occlusions=np.asarray(occlusions, np.float32),
+        labels=np.array([label]),
+    )
+    written.append(folder / "flows.npz")
+    return written
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """float in [0, 1] -> uint8, rounded."""
+    return np.round(np.clip(images, 0, 1) * 255).astype(np.uint8)
