@@ -1,9 +1,53 @@
-"""The lfdm Gradio app (placeholder until the app lands): `python app.py`."""
+"""The lfdm Gradio app: `python app.py [--model DIR_OR_REPO] [--host 127.0.0.1] [--port 7860] [--share]`.
 
-import gradio as gr
+Offers every pipeline folder under `checkpoints/` (and `--model`, a folder or a Hugging Face repo id, selected
+first). Runs unchanged as a Hugging Face Space (see the front matter of README.md). Importing this file builds
+`demo` without loading a model or starting a server; the page is built in `lfdm.app`.
+"""
 
-with gr.Blocks(title="LFDM: latent flow diffusion for image-to-video") as demo:
-    gr.Markdown("# LFDM\nConditional image-to-video generation with latent flow diffusion models.")
+import argparse
+import os
+from pathlib import Path
+
+from lfdm.app import LAUNCH_OPTIONS, GenerationService, build_demo
+
+ROOT = Path(__file__).resolve().parent
+
+
+def create_service(model: str | None = None) -> GenerationService:
+    return GenerationService.from_checkpoints(ROOT / "checkpoints", model=model)
+
+
+service = create_service(os.environ.get("LFDM_MODEL"))
+demo = build_demo(service, examples_dir=ROOT / "assets" / "examples")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("LFDM_MODEL"),
+        help="pipeline folder or Hugging Face repo id (default: every folder under checkpoints/)",
+    )
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to listen on; 0.0.0.0 for every interface (env GRADIO_SERVER_NAME)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        help="port (env GRADIO_SERVER_PORT)",
+    )
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    return parser.parse_args(argv)
+
 
 if __name__ == "__main__":
-    demo.launch()
+    args = parse_args()
+    if args.model != os.environ.get("LFDM_MODEL"):
+        service = create_service(args.model)
+        demo = build_demo(service, examples_dir=ROOT / "assets" / "examples")
+    service.preload()  # the model loads once, before the first visitor
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_OPTIONS)

@@ -1,0 +1,20 @@
+"""The Gradio app's work: `GenerationService` (models, checks, sampling, files) and `build_demo` (the page).
+
+`app.py` at the top of the repository only parses flags and launches; everything it shows is built here.
+"""
+
+from lfdm.app.inputs import GenerationSettings, UserInputError
+from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines
+from lfdm.app.service import GenerationService, GenerationStopped
+from lfdm.app.ui import LAUNCH_OPTIONS, build_demo
+
+__all__ = [
+    "LAUNCH_OPTIONS",
+    "NO_MODEL_MESSAGE",
+    "GenerationService",
+    "GenerationSettings",
+    "GenerationStopped",
+    "UserInputError",
+    "build_demo",
+    "find_pipelines",
+]

@@ -1,0 +1,101 @@
+"""Checking what a person sends: the settings and the uploaded image. Every mistake is a `UserInputError` whose
+message says what to do (the UI shows it as it is)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from lfdm.images import load_image, preprocess_image
+from lfdm.schedulers import DEFAULT_STEPS
+
+# Shown name -> `lfdm.schedulers.make_scheduler` name. The fast solvers first; the paper samples 1000 DDPM steps.
+SCHEDULERS = {"DPM-Solver++": "dpmsolver", "DDIM": "ddim", "UniPC": "unipc", "paper: DDPM 1000": "ddpm"}
+DEFAULT_SCHEDULER = "DPM-Solver++"
+STEPS_RANGE = (1, 1000)  # the schedule has 1000 training timesteps; no sampler can take more steps
+GUIDANCE_RANGE = (0.0, 10.0)  # 1.0 = plain conditional sampling (the paper); 0 = unconditional
+FPS_RANGE = (1.0, 60.0)
+SEED_MAX = 2**31 - 1
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+class UserInputError(ValueError):
+    """A mistake in what the person asked for; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What to generate besides the image. `steps=None` takes the scheduler's usual count."""
+
+    label: str | None = None
+    model: str | None = None
+    scheduler: str = DEFAULT_SCHEDULER
+    steps: int | None = None
+    guidance_scale: float = 1.0
+    seed: int = 0
+    fps: float = 8.0
+
+
+def check_settings(settings: GenerationSettings, labels: Sequence[str] | None) -> GenerationSettings:
+    """Validate and normalise the settings (numbers from the API may be floats or strings); `labels=None` skips
+    the label. The scheduler becomes its `make_scheduler` name and `steps=None` its usual count."""
+    if labels is not None and settings.label not in labels:
+        raise UserInputError(f"unknown action {settings.label!r}; this model knows: {', '.join(labels)}.")
+    scheduler = _scheduler_key(settings.scheduler)
+    steps = settings.steps
+    steps = DEFAULT_STEPS[scheduler] if steps in (None, "") else _number("steps", steps, *STEPS_RANGE, whole=True)
+    return replace(
+        settings,
+        scheduler=scheduler,
+        steps=int(steps),
+        guidance_scale=_number("guidance scale", settings.guidance_scale, *GUIDANCE_RANGE),
+        seed=int(_number("seed", settings.seed, 0, SEED_MAX, whole=True)),
+        fps=_number("fps", settings.fps, *FPS_RANGE),
+    )
+
+
+def read_image(path: str | Path | None, size: int) -> torch.Tensor:
+    """An uploaded file -> (1, 3, size, size) in [0, 1] (`lfdm.images`: any mode, EXIF turned, first frame of an
+    animation, aspect kept and padded). Non-images, truncated files, decompression bombs, tiny or thin pictures
+    and files over `MAX_UPLOAD_BYTES` raise UserInputError."""
+    if path is None or str(path) == "":
+        raise UserInputError("no image: upload a picture (PNG, JPEG, WebP, ...) or pick one of the examples.")
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError("the uploaded image is gone; upload it again.")
+    if path.stat().st_size > MAX_UPLOAD_BYTES:
+        raise UserInputError(f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MB; use a smaller picture.")
+    try:
+        return preprocess_image(load_image(path), size)
+    except (ValueError, FileNotFoundError, TypeError) as error:
+        raise UserInputError(_plain(str(error), path)) from error
+
+
+def _scheduler_key(name: str) -> str:
+    if name in SCHEDULERS:
+        return SCHEDULERS[name]
+    if name in SCHEDULERS.values():
+        return name
+    raise UserInputError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}.")
+
+
+def _number(what: str, value, low: float, high: float, *, whole: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserInputError(f"{what} must be a number from {low:g} to {high:g}; got {value!r}.") from None
+    if not math.isfinite(number) or not low <= number <= high or (whole and number != int(number)):
+        kind = "a whole number" if whole else "a number"
+        raise UserInputError(f"{what} must be {kind} from {low:g} to {high:g}; got {value!r}.")
+    return number
+
+
+def _plain(message: str, path: Path) -> str:
+    """Keep the server's temporary path out of lfdm's messages: the person only knows 'the image'."""
+    message = re.sub(rf" \([^()]*{re.escape(str(path))}[^()]*\)", "", message)  # details that quote the path
+    return message.replace(f"image {str(path)!r}", "the image").replace(repr(str(path)), "the file")

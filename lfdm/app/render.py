@@ -1,0 +1,174 @@
+"""Pictures and videos the app shows: display videos, the step inspector's frame strips, the comparison grid.
+
+Frames are uint8 (F, H, W, 3); flows are absolute sampling grids (..., h, w, 2) in [-1, 1]; occlusion maps
+(..., h, w) in [0, 1], 1 = visible (see `lfdm.latents`). The colour coding is `lfdm.viz`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lfdm.commands.generate import to_uint8
+from lfdm.video import write_video
+from lfdm.viz import color_wheel_legend, flow_magnitude_max, flow_to_color, occlusion_to_image, panel_strip
+
+_STRIP_COLUMNS = 10  # frames per row of an inspector strip; 40 frames make 4 rows
+_COMPARE_COLUMNS = 4  # labels per row of the comparison grid
+
+
+@dataclass(frozen=True)
+class StepTrace:
+    """The predicted clean flows and occlusion maps of the kept sampling steps of one run.
+
+    Attributes:
+        flows: (K, F, h, w, 2) float16 sampling grids, K kept steps in sampling order.
+        occlusions: (K, F, h, w) float16 in [0, 1].
+        steps: (K,) the 1-based number of each kept step.
+        timesteps: (K,) the scheduler timestep of each kept step.
+        total_steps: how many steps the run took.
+        max_magnitude: the longest displacement over every kept step: the one colour scale of the inspector.
+    """
+
+    flows: np.ndarray
+    occlusions: np.ndarray
+    steps: np.ndarray
+    timesteps: np.ndarray
+    total_steps: int
+    max_magnitude: float
+
+    @classmethod
+    def from_output(cls, output, *, max_steps: int) -> StepTrace:
+        """Keep at most `max_steps` evenly spaced steps (the last always) of the first video's trace."""
+        total = len(output.trace_timesteps)
+        keep = np.unique(np.linspace(0, total - 1, min(total, max_steps)).round().astype(np.int64))
+        flows = np.asarray(output.trace_flows[keep, 0], np.float32)  # (K, F, h, w, 2) of video 0
+        return cls(
+            flows=flows.astype(np.float16),
+            occlusions=np.asarray(output.trace_occlusions[keep, 0]).astype(np.float16),
+            steps=keep + 1,
+            timesteps=np.asarray(output.trace_timesteps)[keep],
+            total_steps=total,
+            max_magnitude=flow_magnitude_max(flows),
+        )
+
+    def save(self, path: Path) -> None:
+        # Uncompressed: written on every request, and compressing noise-like float16 data gains little.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            path,
+            flows=self.flows,
+            occlusions=self.occlusions,
+            steps=self.steps,
+            timesteps=self.timesteps,
+            total_steps=self.total_steps,
+            max_magnitude=self.max_magnitude,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> StepTrace:
+        with np.load(path) as data:
+            return cls(
+                flows=data["flows"],
+                occlusions=data["occlusions"],
+                steps=data["steps"],
+                timesteps=data["timesteps"],
+                total_steps=int(data["total_steps"]),
+                max_magnitude=float(data["max_magnitude"]),
+            )
+
+
+@dataclass(frozen=True)
+class DisplayVideos:
+    video: Path
+    flow_video: Path
+    occlusion_video: Path
+
+
+def upscale(frames: np.ndarray, size: int, *, smooth: bool) -> np.ndarray:
+    """uint8 (F, H, W, 3) -> (F, size, size * W / H, 3); bicubic when `smooth`, else nearest (crisp latent cells)."""
+    height, width = frames.shape[1:3]
+    new_width = max(1, round(width * size / height))
+    interpolation = cv2.INTER_CUBIC if smooth else cv2.INTER_NEAREST
+    return np.stack([cv2.resize(frame, (new_width, size), interpolation=interpolation) for frame in frames])
+
+
+def flow_frames(flows: np.ndarray, size: int, max_magnitude: float | None = None) -> np.ndarray:
+    """Flows (F, h, w, 2) -> colour-wheel frames with the colour key beside them, uint8 (F, H', W', 3)."""
+    colors = upscale(flow_to_color(flows, max_magnitude), size, smooth=False)
+    return panel_strip([("latent flow", colors), ("colour key", color_wheel_legend(size))])
+
+
+def write_display_videos(folder: Path, output, *, fps: float, size: int) -> DisplayVideos:
+    """The first video of a pipeline output as three same-length H.264 files: the video upscaled to `size`, the
+    flows (one colour scale over the sequence, with the key) and the occlusion maps."""
+    return DisplayVideos(
+        video=write_video(folder / "display.mp4", upscale(to_uint8(output.frames[0]), size, smooth=True), fps),
+        flow_video=write_video(folder / "flow.mp4", flow_frames(output.flows[0], size), fps),
+        occlusion_video=write_video(folder / "occlusion.mp4", occlusion_to_image(output.occlusions[0], size), fps),
+    )
+
+
+def frame_grid(frames: np.ndarray, *, columns: int = _STRIP_COLUMNS, gap: int = 2) -> np.ndarray:
+    """uint8 (F, H, W, 3) -> one picture, frames left to right in rows of `columns`, white gaps."""
+    count, height, width = frames.shape[:3]
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    grid = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap, 3), 255, np.uint8)
+    for index, frame in enumerate(frames):
+        top, left = (index // columns) * (height + gap), (index % columns) * (width + gap)
+        grid[top : top + height, left : left + width] = frame
+    return grid
+
+
+@dataclass(frozen=True)
+class StepPictures:
+    caption: str
+    flow_strip: np.ndarray
+    occlusion_strip: np.ndarray
+
+
+def render_step(trace: StepTrace, index: int, *, tile: int) -> StepPictures:
+    """Frame strips of kept step `index`: flows on the trace's one colour scale, occlusion maps in gray."""
+    flows = trace.flows[index].astype(np.float32)
+    colors = upscale(flow_to_color(flows, trace.max_magnitude), tile, smooth=False)
+    caption = (
+        f"**Step {trace.steps[index]} of {trace.total_steps}** (timestep {trace.timesteps[index]}): the model's "
+        f"estimate of the clean flows and occlusion maps. Full colour = a displacement of "
+        f"{trace.max_magnitude:.3f} (the image is 2 wide) at every step."
+    )
+    occlusions = occlusion_to_image(trace.occlusions[index].astype(np.float32), tile)
+    return StepPictures(caption, frame_grid(colors), frame_grid(occlusions))
+
+
+def write_step_videos(folder: Path, trace: StepTrace, index: int, *, fps: float, size: int) -> tuple[Path, Path]:
+    """Kept step `index` as a flow video (trace colour scale, with key) and an occlusion video; written once."""
+    flow_path = folder / f"step{trace.steps[index]:04d}_flow.mp4"
+    occlusion_path = folder / f"step{trace.steps[index]:04d}_occlusion.mp4"
+    if not flow_path.is_file():
+        write_video(flow_path, flow_frames(trace.flows[index].astype(np.float32), size, trace.max_magnitude), fps)
+    if not occlusion_path.is_file():
+        write_video(occlusion_path, occlusion_to_image(trace.occlusions[index].astype(np.float32), size), fps)
+    return flow_path, occlusion_path
+
+
+def comparison_frames(videos: dict[str, np.ndarray], *, size: int) -> np.ndarray:
+    """label -> uint8 (F, H, W, 3) videos as one captioned grid video, `_COMPARE_COLUMNS` labels per row."""
+    items = list(videos.items())
+    height = next(iter(videos.values())).shape[1]
+    rows = [
+        panel_strip(items[start : start + _COMPARE_COLUMNS], scale=size / height, interpolation="bicubic")
+        for start in range(0, len(items), _COMPARE_COLUMNS)
+    ]
+    width = max(row.shape[2] for row in rows)
+    rows = [np.pad(row, ((0, 0), (0, 2), (0, width - row.shape[2]), (0, 0)), constant_values=255) for row in rows]
+    return np.concatenate(rows, axis=1)
+
+
+def write_comparison(folder: Path, videos: dict[str, np.ndarray], *, fps: float, size: int) -> tuple[Path, Path]:
+    """The comparison grid as H.264 mp4 and GIF; returns both paths."""
+    frames = comparison_frames(videos, size=size)
+    return write_video(folder / "compare.mp4", frames, fps), write_video(folder / "compare.gif", frames, fps)

@@ -1,0 +1,371 @@
+"""The work behind the app: load pipelines once, check inputs, sample with progress and stop, write the files.
+
+`GenerationService` knows nothing about Gradio. It raises `UserInputError` (a `ValueError`) for every mistake a
+person can make, with a message that says what to do, and `GenerationStopped` when a run was stopped; the UI turns
+both into `gr.Error`. Every request writes into its own folder under one temporary folder, and folders older than
+`max_age_s` are deleted when the next request comes.
+
+The step inspector never re-runs the model: each run keeps its step trace (the predicted clean flows and occlusion
+maps of every sampling step, at most `max_trace_steps` of them) in memory and in `trace.npz` of its folder, and
+`inspect` renders one step of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lfdm.app import render
+from lfdm.app.inputs import GenerationSettings, UserInputError, check_settings, read_image
+from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines, read_model_card
+from lfdm.commands.generate import to_uint8, write_label_outputs
+from lfdm.pipeline import load_pipeline
+from lfdm.schedulers import make_scheduler
+
+logger = logging.getLogger(__name__)
+
+STRIP_TILE = 64  # pixels per frame in the inspector's strips (latent cells drawn as blocks)
+_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+
+ProgressFn = Callable[[float, str], None]
+
+
+class GenerationStopped(RuntimeError):
+    """The person pressed Stop."""
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """The files of one generated video (all in `folder`) and what the inspector needs to find its trace."""
+
+    request_id: str
+    folder: Path
+    video: Path  # upscaled for display
+    flow_video: Path  # colour wheel, with its key
+    occlusion_video: Path
+    panel_video: Path  # input | generated | warped input | flow | grid | occlusion
+    downloads: list[Path]
+    num_trace_steps: int
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    video: Path  # every label's video in one captioned grid
+    downloads: list[Path]
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One sampling step of a trace: frame strips (uint8 (H, W, 3)) and, when asked, videos."""
+
+    caption: str
+    flow_strip: np.ndarray
+    occlusion_strip: np.ndarray
+    flow_video: Path | None = None
+    occlusion_video: Path | None = None
+
+
+class GenerationService:
+    """Holds the loaded pipelines and turns requests into files.
+
+    Args:
+        models: shown name -> pipeline folder or Hub repo id, for the model selector.
+        default_model: the name selected at start; None when there is no model.
+        work_dir: where request folders go; default a new folder in the system's temp folder (Gradio serves files
+            from there once a handler returns them, and from nowhere else on disk).
+        max_age_s: request folders older than this are deleted.
+        max_loaded: pipelines kept in memory at once (least recently used is dropped).
+        display_size: side of the displayed videos, pixels.
+        panel_size: tile side of the panel video, pixels.
+        max_trace_steps: sampling steps kept for the inspector (evenly spaced, always the last one).
+        device: "auto" (CUDA when available) or a torch device string.
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, str],
+        default_model: str | None = None,
+        *,
+        work_dir: str | Path | None = None,
+        max_age_s: float = 3600.0,
+        max_loaded: int = 2,
+        display_size: int = 256,
+        panel_size: int = 128,
+        max_trace_steps: int = 100,
+        device: str = "auto",
+    ):
+        self.models = dict(models)
+        self.default_model = default_model if default_model in self.models else next(iter(self.models), None)
+        self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="lfdm-app-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.max_age_s = max_age_s
+        self.max_loaded = max_loaded
+        self.display_size = display_size
+        self.panel_size = panel_size
+        self.max_trace_steps = max_trace_steps
+        self.device = device
+        self._pipelines: OrderedDict[str, object] = OrderedDict()
+        self._scheduler_configs: dict[str, object] = {}
+        self._traces: OrderedDict[str, render.StepTrace] = OrderedDict()
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()  # one pipeline call at a time: runs share the pipeline's scheduler
+        self._stop_events: dict[str, threading.Event] = {}
+
+    @classmethod
+    def from_checkpoints(cls, root: str | Path, model: str | None = None, **kwargs) -> GenerationService:
+        """Offer every pipeline folder under `root`, plus `model` (a folder or Hub repo id) selected first."""
+        models = find_pipelines(root)
+        if model is not None:
+            name = next((name for name, path in models.items() if Path(path).resolve() == Path(model).resolve()), None)
+            if name is None:
+                name = str(model)
+                models = {name: str(model), **models}
+            return cls(models, name, **kwargs)
+        return cls(models, **kwargs)
+
+    # --- models ---------------------------------------------------------------------------------------------------
+
+    @property
+    def has_model(self) -> bool:
+        return self.default_model is not None
+
+    def pipeline(self, model: str | None = None):
+        """The loaded pipeline of `model` (default: the default model); loaded once and kept."""
+        name = self._model_name(model)
+        with self._load_lock:
+            if name not in self._pipelines:
+                logger.info("loading model %r from %s", name, self.models[name])
+                pipe = load_pipeline(self.models[name], device=self.device)
+                pipe.set_progress_bar_config(disable=True)
+                self._scheduler_configs[name] = pipe.scheduler.config
+                self._pipelines[name] = pipe
+                while len(self._pipelines) > self.max_loaded:
+                    dropped, _ = self._pipelines.popitem(last=False)
+                    logger.info("unloaded model %r", dropped)
+            self._pipelines.move_to_end(name)
+            return self._pipelines[name]
+
+    def preload(self) -> None:
+        """Load the default model now, so the first request does not wait for it."""
+        if self.has_model:
+            self.pipeline()
+
+    def labels(self, model: str | None = None) -> list[str]:
+        """The actions the model knows, from its own config (never a list of ours)."""
+        if not self.has_model:
+            return []
+        return self.pipeline(model).labels
+
+    def describe(self, model: str | None = None) -> str:
+        """Markdown: what the selected model is (size, frames, labels, and its model card's summary if any)."""
+        if not self.has_model:
+            return NO_MODEL_MESSAGE
+        name = self._model_name(model)
+        pipe = self.pipeline(name)
+        text = (
+            f"**Model** `{name}`: {pipe.image_size}x{pipe.image_size} pixels, {pipe.num_frames} frames, "
+            f"{len(pipe.labels)} actions ({', '.join(pipe.labels)})."
+        )
+        card = read_model_card(self.models[name])
+        return f"{text}\n\n{card}" if card else text
+
+    def _model_name(self, model: str | None) -> str:
+        if not self.has_model:
+            raise UserInputError(NO_MODEL_MESSAGE)
+        name = model or self.default_model
+        if name not in self.models:
+            raise UserInputError(f"unknown model {name!r}; choose one of: {', '.join(self.models)}.")
+        return name
+
+    # --- checking inputs ------------------------------------------------------------------------------------------
+
+    def check_settings(self, settings: GenerationSettings, *, need_label: bool = True) -> GenerationSettings:
+        """The settings checked against the selected model (UserInputError), with the model's name filled in."""
+        name = self._model_name(settings.model)
+        return check_settings(replace(settings, model=name), self.labels(name) if need_label else None)
+
+    # --- running --------------------------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        image_path,
+        settings: GenerationSettings,
+        *,
+        session: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> GenerationResult:
+        """One video for one label, with every picture and download; keeps the step trace for `inspect`."""
+        self.cleanup()
+        settings = self.check_settings(settings)
+        pipe = self.pipeline(settings.model)
+        image = read_image(image_path, pipe.image_size)
+        with self._stoppable(session) as stop:
+            output = self._sample(pipe, image, [settings.label], settings, stop, progress, trace=True)
+
+        request_id = uuid.uuid4().hex
+        folder = self.work_dir / request_id
+        reference = image[0].permute(1, 2, 0).numpy()  # (3, H, W) -> (H, W, 3)
+        downloads = write_label_outputs(
+            folder,
+            settings.label,
+            reference,
+            output.frames[0],
+            output.warped[0],
+            output.flows[0],
+            output.occlusions[0],
+            fps=settings.fps,
+            gif=True,
+            panel_size=self.panel_size,
+        )
+        trace = render.StepTrace.from_output(output, max_steps=self.max_trace_steps)
+        trace.save(folder / "trace.npz")
+        self._remember(request_id, trace)
+        displays = render.write_display_videos(folder, output, fps=settings.fps, size=self.display_size)
+        panel_video = next(path for path in downloads if path.name == "panels.mp4")
+        return GenerationResult(
+            request_id=request_id,
+            folder=folder,
+            video=displays.video,
+            flow_video=displays.flow_video,
+            occlusion_video=displays.occlusion_video,
+            panel_video=panel_video,
+            downloads=[*downloads, folder / "trace.npz"],
+            num_trace_steps=len(trace.steps),
+        )
+
+    def compare(
+        self,
+        image_path,
+        settings: GenerationSettings,
+        *,
+        session: str | None = None,
+        progress: ProgressFn | None = None,
+        batch_size: int = 8,
+    ) -> CompareResult:
+        """Every label of the model for one image, sampled in batches, shown as one captioned grid video."""
+        self.cleanup()
+        settings = self.check_settings(settings, need_label=False)
+        pipe = self.pipeline(settings.model)
+        image = read_image(image_path, pipe.image_size)
+        labels = pipe.labels
+        videos: dict[str, np.ndarray] = {}
+        with self._stoppable(session) as stop:
+            for start in range(0, len(labels), batch_size):
+                batch = labels[start : start + batch_size]
+                share, done = len(batch) / len(labels), start / len(labels)
+                batch_progress = None if progress is None else (lambda f, d, s=share, o=done: progress(o + f * s, d))
+                output = self._sample(pipe, image, batch, settings, stop, batch_progress, trace=False)
+                videos.update({label: to_uint8(frames) for label, frames in zip(batch, output.frames, strict=True)})
+        video, gif = render.write_comparison(
+            self.work_dir / uuid.uuid4().hex, videos, fps=settings.fps, size=self.panel_size
+        )
+        return CompareResult(video=video, downloads=[video, gif])
+
+    @contextmanager
+    def _stoppable(self, session: str | None):
+        """A stop flag for this run, set by `stop(session)` (the Stop button of the same browser session)."""
+        stop = threading.Event()
+        key = session or uuid.uuid4().hex
+        self._stop_events[key] = stop
+        try:
+            yield stop
+        finally:
+            if self._stop_events.get(key) is stop:
+                del self._stop_events[key]
+
+    def _sample(self, pipe, image, labels, settings, stop: threading.Event, progress, *, trace: bool):
+        """Run the pipeline under the run lock; progress per sampling step; `stop` interrupts after a step."""
+        with self._run_lock:
+            if stop.is_set():
+                raise GenerationStopped("stopped before it started.")
+            pipe.scheduler = make_scheduler(settings.scheduler, base_config=self._scheduler_configs[settings.model])
+            total = settings.steps + 1  # the last unit is decoding the frames
+
+            def on_step_end(pipe, step_index, timestep, callback_kwargs):
+                if progress is not None:
+                    done = step_index + 1
+                    what = (
+                        "decoding the frames" if done == settings.steps else f"sampling step {done} of {settings.steps}"
+                    )
+                    progress(done / total, what)
+                if stop.is_set():
+                    pipe.interrupt = True  # the loop ends after this step, so the CPU stops working
+                return {}
+
+            output = pipe(
+                image,
+                labels,
+                num_inference_steps=settings.steps,
+                guidance_scale=settings.guidance_scale,
+                generator=[torch.Generator().manual_seed(settings.seed) for _ in labels],
+                callback_on_step_end=on_step_end,
+                return_step_trace=trace,
+            )
+        if output.interrupted or stop.is_set():
+            raise GenerationStopped("stopped; press Generate to start again.")
+        if progress is not None:
+            progress(1.0, "writing the videos")
+        return output
+
+    def stop(self, session: str | None) -> bool:
+        """Stop the run of `session` after its current step. True when one was running or waiting."""
+        event = self._stop_events.get(session) if session else None
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    # --- the step inspector ---------------------------------------------------------------------------------------
+
+    def inspect(self, request_id: str | None, step: int, *, videos: bool = False, fps: float = 8.0) -> StepView:
+        """The predicted flows and occlusion maps at one traced step (1 = first), on the trace's one colour scale."""
+        trace = self._trace(request_id)
+        index = int(min(max(round(float(step)), 1), len(trace.steps))) - 1
+        pictures = render.render_step(trace, index, tile=STRIP_TILE)
+        view = StepView(pictures.caption, pictures.flow_strip, pictures.occlusion_strip)
+        if videos:
+            folder = self.work_dir / request_id
+            flow_video, occlusion_video = render.write_step_videos(
+                folder, trace, index, fps=fps, size=self.display_size
+            )
+            view = replace(view, flow_video=flow_video, occlusion_video=occlusion_video)
+        return view
+
+    def _remember(self, request_id: str, trace: render.StepTrace) -> None:
+        self._traces[request_id] = trace
+        while len(self._traces) > 8:  # a few recent traces in memory; the others are read back from disk
+            self._traces.popitem(last=False)
+
+    def _trace(self, request_id: str | None) -> render.StepTrace:
+        if not request_id or not _REQUEST_ID.match(str(request_id)):
+            raise UserInputError("generate a video first; the inspector shows the steps of the last one.")
+        if request_id not in self._traces:
+            path = self.work_dir / request_id / "trace.npz"
+            if not path.is_file():
+                raise UserInputError("this video's steps have been cleaned up; generate it again.")
+            self._remember(request_id, render.StepTrace.load(path))
+        self._traces.move_to_end(request_id)
+        return self._traces[request_id]
+
+    # --- housekeeping ---------------------------------------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        """Delete request folders older than `max_age_s` (and forget their traces)."""
+        deadline = time.time() - self.max_age_s
+        for folder in self.work_dir.iterdir():
+            if folder.is_dir() and folder.stat().st_mtime < deadline:
+                shutil.rmtree(folder, ignore_errors=True)
+                self._traces.pop(folder.name, None)

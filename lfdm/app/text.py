@@ -1,0 +1,53 @@
+"""The words on the page."""
+
+TITLE = "LFDM: latent flow diffusion for image-to-video"
+
+HEADER = """\
+# LFDM: one image + an action -> a video
+Upload a picture (or pick an example), choose an action and press **Generate**. The model does not paint new
+pixels: it generates a sequence of *latent optical flows* and *occlusion maps*, and every frame is your picture
+warped by them. Open the **step inspector** below the results to watch that motion form out of noise.
+"""
+
+INSPECTOR_HELP = """\
+Each sampling step predicts the final (clean) flows and occlusion maps from the current noisy sample. Move the
+slider to see that prediction at every step; nothing is re-run. The colour scale is the same at every step, so
+early steps look noisy and pale where the model is still unsure. Occlusion: white = the warped picture is kept,
+black = the decoder paints that part in.
+"""
+
+COMPARE_HELP = """\
+Generates every action the selected model knows for the image on the **Generate** tab, with the settings of its
+*Advanced* section (same seed for every action), and shows them side by side.
+"""
+
+ABOUT = """\
+## What LFDM is
+*Latent Flow Diffusion Models* (Ni et al., "Conditional Image-to-Video Generation with Latent Flow Diffusion
+Models", CVPR 2023) animate one image according to a class label. Training has two stages:
+
+1. A **latent flow autoencoder** learns, without labels, to estimate the motion between two frames of a video as a
+   dense *flow* (where each point of the first frame's feature map moves) and an *occlusion map* (what cannot be
+   warped and has to be painted), and to rebuild the second frame from the first one with them.
+2. A **3D U-Net diffusion model**, conditioned on the image's features and the label, learns to generate whole
+   sequences of those flows and occlusion maps from noise.
+
+To make a video, the diffusion model samples the flows and occlusion maps (a few dozen steps with DPM-Solver++,
+DDIM or UniPC; the paper used 1000 DDPM steps), and the autoencoder warps and decodes the image once per frame.
+Because the pixels come from your image, the subject keeps its identity.
+
+## What the models know
+- The model shipped in `checkpoints/` is trained on **SynthFace**, procedurally drawn faces making the seven MUG
+  expressions (anger, disgust, fear, happiness, neutral, sadness, surprise). It has never seen a photograph.
+- A converted release of the authors' **MUG** model was trained on the MUG facial expression database: frontal
+  faces of 52 people against a plain background, 128x128 pixels, 40 frames.
+- The selected model's own numbers (size, frames, actions, model card) are shown under **Advanced** on the
+  Generate tab.
+
+## Limits
+- Videos have the model's training resolution (shown under *Advanced*); the display upscales them.
+- Inputs are resized with their aspect ratio kept and padded black to a square, as the training frames were.
+- Pictures unlike the training data (other faces, poses, lighting, backgrounds, or not a face at all) degrade:
+  the motion becomes weak or wrong and the decoder smears what it has to paint in.
+- Only motion is generated: no new objects, no camera moves, no sound; the action list is fixed by the model.
+"""

@@ -1,0 +1,318 @@
+"""The Gradio app, in process: the launched app through `gradio_client`, and `GenerationService` directly.
+
+Every request runs the tiny random pipeline (32 px, 4 frames) for 2 steps, so the whole file takes seconds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import shutil
+import socket
+import struct
+import sys
+import threading
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from lfdm.app import LAUNCH_OPTIONS, NO_MODEL_MESSAGE, GenerationService, GenerationSettings, build_demo
+from lfdm.app.inputs import UserInputError, read_image
+from lfdm.app.models import find_pipelines
+from lfdm.app.service import GenerationStopped
+from lfdm.video import probe_video, read_video
+
+STEPS = 2
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(tiny_pipeline_dir, tmp_path_factory) -> GenerationService:
+    return GenerationService(
+        {"tiny": str(tiny_pipeline_dir)},
+        "tiny",
+        work_dir=tmp_path_factory.mktemp("requests"),
+        display_size=64,
+        panel_size=32,
+    )
+
+
+@pytest.fixture(scope="module")
+def app_url(service):
+    demo = build_demo(service)
+    _, url, _ = demo.launch(
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True, **LAUNCH_OPTIONS
+    )
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def label(service) -> str:
+    return service.labels()[0]
+
+
+@pytest.fixture(scope="module")
+def client(app_url) -> Client:
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> dict[str, Path]:
+    """Good, awkward and bad input files."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    paths = {}
+
+    def save(name, image, **kwargs):
+        paths[name] = folder / name
+        image.save(paths[name], **kwargs)
+
+    save("face.png", Image.fromarray(rgb))
+    save("rgba.png", Image.fromarray(rng.integers(0, 256, (40, 40, 4), dtype=np.uint8)))
+    save("gray.png", Image.fromarray(rgb[..., 0]))
+    save("16bit.png", Image.fromarray(rgb[..., 0].astype(np.uint16) * 257))
+    save("cmyk.jpg", Image.fromarray(rgb).convert("CMYK"))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees when shown
+    save("rotated.jpg", Image.fromarray(rgb), exif=exif)
+    frames = [Image.fromarray(np.roll(rgb, shift, axis=1)) for shift in range(3)]
+    paths["animated.gif"] = folder / "animated.gif"
+    frames[0].save(paths["animated.gif"], save_all=True, append_images=frames[1:], duration=100, loop=0)
+    save("tiny.png", Image.new("RGB", (1, 1)))
+    save("thin.png", Image.new("RGB", (20000, 20)))
+    paths["text.png"] = folder / "text.png"
+    paths["text.png"].write_text("this is not a picture")
+    whole = io.BytesIO()
+    Image.fromarray(rgb).save(whole, format="PNG")
+    paths["truncated.png"] = folder / "truncated.png"
+    paths["truncated.png"].write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    paths["bomb.png"] = folder / "bomb.png"
+    paths["bomb.png"].write_bytes(_png_header_only(50_000, 50_000))
+    return paths
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height pixels (a decompression bomb as Pillow sees it) in a few bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+
+
+def generate(client: Client, image, label: str, **overrides):
+    arguments = {"scheduler": "DDIM", "steps": STEPS, "guidance": 1.0, "seed": 0, "fps": 8, **overrides}
+    image = handle_file(str(image)) if image is not None else None
+    return client.predict(
+        image,
+        label,
+        "tiny",
+        arguments["scheduler"],
+        arguments["steps"],
+        arguments["guidance"],
+        arguments["seed"],
+        arguments["fps"],
+        api_name="/generate",
+    )
+
+
+def _video_path(output) -> str:
+    return output["video"] if isinstance(output, dict) else output
+
+
+def test_api_returns_h264_video_flows_and_occlusions(client, images, service, label):
+    video, flow, occlusion, panel, downloads, step = generate(client, images["face.png"], label)
+    frames = service.pipeline().num_frames
+    for output in (video, flow, occlusion, panel):
+        info = probe_video(_video_path(output))
+        assert info.codec == "h264", f"{output} is {info.codec}, browsers need H.264"
+        assert info.num_frames == frames, f"{output} has {info.num_frames} frames, the model makes {frames}"
+    assert probe_video(_video_path(video)).height == 64, "the displayed video is upscaled to display_size"
+    names = {Path(path).name for path in downloads}
+    assert {"video.mp4", "panels.mp4", "video.gif", "flows.npz", "trace.npz"} <= names
+    with np.load(next(path for path in downloads if path.endswith("flows.npz"))) as saved:
+        latent = service.pipeline().latent_size
+        assert saved["flows"].shape == (frames, latent, latent, 2)
+        assert saved["occlusions"].shape == (frames, latent, latent)
+    assert step["value"] == STEPS, "the step slider ends on the last step"
+
+
+BAD_INPUTS = [
+    ("no image", dict(image=None), "upload a picture"),
+    ("not an image", dict(image="text.png"), "could not read"),
+    ("truncated file", dict(image="truncated.png"), "could not read"),
+    ("1x1 image", dict(image="tiny.png"), "at least"),
+    ("20000x20 image", dict(image="thin.png"), "longer than wide"),
+    ("decompression bomb", dict(image="bomb.png"), "too large"),
+    ("unknown label", dict(label="dancing"), "this model knows"),
+    ("zero steps", dict(steps=0), "steps must be"),
+    ("too many steps", dict(steps=5000), "steps must be"),
+    ("fractional steps", dict(steps=2.5), "whole number"),
+    ("negative guidance", dict(guidance=-1), "guidance scale must be"),
+    ("huge guidance", dict(guidance=1e9), "guidance scale must be"),
+    ("unknown scheduler", dict(scheduler="euler"), "unknown scheduler"),
+    ("negative seed", dict(seed=-5), "seed must be"),
+    ("zero fps", dict(fps=0), "fps must be"),
+]
+
+
+def test_every_bad_input_is_a_plain_error_and_the_app_keeps_serving(client, images, label):
+    for name, change, expected in BAD_INPUTS:
+        change = {"image": "face.png", "label": label, **change}
+        image = images[change.pop("image")] if change["image"] is not None else change.pop("image")
+        with pytest.raises(Exception) as caught:
+            generate(client, image, **change)
+        message = str(caught.value)
+        assert expected in message.lower(), f"{name}: the error should say {expected!r}; got {message!r}"
+        assert "/tmp" not in message and "gradio" not in message.lower(), f"{name}: leaks a server path: {message!r}"
+    video, *_ = generate(client, images["face.png"], label)
+    assert probe_video(_video_path(video)).codec == "h264", "a good request after the bad ones still works"
+
+
+@pytest.mark.parametrize("name", ["rgba.png", "gray.png", "16bit.png", "cmyk.jpg", "rotated.jpg", "animated.gif"])
+def test_awkward_images_are_handled(service, images, name, label):
+    result = service.generate(images[name], GenerationSettings(label=label, scheduler="DDIM", steps=STEPS))
+    assert probe_video(result.video).num_frames == service.pipeline().num_frames
+
+
+def test_exif_rotation_is_applied(service, images):
+    rotated = read_image(images["rotated.jpg"], 48)
+    upright = read_image(images["face.png"], 48)
+    # face.png is 40x48 (w x h); the EXIF-rotated copy is shown 48x40, so its black padding is above and below.
+    assert float(upright[..., :, :4].abs().sum()) == 0, "portrait input: padded left and right"
+    assert float(rotated[..., :4, :].abs().sum()) == 0, "EXIF orientation 6 turns it to landscape: padded on top"
+
+
+def test_eight_concurrent_clients_all_get_their_video(app_url, images, label):
+    def one_client(seed: int) -> str:
+        video, *_ = generate(Client(app_url, verbose=False), images["face.png"], label, seed=seed)
+        return _video_path(video)
+
+    with ThreadPoolExecutor(8) as pool:
+        videos = list(pool.map(one_client, range(8)))
+    assert len(set(videos)) == 8, "every client gets its own file"
+    assert all(probe_video(path).codec == "h264" for path in videos)
+
+
+def test_same_seed_gives_the_same_video(service, images, label):
+    settings = GenerationSettings(label=label, scheduler="DDIM", steps=STEPS, seed=7)
+    first, second = (service.generate(images["face.png"], settings) for _ in range(2))
+    assert np.array_equal(read_video(first.folder / "video.mp4"), read_video(second.folder / "video.mp4"))
+
+
+def test_step_inspector_renders_every_step_without_running_the_model(service, images, label, monkeypatch):
+    result = service.generate(images["face.png"], GenerationSettings(label=label, scheduler="DDIM", steps=3))
+    pipe_class = type(service.pipeline())
+    monkeypatch.setattr(pipe_class, "__call__", lambda *args, **kwargs: pytest.fail("the inspector ran the model"))
+    views = [service.inspect(result.request_id, step) for step in range(1, result.num_trace_steps + 1)]
+    assert result.num_trace_steps == 3
+    assert not np.array_equal(views[0].flow_strip, views[-1].flow_strip), "the flow changes from step to step"
+    scales = {view.caption.split("displacement of ")[1] for view in views}
+    assert len(scales) == 1, f"one colour scale for every step; got {scales}"
+    with_videos = service.inspect(result.request_id, 2, videos=True)
+    assert probe_video(with_videos.flow_video).num_frames == service.pipeline().num_frames
+    assert probe_video(with_videos.occlusion_video).codec == "h264"
+
+
+def test_inspector_reads_a_trace_back_from_disk(service, images, label):
+    result = service.generate(images["face.png"], GenerationSettings(label=label, scheduler="DDIM", steps=STEPS))
+    in_memory = service.inspect(result.request_id, 1).flow_strip
+    service._traces.clear()  # another worker process (ZeroGPU) keeps nothing in this one's memory
+    assert np.array_equal(service.inspect(result.request_id, 1).flow_strip, in_memory)
+    with pytest.raises(UserInputError, match="generate a video first"):
+        service.inspect("../../etc", 1)
+
+
+def test_progress_moves_with_every_step_then_decoding(service, images, label):
+    reports = []
+    service.generate(
+        images["face.png"],
+        GenerationSettings(label=label, scheduler="DDIM", steps=4),
+        progress=lambda fraction, what: reports.append((fraction, what)),
+    )
+    fractions = [fraction for fraction, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0, fractions
+    assert [what for _, what in reports[:3]] == [f"sampling step {i} of 4" for i in (1, 2, 3)]
+    assert reports[3][1] == "decoding the frames"
+
+
+def test_stop_interrupts_sampling_after_the_current_step(service, images, label):
+    steps_seen = []
+
+    def progress(fraction, what):
+        steps_seen.append(what)
+        if len(steps_seen) == 2:
+            threading.Thread(target=service.stop, args=("browser-tab",)).start()
+
+    with pytest.raises(GenerationStopped):
+        service.generate(
+            images["face.png"],
+            GenerationSettings(label=label, scheduler="DDIM", steps=200),
+            session="browser-tab",
+            progress=progress,
+        )
+    assert len(steps_seen) < 10, f"sampling went on after Stop: {len(steps_seen)} steps"
+    assert not service.stop("browser-tab"), "nothing is left running"
+
+
+def test_compare_makes_one_grid_of_every_label(service, images):
+    result = service.compare(images["face.png"], GenerationSettings(scheduler="DDIM", steps=STEPS), batch_size=4)
+    info = probe_video(result.video)
+    labels = service.labels()
+    assert info.num_frames == service.pipeline().num_frames
+    columns, rows = min(len(labels), 4), -(-len(labels) // 4)
+    assert info.width >= columns * 32 and info.height >= rows * 32, "up to 4 labels a row, one 32 px tile each"
+
+
+def test_old_request_folders_are_cleaned_up(service, images, label, monkeypatch):
+    result = service.generate(images["face.png"], GenerationSettings(label=label, scheduler="DDIM", steps=STEPS))
+    assert result.folder.is_dir()
+    monkeypatch.setattr(service, "max_age_s", -1.0)
+    service.cleanup()
+    assert not result.folder.exists()
+
+
+def test_model_selector_lists_every_pipeline_folder(tiny_pipeline_dir, tmp_path):
+    root = tmp_path / "checkpoints"
+    for name in ("mug128", "synthface/run1"):
+        shutil.copytree(tiny_pipeline_dir, root / name)
+    (root / "notes").mkdir()
+    assert list(find_pipelines(root)) == ["checkpoints/mug128", "checkpoints/synthface/run1"]
+    service = GenerationService.from_checkpoints(root, model=str(root / "synthface/run1"))
+    assert service.default_model == "checkpoints/synthface/run1"
+
+
+def test_without_a_model_the_page_says_how_to_get_one(tmp_path, images, label):
+    service = GenerationService.from_checkpoints(tmp_path / "empty")
+    assert not service.has_model
+    demo = build_demo(service)
+    shown = [block.value for block in demo.blocks.values() if getattr(block, "elem_id", None) == "no-model"]
+    assert shown and "python -m lfdm convert" in shown[0] and "--model" in shown[0]
+    with pytest.raises(UserInputError, match="No model yet"):
+        service.generate(images["face.png"], GenerationSettings(label=label))
+    assert NO_MODEL_MESSAGE in service.describe()
+
+
+def test_app_py_imports_without_launching(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    sys.modules.pop("app", None)
+    app = importlib.import_module("app")
+    assert not app.demo.is_running, "importing app.py must not start a server"
+    assert app.parse_args(["--port", "7999"]).port == 7999
+    assert app.parse_args([]).host in ("127.0.0.1", "0.0.0.0")
