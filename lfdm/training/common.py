@@ -84,9 +84,15 @@ def resolve_mixed_precision(mode: str) -> str:
 def make_accelerator(mixed_precision: str, gradient_accumulation_steps: int = 1):
     """An `Accelerator` for this process (CPU, one GPU, or one rank of `accelerate launch`)."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
+    mixed_precision = resolve_mixed_precision(mixed_precision)
+    # Accelerate keeps one state per process and refuses a second precision; a process that trains twice
+    # (a notebook, the tests) starts the second run from a clean state.
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
+        AcceleratorState._reset_state()
     return Accelerator(
-        mixed_precision=resolve_mixed_precision(mixed_precision),
+        mixed_precision=mixed_precision,
         gradient_accumulation_steps=gradient_accumulation_steps,
         log_with=None,
     )

@@ -1,0 +1,77 @@
+"""evaluate-lfae: reconstruct every frame from frame 0 and compare with copying frame 0."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lfdm.cli import main
+from lfdm.evaluation.lfae import evaluate_reconstruction
+from lfdm.models import LatentFlowAutoencoder
+
+TINY_LFAE = {
+    "image_size": 32,
+    "num_regions": 4,
+    "region_block_expansion": 8,
+    "region_max_features": 32,
+    "region_num_blocks": 3,
+    "background_block_expansion": 8,
+    "background_max_features": 32,
+    "background_num_blocks": 3,
+    "block_expansion": 8,
+    "max_features": 32,
+    "num_down_blocks": 2,
+    "num_bottleneck_blocks": 1,
+    "flow_block_expansion": 8,
+    "flow_max_features": 32,
+    "flow_num_blocks": 3,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return LatentFlowAutoencoder(**TINY_LFAE)
+
+
+def test_scores_cover_every_frame_after_the_first(tiny_model):
+    videos = [torch.rand(3, 5, 32, 32), torch.rand(3, 3, 32, 32)]
+    evaluation = evaluate_reconstruction(tiny_model, videos, batch_size=3)
+    assert evaluation.num_videos == 2 and evaluation.num_frames == 4 + 2
+    assert evaluation.autoencoder.l1 > 0 and 0 < evaluation.autoencoder.psnr < 100
+
+
+def test_copy_baseline_is_perfect_on_a_still_video(tiny_model):
+    still = torch.rand(3, 1, 32, 32).expand(3, 4, 32, 32)
+    evaluation = evaluate_reconstruction(tiny_model, [still])
+    assert evaluation.copy_frame_0.l1 == 0 and evaluation.copy_frame_0.psnr == pytest.approx(100)
+    assert evaluation.copy_frame_0.ssim == pytest.approx(1, abs=1e-5)
+    assert "copy frame 0" in evaluation.table()
+
+
+def test_batch_size_does_not_change_the_scores(tiny_model):
+    videos = [torch.rand(3, 6, 32, 32, generator=torch.Generator().manual_seed(1))]
+    one = evaluate_reconstruction(tiny_model, videos, batch_size=1)
+    all_at_once = evaluate_reconstruction(tiny_model, videos, batch_size=8)
+    assert one.autoencoder.psnr == pytest.approx(all_at_once.autoencoder.psnr, abs=1e-3)
+
+
+def test_command_writes_json_with_both_rows(tiny_model, tmp_path, capsys):
+    tiny_model.save_pretrained(tmp_path / "model")
+    out = tmp_path / "scores.json"
+    args = ["evaluate-lfae", "--model", str(tmp_path / "model"), "--num-identities", "1", "--num-frames", "3"]
+    assert main([*args, "--max-videos", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "autoencoder" in printed and "copy frame 0" in printed
+    record = json.loads(out.read_text())
+    assert record["num_videos"] == 2 and record["num_frames"] == 4
+    for row in ("autoencoder", "copy_frame_0"):
+        assert set(record[row]) == {"l1", "psnr", "ssim"}
+    assert record["psnr_gain_db"] == pytest.approx(record["autoencoder"]["psnr"] - record["copy_frame_0"]["psnr"])
+
+
+def test_command_rejects_a_folder_without_a_model(tmp_path, capsys):
+    assert main(["evaluate-lfae", "--model", str(tmp_path)]) == 1
+    assert "save_pretrained" in capsys.readouterr().err

@@ -1,0 +1,170 @@
+"""Stage-one training: the loss falls, runs resume exactly, and a run folder holds what it promises."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from torch.utils.data import Dataset
+
+from lfdm.cli import main
+from lfdm.models import LatentFlowAutoencoder
+from lfdm.training.common import read_jsonl
+from lfdm.training.config import RunConfig
+from lfdm.training.lfae import train
+
+TINY_LFAE = {
+    "image_size": 32,
+    "num_regions": 4,
+    "region_block_expansion": 8,
+    "region_max_features": 32,
+    "region_num_blocks": 3,
+    "background_block_expansion": 8,
+    "background_max_features": 32,
+    "background_num_blocks": 3,
+    "block_expansion": 8,
+    "max_features": 32,
+    "num_down_blocks": 2,
+    "num_bottleneck_blocks": 1,
+    "flow_block_expansion": 8,
+    "flow_max_features": 32,
+    "flow_num_blocks": 3,
+}
+
+
+class ShiftedPairs(Dataset):
+    """Four fixed pairs (the driving frame is the reference shifted by two pixels): with a batch of four, every
+    step sees the same batch, so the reconstruction loss must fall."""
+
+    def __init__(self):
+        generator = torch.Generator().manual_seed(0)
+        smooth = torch.nn.functional.avg_pool2d(torch.rand(4, 3, 36, 36, generator=generator), 5, stride=1)
+        self.reference = smooth
+        self.driving = torch.roll(smooth, shifts=2, dims=-1)
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return {
+            "reference": self.reference[index],
+            "driving": self.driving[index],
+            "label": "shift",
+            "label_index": 0,
+            "identity": "0",
+        }
+
+
+def tiny_config(output_dir, **train_overrides) -> RunConfig:
+    train_lfae = {
+        "output_dir": str(output_dir),
+        "batch_size": 4,
+        "max_steps": 8,
+        "learning_rate": 1e-3,
+        "lr_milestones": [6],
+        "log_every": 1,
+        "sample_every": 4,
+        "checkpoint_every": 2,
+        "keep_last": 2,
+        "num_samples": 2,
+    }
+    train_lfae.update(train_overrides)
+    return RunConfig.from_dict({"data": {"resolution": 32}, "lfae": TINY_LFAE, "train_lfae": train_lfae})
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "uninterrupted"
+    return train(tiny_config(run_dir), dataset=ShiftedPairs())
+
+
+def reconstruction_losses(run_dir):
+    return [record["l1"] + record["ssim"] for record in read_jsonl(run_dir / "log.jsonl")]
+
+
+def test_loss_falls_on_a_repeated_batch(uninterrupted_run):
+    losses = reconstruction_losses(uninterrupted_run)
+    assert len(losses) == 8
+    assert sum(losses[-2:]) / 2 < 0.9 * sum(losses[:2]) / 2, f"reconstruction loss did not fall: {losses}"
+
+
+def test_run_folder_holds_config_logs_samples_checkpoints_and_model(uninterrupted_run):
+    run = uninterrupted_run
+    records = read_jsonl(run / "log.jsonl")
+    assert [r["step"] for r in records] == list(range(1, 9))
+    assert {"loss", "l1", "ssim", "equivariance_shift", "equivariance_affine", "lr"} <= set(records[0])
+    assert records[-1]["lr"] == pytest.approx(1e-4), "MultiStepLR decays x0.1 at step 6"
+    assert (run / "loss_curve.png").stat().st_size > 0
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000004.png", "step-0000008.png"]
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-6", "checkpoint-8"], "keep_last 2"
+    checkpoint = run / "checkpoint-8"
+    for name in ("model.safetensors", "optimizer.bin", "random_states_0.pkl", "model/config.json"):
+        assert (checkpoint / name).is_file(), f"{name} missing from the checkpoint"
+    assert load_file(checkpoint / "model" / "diffusion_pytorch_model.safetensors")
+    assert yaml.safe_load((run / "config.yaml").read_text())["lfae"] == TINY_LFAE
+    model = LatentFlowAutoencoder.from_pretrained(run / "model")
+    assert model.config.image_size == 32
+
+
+def test_resume_continues_from_the_same_step_with_the_same_state(uninterrupted_run, tmp_path):
+    interrupted = tmp_path / "interrupted"
+    train(tiny_config(interrupted, max_steps=4), dataset=ShiftedPairs())
+    train(tiny_config(interrupted), resume=str(interrupted / "checkpoint-4"), dataset=ShiftedPairs())
+
+    steps = [r["step"] for r in read_jsonl(interrupted / "log.jsonl")]
+    assert steps == list(range(1, 9)), "the resumed run logs steps 5..8 after the first run's 1..4"
+    assert reconstruction_losses(interrupted) == reconstruction_losses(uninterrupted_run), "same losses, bit for bit"
+
+    straight = torch.load(uninterrupted_run / "checkpoint-8" / "optimizer.bin", weights_only=True)
+    resumed = torch.load(interrupted / "checkpoint-8" / "optimizer.bin", weights_only=True)
+    assert straight["state"].keys() == resumed["state"].keys()
+    for index, state in straight["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, resumed["state"][index][name]), f"optimiser state {index}.{name} differs"
+    weights = load_file(uninterrupted_run / "model" / "diffusion_pytorch_model.safetensors")
+    resumed_weights = load_file(interrupted / "model" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(weights[k], resumed_weights[k]) for k in weights)
+
+
+def test_a_new_run_refuses_a_folder_that_holds_a_run(uninterrupted_run):
+    with pytest.raises(ValueError, match="--resume"):
+        train(tiny_config(uninterrupted_run), dataset=ShiftedPairs())
+
+
+def write_config(path, **train_overrides):
+    config = tiny_config(path.parent / "run", **train_overrides)
+    sections = config.to_dict()
+    sections["data"] = {"dataset": "synthface", "resolution": 32, "num_frames": 4}
+    path.write_text(yaml.safe_dump(sections))
+    return path
+
+
+def test_command_line_trains_on_synthface_and_resumes_a_run(tmp_path, capsys):
+    config = write_config(tmp_path / "tiny.yaml", max_steps=2, sample_every=0, checkpoint_every=2)
+    assert main(["train-lfae", "--config", str(config), "--output-dir", str(tmp_path / "cli")]) == 0
+    assert "trained autoencoder" in capsys.readouterr().out
+    assert main(["train-lfae", "--resume", str(tmp_path / "cli"), "--max-steps", "3"]) == 0
+    assert [r["step"] for r in read_jsonl(tmp_path / "cli" / "log.jsonl")] == [1, 2, 3]
+
+
+def test_command_line_reports_user_errors(tmp_path, capsys):
+    assert main(["train-lfae"]) == 1
+    assert "--config" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"train_lfae": {"batchsize": 2}}))
+    assert main(["train-lfae", "--config", str(bad)]) == 1
+    assert "valid keys" in capsys.readouterr().err
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
+    config = tiny_config(tmp_path / "bf16", max_steps=1, mixed_precision="bf16", sample_every=0, checkpoint_every=0)
+    run = train(config, dataset=ShiftedPairs())
+    assert torch.isfinite(torch.tensor(read_jsonl(run / "log.jsonl")[0]["loss"]))
+
+
+def test_config_dataclass_replace_keeps_validation():
+    with pytest.raises(ValueError, match="max_steps must be > 0"):
+        dataclasses.replace(tiny_config("x").train_lfae, max_steps=0)
