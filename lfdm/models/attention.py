@@ -123,17 +123,19 @@ class TemporalAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, position_bias: torch.Tensor, rotary_angles: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
-        tokens = rearrange(x, "b c f h w -> b (h w) f c")
+        tokens = rearrange(x, "b c f h w -> (b h w) f c")  # one sequence of frames per pixel
         q, k, v = (
-            rearrange(part, "b n f (heads d) -> b n heads f d", heads=self.heads)
+            rearrange(part, "n f (heads d) -> n heads f d", heads=self.heads)
             for part in self.to_qkv(tokens).chunk(3, dim=-1)
         )
         # Scale before the rotation, as the paper's model does, so the logits round the same way.
         q = apply_rotary(q * self.scale, rotary_angles)
         k = apply_rotary(k, rotary_angles)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=position_bias.to(q.dtype), scale=1.0)
-        out = self.to_out(rearrange(out, "b n heads f d -> b n f (heads d)"))
-        return rearrange(out, "b (h w) f c -> b c f h w", h=h, w=w)
+        # A 4-D query and a mask expanded to it (a view) let PyTorch pick its fused CPU/GPU kernels.
+        mask = position_bias.to(q.dtype).expand(q.shape[0], -1, -1, -1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+        out = self.to_out(rearrange(out, "n heads f d -> n f (heads d)"))
+        return rearrange(out, "(b h w) f c -> b c f h w", b=b, h=h, w=w)
 
 
 class SpatialAttention(nn.Module):
@@ -152,14 +154,14 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
-        tokens = rearrange(x, "b c f h w -> b f (h w) c")
+        tokens = rearrange(x, "b c f h w -> (b f) (h w) c")  # one sequence of pixels per frame
         q, k, v = (
-            rearrange(part, "b f n (heads d) -> b f heads n d", heads=self.heads)
+            rearrange(part, "n p (heads d) -> n heads p d", heads=self.heads)
             for part in self.to_qkv(tokens).chunk(3, dim=-1)
         )
         out = F.scaled_dot_product_attention(q * self.scale, k, v, scale=1.0)
-        out = self.to_out(rearrange(out, "b f heads n d -> b f n (heads d)"))
-        return rearrange(out, "b f (h w) c -> b c f h w", h=h, w=w)
+        out = self.to_out(rearrange(out, "n heads p d -> n p (heads d)"))
+        return rearrange(out, "(b f) (h w) c -> b c f h w", b=b, h=h, w=w)
 
 
 class SpatialLinearAttention(nn.Module):
