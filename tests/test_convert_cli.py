@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
@@ -53,6 +54,7 @@ def converted(request, label_table, tmp_path_factory):
 
 def test_converted_folder_loads_offline_with_the_official_numbers(converted, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import; set it too
     variant, folder = converted
     pipe = LFDMPipeline.from_pretrained(folder)
     assert pipe.labels == LABELS and pipe.num_frames == SETUP["dm"]["num_frames"]

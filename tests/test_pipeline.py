@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
@@ -15,6 +16,13 @@ from lfdm.schedulers import make_scheduler
 from lfdm.testing import TINY_LABELS, make_tiny_pipeline
 
 STEPS = 2
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """HF_HUB_OFFLINE=1 for this test; huggingface_hub reads the variable at import, so set its constant too."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -160,9 +168,13 @@ def test_chunked_decoding_matches_one_call(tiny_image, monkeypatch):
         return decode(reference, flow, occlusion, features=features)
 
     monkeypatch.setattr(pipe.lfae, "decode", counting_decode)
+    encodings = []
+    encode = pipe.lfae.generator.encode_pyramid
+    monkeypatch.setattr(pipe.lfae.generator, "encode_pyramid", lambda image: encodings.append(1) or encode(image))
     chunked = pipe(tiny_image, ["smile", "frown"], num_inference_steps=STEPS, generator=seeded(), decode_chunk_size=3)
     frames = 2 * pipe.num_frames
     assert flows_per_call == [3] * (frames // 3) + ([frames % 3] if frames % 3 else [])
+    assert len(encodings) == 1, "the reference image is encoded once for all labels and chunks"
     np.testing.assert_allclose(chunked.frames, whole.frames, atol=1e-5)
     np.testing.assert_allclose(chunked.warped, whole.warped, atol=1e-5)
 
@@ -183,8 +195,7 @@ def test_num_frames_can_be_overridden_per_call(tiny_pipeline, tiny_image):
     assert out.frames.shape[1] == 2 and out.flows.shape[1] == 2
 
 
-def test_save_and_load_round_trip_offline(tiny_pipeline, tiny_pipeline_dir, tiny_image, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_save_and_load_round_trip_offline(tiny_pipeline, tiny_pipeline_dir, tiny_image, offline):
     index = json.loads((tiny_pipeline_dir / "model_index.json").read_text())
     assert index["_class_name"] == "LFDMPipeline"
     assert index["unet"] == ["lfdm.models.unet3d", "FlowUNet3D"]
@@ -203,6 +214,11 @@ def test_load_pipeline_defaults_to_float32_on_the_cpu(tiny_pipeline_dir, tmp_pat
     assert pipe.device.type == "cpu" and pipe.dtype == torch.float32
     with pytest.raises(FileNotFoundError, match="model_index.json"):
         load_pipeline(tmp_path)
+
+
+def test_load_pipeline_explains_a_missing_model_offline(offline):
+    with pytest.raises(FileNotFoundError, match="Hugging Face Hub"):
+        load_pipeline("nobody/no-such-lfdm-model")
 
 
 @pytest.mark.parametrize("scheduler_class", [DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler,
