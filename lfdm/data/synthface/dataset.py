@@ -49,7 +49,9 @@ class SynthFaceDataset(torch.utils.data.Dataset):
     Indexing: with `length=None` the data set enumerates every (identity, label, take) once, `takes` takes each, in
     that order (good for evaluation). With `length=N` it is a virtual data set of N items; item i draws its identity,
     label and take from (seed, epoch, i), so any DataLoader sharding gives the same items and `set_epoch` gives
-    fresh videos every epoch. `labels` restricts the classes.
+    fresh videos every epoch (call it before the DataLoader starts its workers; persistent workers keep the epoch
+    they started with). `labels` restricts the classes. `num_identities=None` takes `DEFAULT_NUM_IDENTITIES[split]`.
+    Identities are `split_identities(split, num_identities, seed)`, so train and test never share a person.
     """
 
     def __init__(
