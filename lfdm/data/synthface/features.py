@@ -16,7 +16,6 @@ _SCLERA = (246, 244, 238)
 _DARK = (28, 20, 20)
 _MOUTH_INSIDE = (84, 26, 34)
 _TEETH = (240, 236, 224)
-_EYE_UPPER = BUMP**0.8
 _LIP_PROFILE = BUMP**0.45
 _CUPID = np.exp(-(((T - 0.5) / 0.07) ** 2))
 _TEETH_PROFILE = BUMP**0.3
@@ -31,11 +30,12 @@ def draw_eye(painter, identity: Identity, side: int, act: dict, blink: float, ga
     opening = act["eye_open"]
     upper_height = upper * (1 + 1.0 * max(opening, 0) + 0.6 * min(opening, 0))
     lower_height = lower * (1 - 1.1 * act["cheek_raise"] - 0.4 * max(-opening, 0) + 0.3 * max(opening, 0))
-    upper_lid = curve(inner, outer, -upper_height, _EYE_UPPER)
+    arc = BUMP**identity.eye_shape
+    upper_lid = curve(inner, outer, -upper_height, arc)
     lower_lid = curve(inner, outer, lower_height)
     if blink > 0:
         upper_lid = upper_lid + (lower_lid - upper_lid) * blink
-    widest_upper = curve(inner, outer, -upper * 2.2, _EYE_UPPER)
+    widest_upper = curve(inner, outer, -upper * 2.2, arc)
     widest_lower = curve(inner, outer, lower * 1.45)
     painter.fill(np.concatenate([widest_upper, widest_lower[-2:0:-1]]), _SCLERA)
 

@@ -80,6 +80,7 @@ class Identity:
     eye_upper: float  # neutral height of the upper lid above the eye line
     eye_lower: float  # neutral depth of the lower lid below the eye line
     eye_slant: float  # outer corner raised by this much
+    eye_shape: float  # exponent of the upper lid's arc: about 0.55 round, 1.0 almond
     iris_radius: float
     iris_color: Color
     # brows
@@ -209,6 +210,7 @@ def sample_identity(seed: int) -> Identity:
         glasses=glasses,
         glasses_color=_color(_FRAME_COLORS[rng.integers(len(_FRAME_COLORS))]),
         beard=beard,
+        eye_shape=float(rng.uniform(0.55, 1.0)),  # drawn last: earlier draws keep their values
     )
 
 
