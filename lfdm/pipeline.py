@@ -134,7 +134,7 @@ class LFDMPipeline(DiffusionPipeline):
     clean estimate and the output says `interrupted=True`.
     """
 
-    model_cpu_offload_seq = "lfae->label_encoder->unet->lfae"
+    model_cpu_offload_seq = "lfae->label_encoder->unet"
     _callback_tensor_inputs = ["latents", "pred_original_sample"]
 
     def __init__(
