@@ -156,7 +156,9 @@ def sample_video_params(identity_seed: int, label: str, take: int) -> VideoParam
     onset = timing.uniform(0.08, 0.35)
     blinks = []
     for _ in range(timing.choice(3, p=(0.25, 0.5, 0.25))):
-        blinks.append((float(timing.uniform(0.1, 0.95)), float(timing.uniform(0.05, 0.09))))
+        centre, duration = float(timing.uniform(0.1, 0.95)), float(timing.uniform(0.05, 0.09))
+        if all(abs(centre - other) > 0.15 for other, _ in blinks):  # two blinks never merge into one long one
+            blinks.append((centre, duration))
     gaze = [(0.0, 0.0, 0.0)]
     for _ in range(timing.integers(0, 3)):
         gaze.append((float(timing.uniform(0.15, 0.9)), float(timing.uniform(-1, 1)), float(timing.uniform(-0.6, 0.6))))
