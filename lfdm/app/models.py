@@ -6,13 +6,16 @@ import re
 from pathlib import Path
 
 NO_MODEL_MESSAGE = """\
-**No model yet.** `checkpoints/` holds no pipeline folder (one with a `model_index.json`). Get one of these ways:
+**No model yet.** `checkpoints/` holds no pipeline folder (a folder with a `model_index.json`). Get one of these
+ways, then restart the app (it lists every pipeline folder under `checkpoints/`):
 
-- convert the authors' released MUG checkpoint (then restart the app; it lists every folder under `checkpoints/`):
-  `python -m lfdm convert --help`
-- train your own on SynthFace: `python -m lfdm make-dataset --help`, then `python -m lfdm train-lfae --help` and
+- convert the authors' released MUG checkpoints (`python -m lfdm convert --help` has the details):
+  `python -m lfdm embed-labels --labels mug --out mug_labels.safetensors`, then
+  `python -m lfdm convert --preset mug --lfae RegionMM_*.pth --dm flowdiff_*.pth
+  --label-embeddings mug_labels.safetensors --out checkpoints/lfdm-mug128`
+- train your own on SynthFace: `python -m lfdm make-dataset --help`, `python -m lfdm train-lfae --help`,
   `python -m lfdm train-dm --help`
-- or point the app at a pipeline folder or a Hugging Face repo: `python app.py --model DIR_OR_REPO`
+- or start the app on a pipeline folder or a Hugging Face repo: `python app.py --model DIR_OR_REPO`
 """
 
 _MAX_DEPTH = 3  # checkpoints/<data set>/<run>/ is as deep as people nest them

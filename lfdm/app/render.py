@@ -6,6 +6,7 @@ Frames are uint8 (F, H, W, 3); flows are absolute sampling grids (..., h, w, 2) 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,12 +105,16 @@ def flow_frames(flows: np.ndarray, size: int, max_magnitude: float | None = None
 
 def write_display_videos(folder: Path, output, *, fps: float, size: int) -> DisplayVideos:
     """The first video of a pipeline output as three same-length H.264 files: the video upscaled to `size`, the
-    flows (one colour scale over the sequence, with the key) and the occlusion maps."""
-    return DisplayVideos(
-        video=write_video(folder / "display.mp4", upscale(to_uint8(output.frames[0]), size, smooth=True), fps),
-        flow_video=write_video(folder / "flow.mp4", flow_frames(output.flows[0], size), fps),
-        occlusion_video=write_video(folder / "occlusion.mp4", occlusion_to_image(output.occlusions[0], size), fps),
-    )
+    flows (one colour scale over the sequence, with the key) and the occlusion maps. Encoded in parallel: each
+    file is its own ffmpeg process, which mostly waits on pipes."""
+    videos = {
+        "display.mp4": upscale(to_uint8(output.frames[0]), size, smooth=True),
+        "flow.mp4": flow_frames(output.flows[0], size),
+        "occlusion.mp4": occlusion_to_image(output.occlusions[0], size),
+    }
+    with ThreadPoolExecutor(len(videos)) as pool:
+        paths = list(pool.map(lambda item: write_video(folder / item[0], item[1], fps), videos.items()))
+    return DisplayVideos(*paths)
 
 
 def frame_grid(frames: np.ndarray, *, columns: int = _STRIP_COLUMNS, gap: int = 2) -> np.ndarray:

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -218,22 +219,23 @@ class GenerationService:
         request_id = uuid.uuid4().hex
         folder = self.work_dir / request_id
         reference = image[0].permute(1, 2, 0).numpy()  # (3, H, W) -> (H, W, 3)
-        downloads = write_label_outputs(
-            folder,
+        label_outputs = (
             settings.label,
             reference,
             output.frames[0],
             output.warped[0],
             output.flows[0],
             output.occlusions[0],
-            fps=settings.fps,
-            gif=True,
-            panel_size=self.panel_size,
         )
-        trace = render.StepTrace.from_output(output, max_steps=self.max_trace_steps)
-        trace.save(folder / "trace.npz")
+        with ThreadPoolExecutor(1) as pool:  # the download files and the display files are encoded side by side
+            written = pool.submit(
+                write_label_outputs, folder, *label_outputs, fps=settings.fps, gif=True, panel_size=self.panel_size
+            )
+            displays = render.write_display_videos(folder, output, fps=settings.fps, size=self.display_size)
+            trace = render.StepTrace.from_output(output, max_steps=self.max_trace_steps)
+            trace.save(folder / "trace.npz")
+            downloads = written.result()
         self._remember(request_id, trace)
-        displays = render.write_display_videos(folder, output, fps=settings.fps, size=self.display_size)
         panel_video = next(path for path in downloads if path.name == "panels.mp4")
         return GenerationResult(
             request_id=request_id,
