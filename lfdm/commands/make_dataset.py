@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=list(SYNTHFACE_LABELS),
         choices=SYNTHFACE_LABELS,
+        metavar="LABEL",
         help="expressions to render (default: all seven)",
     )
     parser.add_argument(
