@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(SYNTHFACE_LABELS),
         choices=SYNTHFACE_LABELS,
         metavar="LABEL",
-        help="expressions to render (default: all seven)",
+        help=f"expressions to render, any of {', '.join(SYNTHFACE_LABELS)} (default: all)",
     )
     parser.add_argument(
         "--workers",
