@@ -39,8 +39,10 @@ Because the pixels come from your image, the subject keeps its identity.
 ## What the models know
 - The model shipped in `checkpoints/` is trained on **SynthFace**, procedurally drawn faces making the seven MUG
   expressions (anger, disgust, fear, happiness, neutral, sadness, surprise). It has never seen a photograph.
-- A converted release of the authors' **MUG** model was trained on the MUG facial expression database: frontal
-  faces of 52 people against a plain background, 128x128 pixels, 40 frames.
+- A converted release of the authors' **MUG** model was trained on the MUG facial expression database: 465 videos
+  of 26 people, frontal faces against a plain background, 128x128 pixels, 40 frames. Their **UTD-MHAD** (27 body
+  actions, 4 people) and **NATOPS** (24 aircraft-handling gestures) models know whole-body motion of one person
+  in a fixed indoor scene.
 - The selected model's own numbers (size, frames, actions, model card) are shown under **Advanced** on the
   Generate tab.
 
