@@ -59,9 +59,19 @@ def test_vgg19_weight_without_a_weights_file_says_what_to_do_when_training_start
         AutoencoderLoss.from_config(config)
 
 
-def test_stage_two_sections_pass_through_until_registered():
-    config = RunConfig.from_dict({"unet": {"dim": 32}, "labels": {"labels": ["a"]}, "train_dm": {"anything": 1}})
-    assert config.unet == {"dim": 32} and config.train_dm == {"anything": 1}
+def test_model_sections_pass_through_as_keyword_dicts():
+    config = RunConfig.from_dict({"unet": {"dim": 32}, "labels": {"labels": ["a"]}})
+    assert config.unet == {"dim": 32} and config.labels == {"labels": ["a"]}
+
+
+def test_every_shipped_config_loads():
+    from pathlib import Path
+
+    import lfdm
+
+    for path in sorted((Path(lfdm.__file__).parent / "configs").glob("*.yaml")):
+        config = load_config(path)
+        assert config.lfae["image_size"] == config.data.resolution, f"{path.name}: model and data sizes differ"
 
 
 def test_config_round_trips_through_yaml(tmp_path):

@@ -24,6 +24,7 @@ import logging
 import random
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,31 @@ def write_loss_curve(log_path: str | Path, png_path: str | Path, *, keys: list[s
     figure.savefig(png_path)
     plt.close(figure)
     return Path(png_path)
+
+
+class LossWindow:
+    """Running means of the loss terms and the time per step since the last log line."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+        self.start = time.perf_counter()
+
+    def add(self, losses: dict[str, float]) -> None:
+        for name, value in losses.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.steps += 1
+
+    def summary(self) -> dict[str, float]:
+        """The means of every term plus `seconds_per_step`; then starts a new window."""
+        steps = max(self.steps, 1)
+        means = {name: total / steps for name, total in self.sums.items()}
+        means["seconds_per_step"] = (time.perf_counter() - self.start) / steps
+        self.reset()
+        return means
 
 
 def progress_bar(total: int, initial: int, *, enabled: bool):

@@ -12,7 +12,6 @@ schedule, log, draw samples and checkpoint on their schedules. `train` is import
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from lfdm.training.common import (
     LOG_FILE,
     LOSS_CURVE_FILE,
     JsonlLogger,
+    LossWindow,
     SampleStream,
     build_dataset,
     default_run_dir,
@@ -125,41 +125,35 @@ def train(config: RunConfig, resume: str | None = None, *, dataset: Dataset | No
     step = load_checkpoint(accelerator, checkpoint) if checkpoint is not None else 0
     if checkpoint is not None:
         logger.info("resumed from %s at step %d", checkpoint, step)
-    accumulation = train_config.gradient_accumulation_steps
-    loader = stream_loader(
-        dataset,
-        seed=train_config.seed,
-        batch_size=train_config.batch_size,
-        start=step * accumulation,
-        accelerator=accelerator,
-        num_workers=config.data.num_workers,
+    batches = iter(
+        stream_loader(
+            dataset,
+            seed=train_config.seed,
+            batch_size=train_config.batch_size,
+            start=step * train_config.gradient_accumulation_steps,  # the stream counts micro-batches
+            accelerator=accelerator,
+            num_workers=config.data.num_workers,
+        )
     )
-    batches = iter(loader)
     log = JsonlLogger(run_dir / LOG_FILE)
     if accelerator.is_main_process:
         log.truncate_after(step)
         sample_batch = _sample_batch(dataset, train_config)
 
     progress = progress_bar(train_config.max_steps, step, enabled=accelerator.is_main_process)
-    sums: dict[str, float] = {}
-    window_start, window_steps = time.perf_counter(), 0
+    window = LossWindow()
     while step < train_config.max_steps:
-        losses = optimisation_step(accelerator, training_model, optimizer, criterion, batches, train_config, step)
+        window.add(optimisation_step(accelerator, training_model, optimizer, criterion, batches, train_config, step))
         if not accelerator.optimizer_step_was_skipped:  # fp16 overflow: no step, so no schedule step either
             scheduler.step()
         step += 1
         progress.update(1)
-        for name, value in losses.items():
-            sums[name] = sums.get(name, 0.0) + value
-        window_steps += 1
 
         if step % train_config.log_every == 0 or step == train_config.max_steps:
-            means = {name: total / window_steps for name, total in sums.items()}
-            seconds = (time.perf_counter() - window_start) / window_steps
+            means = window.summary()
             progress.set_postfix(loss=f"{means['loss']:.4f}")
             if accelerator.is_main_process:
-                log.log(step, **means, lr=scheduler.get_last_lr()[0], seconds_per_step=seconds)
-            sums, window_start, window_steps = {}, time.perf_counter(), 0
+                log.log(step, **means, lr=scheduler.get_last_lr()[0])
         unwrapped = accelerator.unwrap_model(training_model).model
         if accelerator.is_main_process and train_config.sample_every and step % train_config.sample_every == 0:
             save_sample_grid(unwrapped, sample_batch, run_dir / "samples" / f"step-{step:07d}.png")
