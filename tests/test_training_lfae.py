@@ -168,3 +168,15 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
 def test_config_dataclass_replace_keeps_validation():
     with pytest.raises(ValueError, match="max_steps must be > 0"):
         dataclasses.replace(tiny_config("x").train_lfae, max_steps=0)
+
+
+def test_init_from_starts_with_the_given_weights(tmp_path):
+    from lfdm.training.lfae import build_model
+
+    torch.manual_seed(1)
+    LatentFlowAutoencoder(**TINY_LFAE).save_pretrained(tmp_path / "start")
+    expected = LatentFlowAutoencoder.from_pretrained(tmp_path / "start").state_dict()
+    model = build_model(tiny_config(tmp_path / "run", init_from=str(tmp_path / "start")))
+    assert all(torch.equal(value, expected[key]) for key, value in model.state_dict().items())
+    with pytest.raises(FileNotFoundError, match="save_pretrained"):
+        build_model(tiny_config(tmp_path / "run", init_from=str(tmp_path / "missing")))
