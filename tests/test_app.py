@@ -317,3 +317,19 @@ def test_app_py_imports_without_launching(monkeypatch):
     assert not app.demo.is_running, "importing app.py must not start a server"
     assert app.parse_args(["--port", "7999"]).port == 7999
     assert app.parse_args([]).host in ("127.0.0.1", "0.0.0.0")
+
+
+def test_a_broken_model_folder_is_a_plain_error(tmp_path):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model_index.json").write_text("{not json")
+    service = GenerationService({"broken": str(tmp_path / "broken")}, "broken")
+    with pytest.raises(UserInputError, match="could not load the model 'broken'"):
+        service.labels()
+
+
+def test_api_compare_returns_one_grid_video(client, images, service):
+    video, downloads = client.predict(
+        handle_file(str(images["face.png"])), "tiny", "DDIM", STEPS, 1.0, 0, 8, api_name="/compare"
+    )
+    assert probe_video(_video_path(video)).num_frames == service.pipeline().num_frames
+    assert sorted(Path(path).name for path in downloads) == ["compare.gif", "compare.mp4"]

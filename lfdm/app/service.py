@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -110,8 +111,12 @@ class GenerationService:
     ):
         self.models = dict(models)
         self.default_model = default_model if default_model in self.models else next(iter(self.models), None)
-        self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="lfdm-app-"))
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        if work_dir is None:
+            self.work_dir = Path(tempfile.mkdtemp(prefix="lfdm-app-"))
+            weakref.finalize(self, shutil.rmtree, self.work_dir, ignore_errors=True)  # also runs when the app exits
+        else:
+            self.work_dir = Path(work_dir)
+            self.work_dir.mkdir(parents=True, exist_ok=True)
         self.max_age_s = max_age_s
         self.max_loaded = max_loaded
         self.display_size = display_size
@@ -149,7 +154,10 @@ class GenerationService:
         with self._load_lock:
             if name not in self._pipelines:
                 logger.info("loading model %r from %s", name, self.models[name])
-                pipe = load_pipeline(self.models[name], device=self.device)
+                try:
+                    pipe = load_pipeline(self.models[name], device=self.device)
+                except (OSError, ValueError) as error:  # a broken folder, an unknown repo, no network
+                    raise UserInputError(f"could not load the model {name!r}: {error}") from error
                 pipe.set_progress_bar_config(disable=True)
                 self._scheduler_configs[name] = pipe.scheduler.config
                 self._pipelines[name] = pipe
