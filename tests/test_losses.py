@@ -170,3 +170,30 @@ def test_autoencoder_loss_sums_weighted_terms():
     assert output.total.item() == pytest.approx(sum(v.item() for v in output.terms.values()), rel=1e-6)
     assert math.isfinite(output.total.item())
     assert set(criterion(prediction, x).terms) == {"l1", "ssim"}, "no warp: no equivariance terms"
+
+
+def test_equivariance_losses_vanish_for_the_identity_transform_with_the_region_predictor():
+    from lfdm.models import LatentFlowAutoencoder
+
+    torch.manual_seed(0)
+    model = LatentFlowAutoencoder(
+        image_size=32,
+        num_regions=4,
+        region_block_expansion=8,
+        region_max_features=32,
+        region_num_blocks=3,
+        background_num_blocks=3,
+        block_expansion=8,
+        max_features=32,
+        flow_block_expansion=8,
+        flow_max_features=32,
+        flow_num_blocks=3,
+    )
+    x = images()
+    warp = identity_warp()
+    regions = model.region_predictor(x)
+    transformed = model.region_predictor(warp.warp_images(x))
+    shift_loss, affine_loss = equivariance_losses(
+        regions.shift, regions.affine, transformed.shift, transformed.affine, warp
+    )
+    assert shift_loss.item() < 1e-5 and affine_loss.item() < 1e-3
