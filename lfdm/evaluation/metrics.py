@@ -90,4 +90,3 @@ def ssim(
     luminance = (2 * mean_x * mean_y + c1) / (mean_x**2 + mean_y**2 + c1)
     contrast_structure = (2 * covar + c2) / (var_x + var_y + c2)
     return (luminance * contrast_structure).flatten(1).mean(dim=1)
-
