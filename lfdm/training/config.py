@@ -6,8 +6,7 @@ A config file (`lfdm/configs/*.yaml`) has the top-level sections
 - `lfae`: keyword arguments of `LatentFlowAutoencoder(**lfae)` (the model's own config, kept as a dict);
 - `train_lfae`: `AutoencoderTrainConfig`, stage-one optimisation, losses and bookkeeping;
 - `unet`, `labels`: keyword arguments of `FlowUNet3D` and `LabelEncoder` (dicts, used by stage two);
-- `train_dm`: stage-two training; kept as a dict here until stage two registers its dataclass in
-  `STAGE_TWO_SECTIONS` (see below), after which it is parsed like `train_lfae`.
+- `train_dm`: `FlowDiffusionTrainConfig`, stage-two optimisation, EMA, samples and bookkeeping (None when absent).
 
 Unknown keys and unknown sections raise `ValueError` listing the valid ones.
 """
@@ -26,6 +25,7 @@ import yaml
 DATASETS = ("synthface", "mug", "mhad", "natops", "folder")
 FRAME_SAMPLING_MODES = ("uniform", "random", "very_random")
 MIXED_PRECISION_MODES = ("auto", "no", "fp16", "bf16")
+SAMPLE_SCHEDULERS = ("ddpm", "ddim", "dpmsolver", "unipc")  # lfdm.schedulers.make_scheduler names
 
 
 @dataclass
@@ -108,8 +108,72 @@ class AutoencoderTrainConfig:
         return sorted(round(m * self.max_steps) if m < 1 else int(m) for m in self.lr_milestones)
 
 
-# Stage two registers `{"train_dm": FlowDiffusionTrainConfig}` here; until then `train_dm` stays a plain dict.
-STAGE_TWO_SECTIONS: dict[str, type] = {}
+@dataclass
+class FlowDiffusionTrainConfig:
+    """Stage two: train the flow diffusion model (U-Net + label table) on the frozen LFAE's flows. Defaults are the
+    official MUG settings where one exists (official_lfdm.md 2.4-2.5); the EMA and gradient clipping are additions."""
+
+    lfae: str | None = None  # the trained autoencoder: a save_pretrained folder or a train-lfae run (also --lfae)
+    output_dir: str | None = None  # run folder; None -> runs/dm-<config name>-<date>-<time> (no spaces allowed)
+    seed: int = 0  # seeds the weights, the data stream, the noise, timesteps and label drops, and the samples
+    max_steps: int = 111_600  # optimiser steps (official MUG: 1200 epochs x 93 steps)
+    batch_size: int = 5  # clips per process and micro-step (official: MUG 5, MHAD 6, NATOPS 20)
+    gradient_accumulation_steps: int = 1  # micro-steps per optimiser step; effective batch = batch x this x GPUs
+    learning_rate: float = 2e-4  # Adam learning rate before decay (official MUG/MHAD 2e-4, NATOPS 1e-4)
+    adam_betas: tuple[float, float] = (0.9, 0.99)  # Adam (beta1, beta2), official values
+    lr_milestones: tuple[float, ...] = (2 / 3, 5 / 6)  # steps where lr *= lr_decay; values < 1: fractions of
+    # max_steps (official: epochs 800 and 1000 of 1200)
+    lr_decay: float = 0.1  # multiplicative lr decay at each milestone
+    max_grad_norm: float | None = None  # clip the gradient norm to this value; None = no clipping (official)
+    null_label_probability: float = 0.1  # chance, per clip, of training with the null label (classifier-free
+    # guidance); in [0, 1), 0 = never
+    ema_decay: float = 0.999  # largest decay of the weights' exponential moving average, in [0, 1); 0 = no
+    # averaging. Samples and the exported model use the average
+    ema_warmup: bool = True  # ramp the decay as (1 + n) / (10 + n) after n averaging steps, up to ema_decay
+    ema_start_step: int = 0  # optimiser steps before averaging starts (until then the average copies the weights)
+    mixed_precision: str = "auto"  # "auto" (bf16/fp16 on a GPU that has it, else fp32) | "no" | "fp16" | "bf16"
+    cache_dir: str | None = None  # real videos: folder for the LFAE targets, computed once (None = compute them
+    # every step, as SynthFace always does); a sub-folder per LFAE + data config
+    cache_draws: int = 1  # real videos with cache_dir: passes over the data set stored in the cache (each pass
+    # draws new frames and colour jitter); training then cycles over these
+    log_every: int = 10  # steps between JSONL log lines (averages since the last line)
+    sample_every: int = 1000  # steps between sample videos of every label from one test image (0 = never)
+    sample_scheduler: str = "dpmsolver"  # sampler of the samples and of the exported pipeline: "ddpm" | "ddim" |
+    # "dpmsolver" | "unipc"
+    sample_steps: int | None = None  # sampling steps of the samples; None = the sampler's default (dpmsolver: 25)
+    sample_guidance_scale: float = 1.0  # classifier-free guidance of the samples; 1.0 = one conditional pass
+    sample_fps: float = 8.0  # frame rate of the sample mp4 files
+    checkpoint_every: int = 2000  # steps between resumable checkpoints (0 = only the final model)
+    keep_last: int = 3  # checkpoints kept in the run folder (older ones are deleted); >= 1
+
+    def __post_init__(self) -> None:
+        _check_choice("train_dm.mixed_precision", self.mixed_precision, MIXED_PRECISION_MODES)
+        _check_choice("train_dm.sample_scheduler", self.sample_scheduler, SAMPLE_SCHEDULERS)
+        _check_positive(
+            "train_dm",
+            max_steps=self.max_steps,
+            batch_size=self.batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            learning_rate=self.learning_rate,
+            log_every=self.log_every,
+            keep_last=self.keep_last,
+            cache_draws=self.cache_draws,
+            sample_fps=self.sample_fps,
+        )
+        if not 0 <= self.null_label_probability < 1:
+            raise ValueError(f"train_dm.null_label_probability must be in [0, 1); got {self.null_label_probability}.")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"train_dm.ema_decay must be in [0, 1); got {self.ema_decay}.")
+        if self.sample_steps is not None and self.sample_steps < 1:
+            raise ValueError(f"train_dm.sample_steps must be >= 1 or null (the default); got {self.sample_steps}.")
+        if any(m <= 0 for m in self.lr_milestones):
+            raise ValueError(f"train_dm.lr_milestones must be > 0; got {list(self.lr_milestones)}.")
+        if self.output_dir is not None and any(c.isspace() for c in self.output_dir):
+            raise ValueError(f"train_dm.output_dir must not contain spaces; got {self.output_dir!r}.")
+
+    def milestone_steps(self) -> list[int]:
+        """The lr milestones in optimiser steps (fractions of max_steps converted, sorted)."""
+        return sorted(round(m * self.max_steps) if m < 1 else int(m) for m in self.lr_milestones)
 
 
 @dataclass
@@ -121,7 +185,7 @@ class RunConfig:
     train_lfae: AutoencoderTrainConfig = field(default_factory=AutoencoderTrainConfig)
     unet: dict[str, Any] | None = None  # FlowUNet3D(**unet), stage two
     labels: dict[str, Any] | None = None  # LabelEncoder(**labels), stage two
-    train_dm: Any = None  # stage-two training section (see STAGE_TWO_SECTIONS)
+    train_dm: FlowDiffusionTrainConfig | None = None  # stage two; None when the file has no train_dm section
     name: str = "run"  # the config's name (file stem), used for default run folders; not a YAML key
 
     @classmethod
@@ -133,8 +197,8 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown config section(s) {unknown}; valid sections: {valid}.")
         train_dm = sections.get("train_dm")
-        if "train_dm" in STAGE_TWO_SECTIONS:
-            train_dm = dataclass_from_dict(STAGE_TWO_SECTIONS["train_dm"], train_dm or {}, "train_dm")
+        if train_dm is not None:
+            train_dm = dataclass_from_dict(FlowDiffusionTrainConfig, train_dm, "train_dm")
         return cls(
             data=dataclass_from_dict(DataConfig, sections.get("data") or {}, "data"),
             lfae=dict(sections.get("lfae") or {}),

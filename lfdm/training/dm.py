@@ -1,0 +1,365 @@
+"""Stage two: train the flow diffusion model on the frozen LFAE's latent flows (LFDM sec. 3.2).
+
+    python -m lfdm train-dm --config lfdm/configs/synthface64.yaml --lfae runs/lfae-synthface64-.../model
+    accelerate launch -m lfdm train-dm --config lfdm/configs/mug128.yaml --lfae checkpoints/mug-lfae
+    python -m lfdm train-dm --resume runs/dm-synthface64-20250101-120000          # continue a run
+
+Notation (variable -> paper): `latents` -> z_0 = [f_1..f_K, m_1..m_K] of a clip relative to its frame 0,
+(B, 3, F, h, w); `features` -> Phi(x_0) (B, C, h, w); label embedding -> e(y).
+
+One optimiser step: for each micro-batch of clips, the frozen LFAE gives the targets (or they come from the
+cache), the U-Net and the label table are trained jointly on the loss of eq. 3, ||eps - eps_theta(z_t, t, Phi(x_0),
+y)||^2 at a uniform t with the label dropped to the null embedding 10% of the time (classifier-free guidance);
+then clip, step Adam and the MultiStepLR schedule, update the EMA, log, draw samples and checkpoint on their
+schedules. The targets are never decoded back to frames during training. `train` is importable without side
+effects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from lfdm.labelsets import label_set
+from lfdm.models.labels import LabelEncoder
+from lfdm.models.lfae import LatentFlowAutoencoder
+from lfdm.models.unet3d import FlowUNet3D
+from lfdm.schedulers import diffusion_loss, make_scheduler, make_training_scheduler
+from lfdm.training.common import (
+    LOG_FILE,
+    LOSS_CURVE_FILE,
+    JsonlLogger,
+    LossWindow,
+    build_dataset,
+    default_run_dir,
+    find_checkpoint,
+    load_checkpoint,
+    make_accelerator,
+    prepare_run_dir,
+    progress_bar,
+    run_dir_of,
+    save_checkpoint,
+    stream_loader,
+    write_loss_curve,
+)
+from lfdm.training.config import FlowDiffusionTrainConfig, RunConfig
+from lfdm.training.dm_samples import sample_image, sample_videos, write_samples
+from lfdm.training.dm_targets import TargetCache, compute_targets, load_frozen_lfae
+from lfdm.training.ema import ExponentialMovingAverage
+
+logger = logging.getLogger(__name__)
+
+
+class FlowDiffusionTrainingModel(nn.Module):
+    """The U-Net and the label encoder, trained jointly; `forward` is the training loss of one batch, so that
+    data-parallel training sees every use of the weights inside it."""
+
+    def __init__(self, unet: FlowUNet3D, label_encoder: LabelEncoder, null_label_probability: float) -> None:
+        super().__init__()
+        self.unet = unet
+        self.label_encoder = label_encoder
+        self.null_label_probability = null_label_probability
+        self.noise_scheduler = make_training_scheduler()
+
+    def forward(
+        self, latents: torch.Tensor, features: torch.Tensor, labels: list[str], generator: torch.Generator
+    ) -> torch.Tensor:
+        """latents (B, 3, F, h, w), features (B, C, h, w), B labels -> the scalar loss of eq. 3; t, eps and the
+        dropped labels are drawn from `generator`."""
+        embeddings = self.label_encoder(labels)
+        return diffusion_loss(
+            self.unet,
+            self.noise_scheduler,
+            latents,
+            features.to(latents.dtype),
+            embeddings,
+            null_label_probability=self.null_label_probability,
+            generator=generator,
+        )
+
+
+def build_label_encoder(section: dict | None, default_labels: Sequence[str] | None = None) -> LabelEncoder:
+    """`LabelEncoder` from the `labels` section: `labels` (a list, or a preset name: mug | mhad | natops; default:
+    `default_labels`, the data set's), `embedding_dim`, `learned`; a fixed table (`learned: false`) comes from
+    `embedding_file` (written by `python -m lfdm embed-labels`)."""
+    section = dict(section or {})
+    labels = section.pop("labels", None) or default_labels
+    if not labels:
+        raise ValueError("no label list: set labels.labels to a list of label strings or a preset (mug, mhad, natops).")
+    labels = list(label_set(labels)) if isinstance(labels, str) else list(labels)
+    embedding_file = section.pop("embedding_file", None)
+    if section.get("learned", True):
+        return LabelEncoder(labels=labels, **section)
+    if not embedding_file:
+        raise ValueError(
+            "labels.learned is false, so the fixed label table must come from labels.embedding_file: make it with "
+            "`python -m lfdm embed-labels --labels <preset> --out FILE`, or set learned: true."
+        )
+    encoder = LabelEncoder.from_embedding_file(embedding_file)
+    if list(encoder.labels) != labels:
+        raise ValueError(f"{embedding_file} holds the labels {list(encoder.labels)}, not the data set's {labels}.")
+    if encoder.config.embedding_dim != section.get("embedding_dim", encoder.config.embedding_dim):
+        raise ValueError(
+            f"{embedding_file} holds {encoder.config.embedding_dim}-d vectors but labels.embedding_dim is "
+            f"{section['embedding_dim']}."
+        )
+    return encoder
+
+
+def build_unet(section: dict | None, lfae: LatentFlowAutoencoder, *, num_frames: int, label_dim: int) -> FlowUNet3D:
+    """`FlowUNet3D(**unet)`; `feature_channels`, `sample_size`, `num_frames` and `label_dim` default to the LFAE's,
+    the clips' and the label encoder's values, and must agree with them when given."""
+    implied = {
+        "feature_channels": lfae.feature_channels,
+        "sample_size": lfae.latent_size,
+        "num_frames": num_frames,
+        "label_dim": label_dim,
+    }
+    section = dict(section or {})
+    for key, value in implied.items():
+        if section.setdefault(key, value) != value:
+            raise ValueError(
+                f"unet.{key} is {section[key]} but the autoencoder, data and labels imply {value}; set it to {value} "
+                "or leave it out."
+            )
+    return FlowUNet3D(**section)
+
+
+def build_training_model(
+    config: RunConfig, autoencoder: LatentFlowAutoencoder, default_labels: Sequence[str] | None = None
+) -> FlowDiffusionTrainingModel:
+    """The U-Net and label encoder of `config` with their initial weights (a function of `train_dm.seed`)."""
+    torch.manual_seed(config.train_dm.seed)  # the same initial weights on every process
+    label_encoder = build_label_encoder(config.labels, default_labels=default_labels)
+    unet = build_unet(
+        config.unet, autoencoder, num_frames=config.data.num_frames, label_dim=label_encoder.config.embedding_dim
+    )
+    return FlowDiffusionTrainingModel(unet, label_encoder, config.train_dm.null_label_probability).train()
+
+
+def train(
+    config: RunConfig, lfae: str | Path | None = None, resume: str | None = None, *, dataset: Dataset | None = None
+) -> Path:
+    """Run stage two as `config` says; `lfae`: the trained autoencoder (else `train_dm.lfae`); `resume`: a run or
+    checkpoint folder to continue. `dataset` replaces the data set of `config.data` (clip-view items).
+
+    Returns the run folder; its `model/` is an `LFDMPipeline` folder with the EMA weights.
+    """
+    train_config = _train_config(config, lfae)
+    accelerator = make_accelerator(train_config.mixed_precision, train_config.gradient_accumulation_steps)
+    checkpoint = find_checkpoint(resume) if resume else None
+    run_dir = _run_dir(config, checkpoint)
+    prepare_run_dir(run_dir, config, resuming=checkpoint is not None, is_main_process=accelerator.is_main_process)
+    accelerator.wait_for_everyone()
+
+    # frozen autoencoder, trained models, data, optimiser and schedule
+    autoencoder = load_frozen_lfae(train_config.lfae).to(accelerator.device)
+    _check_resolution(autoencoder, config)
+    clips = dataset if dataset is not None else build_dataset(config.data, view="clip", split="train")
+    model = build_training_model(config, autoencoder, default_labels=getattr(clips, "labels", None))
+    dataset = _training_data(config, clips, autoencoder, list(model.label_encoder.labels), accelerator)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate, betas=train_config.adam_betas)
+    lr_schedule = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=train_config.milestone_steps(), gamma=train_config.lr_decay
+    )
+    training_model, optimizer = accelerator.prepare(model, optimizer)
+    ema = ExponentialMovingAverage(
+        accelerator.unwrap_model(training_model),
+        decay=train_config.ema_decay,
+        warmup=train_config.ema_warmup,
+        start_step=train_config.ema_start_step,
+    )
+    # Both step once per optimiser step on every process; restored in this order by load_state.
+    accelerator.register_for_checkpointing(lr_schedule)
+    accelerator.register_for_checkpointing(ema)
+
+    step = load_checkpoint(accelerator, checkpoint) if checkpoint is not None else 0
+    if checkpoint is not None:
+        logger.info("resumed from %s at step %d", checkpoint, step)
+    batches = iter(
+        stream_loader(
+            dataset,
+            seed=train_config.seed,
+            batch_size=train_config.batch_size,
+            start=step * train_config.gradient_accumulation_steps,
+            accelerator=accelerator,
+            num_workers=config.data.num_workers,
+        )
+    )
+    log = JsonlLogger(run_dir / LOG_FILE)
+    export = PipelineExport(autoencoder, ema, train_config)
+    if accelerator.is_main_process:
+        log.truncate_after(step)
+        image = sample_image(config.data) if train_config.sample_every else None
+
+    progress = progress_bar(train_config.max_steps, step, enabled=accelerator.is_main_process)
+    window = LossWindow()
+    while step < train_config.max_steps:
+        loss = optimisation_step(accelerator, training_model, autoencoder, optimizer, batches, train_config, step)
+        if not accelerator.optimizer_step_was_skipped:  # fp16 overflow: no step, so no schedule step either
+            lr_schedule.step()
+        step += 1
+        ema.update(accelerator.unwrap_model(training_model), step)
+        progress.update(1)
+        window.add({"loss": loss})
+
+        if step % train_config.log_every == 0 or step == train_config.max_steps:
+            means = window.summary()
+            progress.set_postfix(loss=f"{means['loss']:.4f}")
+            if accelerator.is_main_process:
+                log.log(step, **means, lr=lr_schedule.get_last_lr()[0])
+        if accelerator.is_main_process and train_config.sample_every and step % train_config.sample_every == 0:
+            write_step_samples(autoencoder, ema, image, train_config, run_dir / "samples" / f"step-{step:07d}")
+            write_loss_curve(run_dir / LOG_FILE, run_dir / LOSS_CURVE_FILE)
+        last = step == train_config.max_steps
+        if train_config.checkpoint_every and (step % train_config.checkpoint_every == 0 or last):
+            save_checkpoint(accelerator, run_dir, step, export, keep_last=train_config.keep_last)
+
+    progress.close()
+    if accelerator.is_main_process:
+        export.save_pretrained(run_dir / "model")
+        write_loss_curve(run_dir / LOG_FILE, run_dir / LOSS_CURVE_FILE)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return run_dir
+
+
+def optimisation_step(
+    accelerator,
+    training_model,
+    autoencoder: LatentFlowAutoencoder,
+    optimizer,
+    batches,
+    train: FlowDiffusionTrainConfig,
+    step: int,
+) -> float:
+    """One optimiser step over `gradient_accumulation_steps` micro-batches; returns the mean loss."""
+    accumulation = train.gradient_accumulation_steps
+    mean = 0.0
+    for micro in range(accumulation):
+        batch = next(batches)
+        if "latents" in batch:  # cached targets
+            latents = batch["latents"].to(accelerator.device, non_blocking=True)
+            features = batch["features"].to(accelerator.device, non_blocking=True)
+        else:  # clips: the frozen LFAE makes the targets now
+            targets = compute_targets(autoencoder, batch["video"].to(accelerator.device, non_blocking=True))
+            latents, features = targets.latents, targets.features
+        generator = step_generator(train.seed, step * accumulation + micro, accelerator.process_index, latents.device)
+        with accelerator.accumulate(training_model):
+            with accelerator.autocast():
+                loss = training_model(latents, features, list(batch["label"]), generator)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and train.max_grad_norm:
+                accelerator.clip_grad_norm_(training_model.parameters(), train.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        # .item() waits for the device; once per micro-batch is cheap next to the U-Net's backward pass
+        mean += loss.detach().float().item() / accumulation
+    return mean
+
+
+def step_generator(seed: int, micro_batch: int, process: int, device) -> torch.Generator:
+    """The generator of t, eps and the dropped labels of one micro-batch: a function of (seed, micro-batch,
+    process) only, so a resumed run draws exactly what the uninterrupted one would have."""
+    state = np.random.SeedSequence([seed, micro_batch, process, 2]).generate_state(1, np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(state))
+
+
+class PipelineExport:
+    """What a checkpoint's `model/` and the run's final `model/` hold: an `LFDMPipeline` folder with the EMA U-Net
+    and label encoder, the frozen LFAE and the sampling scheduler (`python -m lfdm generate --model <it>`)."""
+
+    def __init__(
+        self, autoencoder: LatentFlowAutoencoder, ema: ExponentialMovingAverage, train: FlowDiffusionTrainConfig
+    ):
+        self.autoencoder, self.ema, self.train = autoencoder, ema, train
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        from lfdm.pipeline import LFDMPipeline
+
+        averaged = self.ema.model
+        scheduler = make_scheduler(self.train.sample_scheduler)
+        pipe = LFDMPipeline(
+            lfae=self.autoencoder, unet=averaged.unet, scheduler=scheduler, label_encoder=averaged.label_encoder
+        )
+        pipe.save_pretrained(folder)
+
+
+def write_step_samples(
+    autoencoder, ema: ExponentialMovingAverage, image, train: FlowDiffusionTrainConfig, stem
+) -> None:
+    """Sample every label from the fixed image with the EMA weights and write `<stem>.mp4` and `<stem>.png`."""
+    output = sample_videos(
+        autoencoder,
+        ema.model.unet,
+        ema.model.label_encoder,
+        image,
+        scheduler=train.sample_scheduler,
+        num_inference_steps=train.sample_steps,
+        guidance_scale=train.sample_guidance_scale,
+        seed=train.seed,
+    )
+    write_samples(output, stem, fps=train.sample_fps)
+
+
+def _train_config(config: RunConfig, lfae: str | Path | None) -> FlowDiffusionTrainConfig:
+    if not isinstance(config.train_dm, FlowDiffusionTrainConfig):
+        raise ValueError("the config has no `train_dm` section; add one (see lfdm/configs/synthface64.yaml).")
+    train_config = config.train_dm
+    if lfae is not None:
+        train_config = dataclasses.replace(train_config, lfae=str(lfae))
+        config.train_dm = train_config  # the run folder's config.yaml then names it, so --resume needs no --lfae
+    if not train_config.lfae:
+        raise ValueError("which autoencoder? pass --lfae DIR (a train-lfae run's model/ folder) or set train_dm.lfae.")
+    return train_config
+
+
+def _check_resolution(autoencoder: LatentFlowAutoencoder, config: RunConfig) -> None:
+    if autoencoder.config.image_size != config.data.resolution:
+        raise ValueError(
+            f"the autoencoder takes {autoencoder.config.image_size} px images but data.resolution is "
+            f"{config.data.resolution}; use the data config the autoencoder was trained with."
+        )
+
+
+def _training_data(config: RunConfig, dataset: Dataset, autoencoder, labels: list[str], accelerator) -> Dataset:
+    """Clips to compute targets from on the fly, or, for a fixed data set with `train_dm.cache_dir`, the cache."""
+    train_config = config.train_dm
+    unknown = sorted(set(getattr(dataset, "labels", ())) - set(labels))
+    if unknown:
+        raise ValueError(f"the data set has labels {unknown} that the `labels` section lacks; it has {labels}.")
+    if not train_config.cache_dir:
+        return dataset
+    if config.data.dataset == "synthface":
+        logger.info("SynthFace renders fresh clips; its targets are computed on the fly (train_dm.cache_dir unused)")
+        return dataset
+    return TargetCache.build(
+        train_config.cache_dir,
+        autoencoder,
+        dataset,
+        config.data,
+        labels=labels,
+        seed=train_config.seed,
+        draws=train_config.cache_draws,
+        batch_size=train_config.batch_size,
+        accelerator=accelerator,
+    )
+
+
+def _run_dir(config: RunConfig, checkpoint: Path | None) -> Path:
+    """The output folder: train_dm.output_dir, else the resumed run's folder, else a new dated one."""
+    if config.train_dm.output_dir:
+        return Path(config.train_dm.output_dir)
+    if checkpoint is not None:
+        return run_dir_of(checkpoint)
+    from accelerate.utils import broadcast_object_list
+
+    # one name for all processes (their clocks may cross a second boundary)
+    return Path(broadcast_object_list([str(default_run_dir("dm", config.name))])[0])
