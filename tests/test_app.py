@@ -269,7 +269,7 @@ def test_stop_interrupts_sampling_after_the_current_step(service, images, label)
             progress=progress,
         )
     assert len(steps_seen) < 10, f"sampling went on after Stop: {len(steps_seen)} steps"
-    assert not service.stop("browser-tab"), "nothing is left running"
+    assert not service.stop("browser-tab") and service.active_runs == 0, "nothing is left running"
 
 
 def test_compare_makes_one_grid_of_every_label(service, images):

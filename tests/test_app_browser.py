@@ -7,6 +7,7 @@ check that the flow picture changed. The last screenshot is saved to `tests/arti
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,8 @@ SAME_PICTURE = """async ([first, second]) => {
 
 
 @pytest.fixture
-def app_url(tiny_pipeline_dir, tmp_path):
+def app(tiny_pipeline_dir, tmp_path):
+    """The app around the tiny pipeline, launched on a free port: (url, service)."""
     service = GenerationService(
         {"tiny": str(tiny_pipeline_dir)}, "tiny", work_dir=tmp_path / "requests", display_size=64, panel_size=32
     )
@@ -52,11 +54,13 @@ def app_url(tiny_pipeline_dir, tmp_path):
     _, url, _ = demo.launch(
         prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **LAUNCH_OPTIONS
     )
-    yield url
+    yield url, service
     demo.close()
 
 
-def test_generate_play_and_inspect_steps_in_chromium(app_url, tmp_path):
+@pytest.fixture
+def page(app, tmp_path, request):
+    """A Chromium page on the app with a picture uploaded; its last state is saved to tests/artifacts/."""
     if not CHROMIUM.exists():
         pytest.skip(
             "Debian's chromium is not installed at /usr/bin/chromium (`apt-get install chromium`; .ci/run does)"
@@ -70,26 +74,59 @@ def test_generate_play_and_inspect_steps_in_chromium(app_url, tmp_path):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            page.goto(app_url)
+            page.goto(app[0])
             page.wait_for_function("() => document.querySelector('#label input')?.value")  # the model's labels
             page.locator("#input-image input[type=file]").set_input_files(picture)
             page.locator("#input-image img").wait_for()
-            page.click("#advanced button")  # open the accordion: 3 sampling steps keep the test short
-            page.locator("#steps input[type=range]").fill("3")
-            page.click("#generate")
-
-            page.wait_for_function(VIDEO_DECODED, timeout=120_000)
-            assert page.evaluate("() => document.querySelector('#video video').videoWidth") > 0
-
-            page.wait_for_function(f"() => ({FLOW_SRC})() !== null")
-            last_step = page.evaluate(FLOW_SRC)
-            page.locator("#step-slider input[type=range]").fill("1")
-            page.wait_for_function(f"(before) => ({FLOW_SRC})() !== before", arg=last_step)
-            first_step = page.evaluate(FLOW_SRC)
-            assert not page.evaluate(SAME_PICTURE, [last_step, first_step]), (
-                "the flow picture must change with the step"
-            )
-            assert "Step 1 of 3" in page.locator("#step-caption").inner_text()
+            page.click("#advanced button")  # open the accordion for the steps
+            yield page
         finally:
-            page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / request.param), full_page=True)
             browser.close()
+
+
+def set_steps(page, steps: int) -> None:
+    """Type the step count. The Advanced accordion mounts its sliders when it opens and may then reset their
+    values once, so type again until the slider holds the number."""
+    box = page.locator("#steps input[type=number]")
+    for _ in range(20):
+        box.fill(str(steps))
+        box.press("Enter")
+        if page.evaluate("() => document.querySelector('#steps input[type=range]').value") == str(steps):
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError(f"the steps slider does not take {steps}")
+
+
+@pytest.mark.parametrize("page", ["app.png"], indirect=True)
+def test_generate_play_and_inspect_steps_in_chromium(page):
+    set_steps(page, 3)
+    page.click("#generate")
+    page.wait_for_function(VIDEO_DECODED, timeout=120_000)
+    assert page.evaluate("() => document.querySelector('#video video').videoWidth") > 0
+
+    page.wait_for_function(f"() => ({FLOW_SRC})() !== null")
+    last_step = page.evaluate(FLOW_SRC)
+    page.locator("#step-slider input[type=range]").fill("1")
+    page.wait_for_function(f"(before) => ({FLOW_SRC})() !== before", arg=last_step)
+    first_step = page.evaluate(FLOW_SRC)
+    assert not page.evaluate(SAME_PICTURE, [last_step, first_step]), "the flow picture must change with the step"
+    assert "Step 1 of 3" in page.locator("#step-caption").inner_text()
+
+
+@pytest.mark.parametrize("page", ["app-stopped.png"], indirect=True)
+def test_stop_ends_a_long_run_and_the_next_run_works(page, app):
+    _, service = app
+    set_steps(page, 1000)
+    page.click("#generate")
+    page.get_by_text("sampling step").first.wait_for()  # the progress bar is moving
+    page.click("#stop")
+    deadline = time.monotonic() + 60
+    while service.active_runs and time.monotonic() < deadline:  # the stopped run ends after its current step
+        time.sleep(0.1)
+    assert service.active_runs == 0, "Stop must end the run"
+    set_steps(page, 3)
+    page.click("#generate")
+    page.wait_for_function(VIDEO_DECODED, timeout=120_000)
+    folders = [path for path in service.work_dir.iterdir() if path.is_dir()]
+    assert len(folders) == 1, "the stopped run must end without writing files; only the second run's are there"

@@ -127,6 +127,7 @@ class GenerationService:
         self._scheduler_configs: dict[str, object] = {}
         self._traces: OrderedDict[str, render.StepTrace] = OrderedDict()
         self._load_lock = threading.Lock()
+        self._trace_lock = threading.Lock()  # the inspector's events run beside generations
         self._run_lock = threading.Lock()  # one pipeline call at a time: runs share the pipeline's scheduler
         self._stop_events: dict[str, threading.Event] = {}
 
@@ -330,6 +331,11 @@ class GenerationService:
             progress(1.0, "writing the videos")
         return output
 
+    @property
+    def active_runs(self) -> int:
+        """Runs started and not finished yet (sampling, or waiting for the one running)."""
+        return len(self._stop_events)
+
     def stop(self, session: str | None) -> bool:
         """Stop the run of `session` after its current step. True when one was running or waiting."""
         event = self._stop_events.get(session) if session else None
@@ -355,20 +361,23 @@ class GenerationService:
         return view
 
     def _remember(self, request_id: str, trace: render.StepTrace) -> None:
-        self._traces[request_id] = trace
-        while len(self._traces) > 8:  # a few recent traces in memory; the others are read back from disk
-            self._traces.popitem(last=False)
+        with self._trace_lock:
+            self._traces[request_id] = trace
+            while len(self._traces) > 8:  # a few recent traces in memory; the others are read back from disk
+                self._traces.popitem(last=False)
 
     def _trace(self, request_id: str | None) -> render.StepTrace:
         if not request_id or not _REQUEST_ID.match(str(request_id)):
             raise UserInputError("generate a video first; the inspector shows the steps of the last one.")
-        if request_id not in self._traces:
+        with self._trace_lock:
+            trace = self._traces.get(request_id)
+        if trace is None:
             path = self.work_dir / request_id / "trace.npz"
             if not path.is_file():
                 raise UserInputError("this video's steps have been cleaned up; generate it again.")
-            self._remember(request_id, render.StepTrace.load(path))
-        self._traces.move_to_end(request_id)
-        return self._traces[request_id]
+            trace = render.StepTrace.load(path)
+        self._remember(request_id, trace)  # most recently used last
+        return trace
 
     # --- housekeeping ---------------------------------------------------------------------------------------------
 
@@ -378,4 +387,5 @@ class GenerationService:
         for folder in self.work_dir.iterdir():
             if folder.is_dir() and folder.stat().st_mtime < deadline:
                 shutil.rmtree(folder, ignore_errors=True)
-                self._traces.pop(folder.name, None)
+                with self._trace_lock:
+                    self._traces.pop(folder.name, None)

@@ -11,6 +11,7 @@ import functools
 import logging
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -39,9 +40,9 @@ logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 32  # requests waiting beyond this are turned away with "the queue is full"
 GPU_SECONDS = 120  # ZeroGPU time asked for one request (1000 DDPM steps take about a minute on a GPU)
+_PROGRESS = gr.Progress()  # the default that marks a handler's progress argument; each event gets its own tracker
 # Keyword arguments of `demo.launch` that every launch uses (app.py, tests): no files served beyond what handlers
 # return, uploads capped, no server-side rendering (it would need Node.js and a second server).
-_PROGRESS = gr.Progress()  # the default that marks a handler's progress argument; each event gets its own tracker
 LAUNCH_OPTIONS = {"max_file_size": "20mb", "ssr_mode": False, "show_error": False}
 
 
@@ -85,16 +86,19 @@ def _example_images(folder: Path | None) -> list[list[str]]:
     return [[str(path)] for path in sorted(Path(folder).glob("*.png"))]
 
 
-def build_demo(service: GenerationService, *, examples_dir: str | Path | None = None) -> gr.Blocks:
-    """The whole app around `service`; `demo.queue(...)` is applied, `launch` is the caller's."""
-    settings_of = lambda label, model, scheduler, steps, guidance, seed, fps: GenerationSettings(  # noqa: E731
-        label=label, model=model, scheduler=scheduler, steps=steps, guidance_scale=guidance, seed=seed, fps=fps
-    )
+class _Handlers:
+    """The event handlers: each turns widget values into one `GenerationService` call and its result into
+    widget values."""
+
+    def __init__(self, service: GenerationService):
+        self.service = service
 
     @_shown_errors
-    def generate(image, label, model, scheduler, steps, guidance, seed, fps, request: gr.Request, progress=_PROGRESS):
-        settings = settings_of(label, model, scheduler, steps, guidance, seed, fps)
-        result = service.generate(
+    def generate(
+        self, image, label, model, scheduler, steps, guidance, seed, fps, request: gr.Request, progress=_PROGRESS
+    ):
+        settings = GenerationSettings(label, model, scheduler, steps, guidance, seed, fps)
+        result = self.service.generate(
             _image_path(image),
             settings,
             session=_session(request),
@@ -103,21 +107,13 @@ def build_demo(service: GenerationService, *, examples_dir: str | Path | None = 
         last = result.num_trace_steps
         # Gradio needs maximum > minimum; a 1-step run gets a slider that `inspect` clamps to its one step.
         slider = gr.Slider(minimum=1, maximum=max(last, 2), value=last, step=1, interactive=last > 1)
-        files = [str(path) for path in result.downloads]
-        return (
-            str(result.video),
-            str(result.flow_video),
-            str(result.occlusion_video),
-            str(result.panel_video),
-            files,
-            slider,
-            result.request_id,
-        )
+        videos = [result.video, result.flow_video, result.occlusion_video, result.panel_video]
+        return *map(str, videos), [str(path) for path in result.downloads], slider, result.request_id
 
     @_shown_errors
-    def compare(image, model, scheduler, steps, guidance, seed, fps, request: gr.Request, progress=_PROGRESS):
-        settings = settings_of(None, model, scheduler, steps, guidance, seed, fps)
-        result = service.compare(
+    def compare(self, image, model, scheduler, steps, guidance, seed, fps, request: gr.Request, progress=_PROGRESS):
+        settings = GenerationSettings(None, model, scheduler, steps, guidance, seed, fps)
+        result = self.service.compare(
             _image_path(image),
             settings,
             session=_session(request),
@@ -126,25 +122,135 @@ def build_demo(service: GenerationService, *, examples_dir: str | Path | None = 
         return str(result.video), [str(path) for path in result.downloads]
 
     @_shown_errors
-    def show_step(request_id, step, as_videos, fps):
-        view = service.inspect(request_id, step, videos=as_videos, fps=fps)
+    def show_step(self, request_id, step, as_videos, fps):
+        if request_id is None:  # "also as videos" ticked before the first generation: nothing to show yet
+            return (gr.skip(),) * 6
+        view = self.service.inspect(request_id, step, videos=as_videos, fps=fps)
         videos = [str(view.flow_video), str(view.occlusion_video)] if as_videos else [None, None]
         return view.caption, view.flow_strip, view.occlusion_strip, gr.Row(visible=as_videos), *videos
 
-    def stop(request: gr.Request):
-        service.stop(_session(request))
+    def stop(self, request: gr.Request):
+        self.service.stop(_session(request))
 
     @_shown_errors
-    def choose_model(model):
-        labels = service.labels(model)
-        return gr.Dropdown(choices=labels, value=labels[0] if labels else None), service.describe(model)
+    def choose_model(self, model):
+        labels = self.service.labels(model)
+        return gr.Dropdown(choices=labels, value=labels[0] if labels else None), self.service.describe(model)
 
     @_shown_errors
-    def page_loaded():
-        return choose_model(service.default_model) if service.has_model else (gr.Dropdown(), NO_MODEL_MESSAGE)
+    def page_loaded(self):
+        if not self.service.has_model:
+            return gr.Dropdown(), NO_MODEL_MESSAGE
+        return self.choose_model(self.service.default_model)
 
+
+def _video(label: str, elem_id: str | None = None) -> gr.Video:
+    return gr.Video(label=label, autoplay=True, loop=True, elem_id=elem_id)
+
+
+def _inputs(service: GenerationService, examples_dir) -> SimpleNamespace:
+    """The left column of the Generate tab: image, examples, action, buttons and the Advanced accordion."""
+    ui = SimpleNamespace()
+    ui.image = gr.Image(
+        label="Image",
+        type="filepath",
+        image_mode=None,
+        height=280,
+        sources=["upload", "clipboard"],
+        elem_id="input-image",
+    )
+    examples = _example_images(examples_dir)
+    if examples:
+        gr.Examples(examples, inputs=[ui.image], label="Examples", examples_per_page=12)
+    ui.label = gr.Dropdown(label="Action", choices=[], value=None, elem_id="label")  # filled from the model
+    with gr.Row():
+        ui.generate = gr.Button("Generate", variant="primary", elem_id="generate")
+        ui.stop = gr.Button("Stop", variant="stop", elem_id="stop")
+    with gr.Accordion("Advanced", open=False, elem_id="advanced"):
+        ui.model = gr.Dropdown(
+            label="Model (every pipeline folder under checkpoints/)",
+            choices=list(service.models),
+            value=service.default_model,
+        )
+        ui.scheduler = gr.Dropdown(label="Scheduler", choices=list(SCHEDULERS), value=DEFAULT_SCHEDULER)
+        ui.steps = gr.Slider(
+            *STEPS_RANGE,
+            value=DEFAULT_STEPS[SCHEDULERS[DEFAULT_SCHEDULER]],
+            step=1,
+            label="Sampling steps",
+            elem_id="steps",
+        )
+        ui.guidance = gr.Slider(
+            *GUIDANCE_RANGE,
+            value=1.0,
+            step=0.1,
+            label="Guidance scale",
+            info="1 = plain conditional sampling, as in the paper",
+        )
+        with gr.Row(equal_height=True):
+            ui.seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=SEED_MAX, scale=3)
+            ui.dice = gr.Button("Random seed", scale=1)
+        ui.fps = gr.Slider(*FPS_RANGE, value=8, step=1, label="Output frames per second")
+        ui.model_info = gr.Markdown()
+    return ui
+
+
+def _results() -> SimpleNamespace:
+    """The right column of the Generate tab: the three videos side by side, the panel video, the downloads."""
+    ui = SimpleNamespace()
+    with gr.Row():
+        ui.video = _video("Generated video", "video")
+        ui.flow_video = _video("Latent flow, with its colour key", "flow-video")
+        ui.occlusion_video = _video("Occlusion (white = visible)", "occlusion-video")
+    ui.panel_video = _video("input | generated | warped input | flow | grid | occlusion", "panel-video")
+    ui.downloads = gr.File(
+        label="Downloads: video, panels, GIF, flows (.npz), every step (.npz)",
+        file_count="multiple",
+        elem_id="downloads",
+    )
+    return ui
+
+
+def _inspector() -> SimpleNamespace:
+    """The step inspector: a slider over the traced sampling steps and that step's flow and occlusion strips."""
+    ui = SimpleNamespace()
+    gr.Markdown(text.INSPECTOR_HELP)
+    with gr.Row(equal_height=True):
+        ui.step = gr.Slider(
+            1, 2, value=1, step=1, label="Sampling step", interactive=False, elem_id="step-slider", scale=4
+        )
+        ui.as_videos = gr.Checkbox(label="Also as videos", value=False, scale=1)
+    ui.caption = gr.Markdown(elem_id="step-caption")
+    with gr.Row():
+        ui.flow_strip = gr.Image(
+            label="Predicted flow at this step", format="png", interactive=False, elem_id="flow-strip", scale=4
+        )
+        gr.Image(color_wheel_legend(128), label="Colour key", format="png", interactive=False, scale=1, min_width=140)
+    ui.occlusion_strip = gr.Image(
+        label="Predicted occlusion at this step", format="png", interactive=False, elem_id="occlusion-strip"
+    )
+    with gr.Row(visible=False) as ui.videos_row:
+        ui.flow_video = _video("Flow at this step")
+        ui.occlusion_video = _video("Occlusion at this step")
+    ui.outputs = [ui.caption, ui.flow_strip, ui.occlusion_strip, ui.videos_row, ui.flow_video, ui.occlusion_video]
+    return ui
+
+
+def _compare_tab() -> SimpleNamespace:
+    ui = SimpleNamespace()
+    gr.Markdown(text.COMPARE_HELP)
+    with gr.Row():
+        ui.button = gr.Button("Generate every action", variant="primary", elem_id="compare")
+        ui.stop = gr.Button("Stop", variant="stop")
+    ui.video = _video("Every action", "compare-video")
+    ui.files = gr.File(label="Downloads", file_count="multiple")
+    return ui
+
+
+def build_demo(service: GenerationService, *, examples_dir: str | Path | None = None) -> gr.Blocks:
+    """The whole app around `service`; `demo.queue(...)` is applied, `launch` is the caller's."""
     with gr.Blocks(title=text.TITLE, analytics_enabled=False, delete_cache=(900, 3600)) as demo:
-        request_id = gr.State(None)
+        request_id = gr.State(None)  # which run the inspector shows; its trace stays on the server
         gr.Markdown(text.HEADER)
         if not service.has_model:
             gr.Markdown(NO_MODEL_MESSAGE, elem_id="no-model")
@@ -152,162 +258,67 @@ def build_demo(service: GenerationService, *, examples_dir: str | Path | None = 
             with gr.Tab("Generate"):
                 with gr.Row():
                     with gr.Column(scale=1, min_width=320):
-                        image = gr.Image(
-                            label="Image",
-                            type="filepath",
-                            image_mode=None,
-                            height=280,
-                            sources=["upload", "clipboard"],
-                            elem_id="input-image",
-                        )
-                        examples = _example_images(examples_dir)
-                        if examples:
-                            gr.Examples(examples, inputs=[image], label="Examples", examples_per_page=12)
-                        label = gr.Dropdown(label="Action", choices=[], value=None, elem_id="label")
-                        with gr.Row():
-                            generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
-                            stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
-                        with gr.Accordion("Advanced", open=False, elem_id="advanced"):
-                            model = gr.Dropdown(
-                                label="Model (every pipeline folder under checkpoints/)",
-                                choices=list(service.models),
-                                value=service.default_model,
-                            )
-                            scheduler = gr.Dropdown(
-                                label="Scheduler", choices=list(SCHEDULERS), value=DEFAULT_SCHEDULER
-                            )
-                            steps = gr.Slider(
-                                *STEPS_RANGE,
-                                value=DEFAULT_STEPS[SCHEDULERS[DEFAULT_SCHEDULER]],
-                                step=1,
-                                label="Sampling steps",
-                                elem_id="steps",
-                            )
-                            guidance = gr.Slider(
-                                *GUIDANCE_RANGE,
-                                value=1.0,
-                                step=0.1,
-                                label="Guidance scale",
-                                info="1 = plain conditional sampling, as in the paper",
-                            )
-                            with gr.Row(equal_height=True):
-                                seed = gr.Number(
-                                    label="Seed", value=0, precision=0, minimum=0, maximum=SEED_MAX, scale=3
-                                )
-                                dice = gr.Button("Random seed", scale=1)
-                            fps = gr.Slider(*FPS_RANGE, value=8, step=1, label="Output frames per second")
-                            model_info = gr.Markdown()
+                        inputs = _inputs(service, examples_dir)
                     with gr.Column(scale=2):
-                        with gr.Row():
-                            video = gr.Video(label="Generated video", autoplay=True, loop=True, elem_id="video")
-                            flow_video = gr.Video(
-                                label="Latent flow, with its colour key", autoplay=True, loop=True, elem_id="flow-video"
-                            )
-                            occlusion_video = gr.Video(
-                                label="Occlusion (white = visible)", autoplay=True, loop=True, elem_id="occlusion-video"
-                            )
-                        panel_video = gr.Video(
-                            label="input | generated | warped input | flow | grid | occlusion",
-                            autoplay=True,
-                            loop=True,
-                            elem_id="panel-video",
-                        )
-                        downloads = gr.File(
-                            label="Downloads: video, panels, GIF, flows (.npz), every step (.npz)",
-                            file_count="multiple",
-                            elem_id="downloads",
-                        )
+                        results = _results()
                 with gr.Accordion("Step inspector", open=True):
-                    gr.Markdown(text.INSPECTOR_HELP)
-                    with gr.Row(equal_height=True):
-                        step = gr.Slider(
-                            1,
-                            2,
-                            value=1,
-                            step=1,
-                            label="Sampling step",
-                            interactive=False,
-                            elem_id="step-slider",
-                            scale=4,
-                        )
-                        as_videos = gr.Checkbox(label="Also as videos", value=False, scale=1)
-                    step_caption = gr.Markdown(elem_id="step-caption")
-                    with gr.Row():
-                        flow_strip = gr.Image(
-                            label="Predicted flow at this step",
-                            format="png",
-                            interactive=False,
-                            elem_id="flow-strip",
-                            scale=4,
-                        )
-                        gr.Image(
-                            color_wheel_legend(128),
-                            label="Colour key",
-                            format="png",
-                            interactive=False,
-                            scale=1,
-                            min_width=140,
-                        )
-                    occlusion_strip = gr.Image(
-                        label="Predicted occlusion at this step",
-                        format="png",
-                        interactive=False,
-                        elem_id="occlusion-strip",
-                    )
-                    with gr.Row(visible=False) as step_videos:
-                        step_flow_video = gr.Video(label="Flow at this step", autoplay=True, loop=True)
-                        step_occlusion_video = gr.Video(label="Occlusion at this step", autoplay=True, loop=True)
+                    inspector = _inspector()
             with gr.Tab("Compare"):
-                gr.Markdown(text.COMPARE_HELP)
-                with gr.Row():
-                    compare_button = gr.Button("Generate every action", variant="primary", elem_id="compare")
-                    compare_stop = gr.Button("Stop", variant="stop")
-                compare_video = gr.Video(label="Every action", autoplay=True, loop=True, elem_id="compare-video")
-                compare_files = gr.File(label="Downloads", file_count="multiple")
+                compare = _compare_tab()
             with gr.Tab("About"):
                 gr.Markdown(text.ABOUT)
-
-        common = [model, scheduler, steps, guidance, seed, fps]
-        step_outputs = [step_caption, flow_strip, occlusion_strip, step_videos, step_flow_video, step_occlusion_video]
-        generating = generate_button.click(
-            _on_gpu(generate),
-            [image, label, *common],
-            [video, flow_video, occlusion_video, panel_video, downloads, step, request_id],
-            api_name="generate",
-            preprocess=False,
-            concurrency_id="model",
-            concurrency_limit=1,
-        )
-        generating.success(
-            show_step, [request_id, step, as_videos, fps], step_outputs, queue=False, api_visibility="private"
-        )
-        comparing = compare_button.click(
-            _on_gpu(compare),
-            [image, *common],
-            [compare_video, compare_files],
-            api_name="compare",
-            preprocess=False,
-            concurrency_id="model",
-            concurrency_limit=1,
-        )
-        for button in (stop_button, compare_stop):
-            button.click(stop, None, None, cancels=[generating, comparing], queue=False, api_visibility="private")
-        for change in (step.input, as_videos.input):
-            change(
-                show_step,
-                [request_id, step, as_videos, fps],
-                step_outputs,
-                queue=False,
-                trigger_mode="always_last",
-                api_visibility="private",
-            )
-        dice.click(lambda: random.randint(0, SEED_MAX), None, seed, queue=False, api_visibility="private")
-        scheduler.input(
-            lambda name: DEFAULT_STEPS[SCHEDULERS[name]], scheduler, steps, queue=False, api_visibility="private"
-        )
-        model.input(choose_model, model, [label, model_info], api_visibility="private")
-        demo.load(page_loaded, None, [label, model_info], api_visibility="private")
+        _wire(demo, _Handlers(service), inputs, results, inspector, compare, request_id)
     return demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+
+
+def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, compare, request_id) -> None:
+    """The events. Generate and Compare share one queue slot (`concurrency_id="model"`); they skip Gradio's
+    preprocessing so the service opens uploads itself. The inspector and the small helpers skip the queue, so they
+    answer while a generation runs."""
+    settings = [inputs.model, inputs.scheduler, inputs.steps, inputs.guidance, inputs.seed, inputs.fps]
+    outputs = [
+        results.video,
+        results.flow_video,
+        results.occlusion_video,
+        results.panel_video,
+        results.downloads,
+        inspector.step,
+        request_id,
+    ]
+    queued = dict(preprocess=False, concurrency_id="model", concurrency_limit=1)
+    generating = inputs.generate.click(
+        _on_gpu(handlers.generate), [inputs.image, inputs.label, *settings], outputs, api_name="generate", **queued
+    )
+    step_inputs = [request_id, inspector.step, inspector.as_videos, inputs.fps]
+    generating.success(handlers.show_step, step_inputs, inspector.outputs, queue=False, api_visibility="private")
+    comparing = compare.button.click(
+        _on_gpu(handlers.compare),
+        [inputs.image, *settings],
+        [compare.video, compare.files],
+        api_name="compare",
+        **queued,
+    )
+    for button in (inputs.stop, compare.stop):
+        button.click(handlers.stop, None, None, cancels=[generating, comparing], queue=False, api_visibility="private")
+    for changed in (inspector.step.input, inspector.as_videos.input):
+        changed(
+            handlers.show_step,
+            step_inputs,
+            inspector.outputs,
+            queue=False,
+            trigger_mode="always_last",
+            api_visibility="private",
+        )
+    inputs.dice.click(lambda: random.randint(0, SEED_MAX), None, inputs.seed, queue=False, api_visibility="private")
+    inputs.scheduler.input(
+        lambda name: DEFAULT_STEPS[SCHEDULERS[name]],
+        inputs.scheduler,
+        inputs.steps,
+        queue=False,
+        api_visibility="private",
+    )
+    inputs.model.input(handlers.choose_model, inputs.model, [inputs.label, inputs.model_info], api_visibility="private")
+    demo.load(handlers.page_loaded, None, [inputs.label, inputs.model_info], api_visibility="private")
 
 
 def _session(request: gr.Request | None) -> str | None:
