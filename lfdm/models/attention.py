@@ -4,6 +4,10 @@ Every layer takes and returns videos `(batch, channels, frames, height, width)`.
 CVPR 2023, Sec. 3.2) and the video-diffusion U-Net it builds on: spatial attention mixes the pixels of one frame,
 temporal attention mixes the frames of one pixel; position in time enters through a rotary embedding of the
 queries and keys plus a T5-style relative position bias added to the attention logits.
+
+Speed: the layers read their tokens as views of channels-last videos (physically (b, f, h, w, c), see
+`lfdm.models.unet3d_blocks`), project them with one matmul over the channels, and hand strided views to
+`scaled_dot_product_attention`; their outputs are channels-last videos again.
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ class ChannelLayerNorm(nn.Module):
         self.gamma = nn.Parameter(torch.ones(1, channels, 1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        var = torch.var(x, dim=1, unbiased=False, keepdim=True)
-        mean = torch.mean(x, dim=1, keepdim=True)
-        return (x - mean) / (var + self.eps).sqrt() * self.gamma
+        # One fused layer_norm over the channels, the last axis in memory of a channels-last video.
+        normed = F.layer_norm(rearrange(x, "b c f h w -> b f h w c"), x.shape[1:2], self.gamma.flatten(), eps=self.eps)
+        return rearrange(normed, "b f h w c -> b c f h w")
 
 
 class RotaryEmbedding(nn.Module):
@@ -53,20 +57,26 @@ class RotaryEmbedding(nn.Module):
         return angles.repeat_interleave(2, dim=-1)  # (f, dim): each angle used by one interleaved pair
 
 
-def _rotate_pairs(x: torch.Tensor) -> torch.Tensor:
-    """(..., (d 2)) pairs (a, b) -> (-b, a)."""
-    pairs = rearrange(x, "... (d r) -> ... d r", r=2)
-    first, second = pairs.unbind(dim=-1)
-    return rearrange(torch.stack((-second, first), dim=-1), "... d r -> ... (d r)")
-
-
 def apply_rotary(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate the first `angles.shape[-1]` features of x (..., frames, head_dim) by angles (frames, rot_dim)."""
+    """Rotate the first `angles.shape[-1]` features of x (..., frames, head_dim) by angles (frames, rot_dim).
+
+    Each interleaved pair (a, b) turns by its angle: (a cos - b sin, b cos + a sin). In float32/64 this is one
+    complex multiplication per pair, a single pass over x that also makes the strided views of a fused qkv
+    projection contiguous.
+    """
     rot_dim = angles.shape[-1]
-    angles = angles.to(x.dtype)
     rotated, rest = x[..., :rot_dim], x[..., rot_dim:]
-    rotated = rotated * angles.cos() + _rotate_pairs(rotated) * angles.sin()
-    return torch.cat((rotated, rest), dim=-1)
+    half_angles = angles[:, ::2].float()  # (frames, rot_dim / 2): one angle per pair
+    if x.dtype in (torch.float32, torch.float64):
+        pairs = torch.view_as_complex(rearrange(rotated, "... (d r) -> ... d r", r=2))
+        turned = pairs * torch.polar(torch.ones_like(half_angles), half_angles).to(pairs.dtype)
+        rotated = rearrange(torch.view_as_real(turned), "... d r -> ... (d r)")
+    else:  # no complex type for bfloat16: the same rotation written out
+        cos, sin = half_angles.cos().to(x.dtype), half_angles.sin().to(x.dtype)
+        first, second = rearrange(rotated, "... (d r) -> ... d r", r=2).unbind(dim=-1)
+        turned = torch.stack((first * cos - second * sin, second * cos + first * sin), dim=-1)
+        rotated = rearrange(turned, "... d r -> ... (d r)")
+    return torch.cat((rotated, rest), dim=-1) if rest.shape[-1] else rotated
 
 
 class RelativePositionBias(nn.Module):
@@ -123,19 +133,15 @@ class TemporalAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, position_bias: torch.Tensor, rotary_angles: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
-        tokens = rearrange(x, "b c f h w -> (b h w) f c")  # one sequence of frames per pixel
-        q, k, v = (
-            rearrange(part, "n f (heads d) -> n heads f d", heads=self.heads)
-            for part in self.to_qkv(tokens).chunk(3, dim=-1)
-        )
-        # Scale before the rotation, as the paper's model does, so the logits round the same way.
-        q = apply_rotary(q * self.scale, rotary_angles)
-        k = apply_rotary(k, rotary_angles)
+        qkv = self.to_qkv(rearrange(x, "b c f h w -> b f h w c"))  # (b, f, h, w, 3 * heads * d)
+        # one sequence of frames per pixel: views (b*h*w, heads, f, d) of the projection (copies only for b > 1)
+        q, k, v = rearrange(qkv, "b f h w (three heads d) -> three (b h w) heads f d", three=3, heads=self.heads)
+        q, k = apply_rotary(q, rotary_angles), apply_rotary(k, rotary_angles)
         # A 4-D query and a mask expanded to it (a view) let PyTorch pick its fused CPU/GPU kernels.
         mask = position_bias.to(q.dtype).expand(q.shape[0], -1, -1, -1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
-        out = self.to_out(rearrange(out, "n heads f d -> n f (heads d)"))
-        return rearrange(out, "(b h w) f c -> b c f h w", b=b, h=h, w=w)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        out = self.to_out(rearrange(out, "(b h w) heads f d -> b f h w (heads d)", b=b, h=h, w=w))
+        return rearrange(out, "b f h w c -> b c f h w")  # a channels-last video
 
 
 class SpatialAttention(nn.Module):
@@ -154,12 +160,9 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
-        tokens = rearrange(x, "b c f h w -> (b f) (h w) c")  # one sequence of pixels per frame
-        q, k, v = (
-            rearrange(part, "n p (heads d) -> n heads p d", heads=self.heads)
-            for part in self.to_qkv(tokens).chunk(3, dim=-1)
-        )
-        out = F.scaled_dot_product_attention(q * self.scale, k, v, scale=1.0)
+        qkv = self.to_qkv(rearrange(x, "b c f h w -> (b f) (h w) c"))  # one sequence of pixels per frame
+        q, k, v = rearrange(qkv, "n p (three heads d) -> three n heads p d", three=3, heads=self.heads)
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         out = self.to_out(rearrange(out, "n heads p d -> n p (heads d)"))
         return rearrange(out, "(b f) (h w) c -> b c f h w", b=b, h=h, w=w)
 
@@ -181,17 +184,15 @@ class SpatialLinearAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
-        frames = rearrange(x, "b c f h w -> (b f) c h w")
-        q, k, v = (
-            rearrange(part, "n (heads d) x y -> n heads d (x y)", heads=self.heads)
-            for part in self.to_qkv(frames).chunk(3, dim=1)
-        )
-        q = q.softmax(dim=-2) * self.scale
-        k = k.softmax(dim=-1)
-        context = torch.einsum("n h d p, n h e p -> n h d e", k, v)
-        out = torch.einsum("n h d e, n h d p -> n h e p", context, q)
-        out = self.to_out(rearrange(out, "n heads e (x y) -> n (heads e) x y", x=h, y=w))
-        return rearrange(out, "(b f) c h w -> b c f h w", b=b)
+        tokens = rearrange(x, "b c f h w -> (b f) (h w) c")  # pixels of each frame; a view of a channels-last video
+        qkv = F.linear(tokens, self.to_qkv.weight.flatten(1))  # the 1x1 convolution as one matmul
+        q, k, v = rearrange(qkv, "n p (three heads d) -> three n heads p d", three=3, heads=self.heads)
+        q = q.softmax(dim=-1) * self.scale  # over the features of each head
+        k = k.softmax(dim=-2)  # over the pixels
+        context = torch.einsum("n h p d, n h p e -> n h d e", k, v)
+        out = torch.einsum("n h d e, n h p d -> n p h e", context, q)
+        out = F.linear(rearrange(out, "n p heads e -> n p (heads e)"), self.to_out.weight.flatten(1), self.to_out.bias)
+        return rearrange(out, "(b f) (h w) c -> b c f h w", b=b, h=h, w=w)
 
 
 class PreNormResidual(nn.Module):

@@ -18,10 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
-from einops import repeat
+from einops import rearrange
 from torch import nn
 
 from lfdm.models.attention import (
@@ -31,7 +32,14 @@ from lfdm.models.attention import (
     SpatialAttention,
     TemporalAttention,
 )
-from lfdm.models.unet3d_blocks import Downsample, ResnetBlock, TimestepEmbedding, UNetLevel, Upsample
+from lfdm.models.unet3d_blocks import (
+    Downsample,
+    FrameConv3d,
+    ResnetBlock,
+    TimestepEmbedding,
+    UNetLevel,
+    Upsample,
+)
 
 UPSAMPLE_MODES = ("deconv", "nearest")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -103,7 +111,7 @@ class FlowUNet3D(ModelMixin, ConfigMixin):
             "temporal_dim_head": attn_dim_head,
         }
 
-        self.init_conv = nn.Conv3d(
+        self.init_conv = FrameConv3d(
             sample_channels + feature_channels, dim, (1, init_kernel_size, init_kernel_size),
             padding=(0, init_kernel_size // 2, init_kernel_size // 2),
         )  # fmt: skip
@@ -131,9 +139,9 @@ class FlowUNet3D(ModelMixin, ConfigMixin):
         )
         # Two heads on cat(last features, init_conv output): flow channels and the occlusion channel.
         self.flow_head = nn.Sequential(
-            ResnetBlock(dim * 2, dim, groups=resnet_groups), nn.Conv3d(dim, sample_channels - 1, 1)
+            ResnetBlock(dim * 2, dim, groups=resnet_groups), FrameConv3d(dim, sample_channels - 1, 1)
         )
-        self.occlusion_head = nn.Sequential(ResnetBlock(dim * 2, dim, groups=resnet_groups), nn.Conv3d(dim, 1, 1))
+        self.occlusion_head = nn.Sequential(ResnetBlock(dim * 2, dim, groups=resnet_groups), FrameConv3d(dim, 1, 1))
 
         if learn_null_label:
             self.null_label_embedding = nn.Parameter(torch.randn(1, label_dim))
@@ -167,9 +175,7 @@ class FlowUNet3D(ModelMixin, ConfigMixin):
         timestep = _batch_timestep(timestep, b, sample.device)
         label = self._label_condition(label_embedding, drop_label, b, sample.dtype)
 
-        # (b, c, h, w) -> (b, c, f, h, w): the image features join the noisy latents at every frame
-        features = repeat(image_features.to(sample.dtype), "b c h w -> b c f h w", f=f)
-        x = self.init_conv(torch.cat([sample, features], dim=1))
+        x = self.initial_convolution(sample, image_features.to(sample.dtype))
         init_features = x  # joins the heads at the end, taken before the first temporal attention
         temporal = {"position_bias": self.relative_position_bias(f), "rotary_angles": self.rotary_embedding(f)}
         x = self.init_temporal_attention(x, **temporal)
@@ -189,10 +195,28 @@ class FlowUNet3D(ModelMixin, ConfigMixin):
             x = level.resample(x)
 
         x = torch.cat([x, init_features], dim=1)
-        noise = torch.cat([self.flow_head(x), self.occlusion_head(x)], dim=1)
+        noise = torch.cat([self.flow_head(x), self.occlusion_head(x)], dim=1).contiguous()  # back to (b, c, f, h, w)
         if not return_dict:
             return (noise,)
         return UNet3DOutput(sample=noise)
+
+    def initial_convolution(self, sample: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
+        """`init_conv(cat(z_t, z_0 repeated over frames))`: sample (b, 3, f, h, w), image_features (b, C, h, w) ->
+        (b, dim, f, h, w), channels-last in memory (the layout every later layer keeps).
+
+        The convolution is linear and per frame, and z_0 is the same at every frame, so it is computed as
+        conv_z(z_t) + conv_feature(z_0) with conv_feature run once, not once per frame: at the paper's size 256 of
+        the 259 input channels, 64 of the U-Net's 229 GFLOP. Exact up to float rounding.
+        """
+        conv, sample_channels = self.init_conv, sample.shape[1]
+        weight, padding = conv.weight.squeeze(2), conv.padding[1:]
+        # (b, c, f, h, w) -> (b*f, c, h, w), channels-last
+        frames = rearrange(sample, "b c f h w -> (b f) c h w").contiguous(memory_format=torch.channels_last)
+        sample_part = F.conv2d(frames, weight[:, :sample_channels], conv.bias, padding=padding)
+        features = image_features.contiguous(memory_format=torch.channels_last)
+        feature_part = F.conv2d(features, weight[:, sample_channels:], padding=padding)
+        sample_part = rearrange(sample_part, "(b f) c h w -> b c f h w", b=sample.shape[0])
+        return sample_part + rearrange(feature_part, "b c h w -> b c 1 h w")  # the same features at every frame
 
     def _label_condition(
         self, label_embedding: torch.Tensor | None, drop_label: torch.Tensor | None, batch: int, dtype: torch.dtype

@@ -1,6 +1,11 @@
 """Building blocks of the space-time U-Net (`lfdm.models.unet3d.FlowUNet3D`).
 
 Videos are `(batch, channels, frames, height, width)`; every convolution is per frame (kernel (1, k, k)).
+
+Speed: the U-Net keeps its videos channels-last in memory (`torch.channels_last_3d`, physically
+(batch, frames, height, width, channels)). Then folding the frames into the batch is free, every per-frame
+convolution runs as a 2-D convolution on channels-last images (oneDNN's fastest CPU kernels, no layout reorders),
+and the attention layers read their tokens without copies.
 """
 
 from __future__ import annotations
@@ -42,12 +47,46 @@ class TimestepEmbedding(nn.Module):
         return self.linear_2(self.act(self.linear_1(embedding)))
 
 
+class FrameConv3d(nn.Conv3d):
+    """`nn.Conv3d` with a (1, k, k) kernel, run as a 2-D convolution over the frames folded into the batch.
+
+    Same parameters and state-dict keys as `nn.Conv3d`. x (b, c_in, f, h, w) -> (b, c_out, f, h', w'); a
+    channels-last input gives a channels-last output.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.kernel_size[0] != 1 or self.stride[0] != 1 or self.padding[0] != 0:
+            raise ValueError(f"FrameConv3d works per frame: kernel, stride and padding must be 1, 1, 0 in time; got "
+                             f"{self.kernel_size}, {self.stride}, {self.padding}.")  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = rearrange(x, "b c f h w -> (b f) c h w")  # a view for channels-last videos
+        padding = self.padding[1:]
+        if self.padding_mode != "zeros":
+            frames = F.pad(frames, self._reversed_padding_repeated_twice[:4], mode=self.padding_mode)
+            padding = 0
+        out = F.conv2d(frames, self.weight.squeeze(2), self.bias, self.stride[1:], padding)
+        return rearrange(out, "(b f) c h w -> b c f h w", b=x.shape[0])
+
+
+class FrameConvTranspose3d(nn.ConvTranspose3d):
+    """`nn.ConvTranspose3d` with a (1, k, k) kernel, run per frame like `FrameConv3d` (same keys)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = rearrange(x, "b c f h w -> (b f) c h w")
+        out = F.conv_transpose2d(
+            frames, self.weight.squeeze(2), self.bias, self.stride[1:], self.padding[1:], self.output_padding[1:]
+        )
+        return rearrange(out, "(b f) c h w -> b c f h w", b=x.shape[0])
+
+
 class ConvNormAct(nn.Module):
     """Per-frame 3x3 convolution, GroupNorm, optional FiLM `x * (scale + 1) + shift`, SiLU."""
 
     def __init__(self, in_channels: int, out_channels: int, groups: int):
         super().__init__()
-        self.conv = nn.Conv3d(in_channels, out_channels, (1, 3, 3), padding=(0, 1, 1))
+        self.conv = FrameConv3d(in_channels, out_channels, (1, 3, 3), padding=(0, 1, 1))
         self.norm = nn.GroupNorm(groups, out_channels)
         self.act = nn.SiLU()
 
@@ -55,7 +94,7 @@ class ConvNormAct(nn.Module):
         x = self.norm(self.conv(x))
         if scale_shift is not None:
             scale, shift = scale_shift
-            x = x * (scale + 1) + shift
+            x = torch.addcmul(shift, x, scale + 1)  # x * (scale + 1) + shift in one pass
         return self.act(x)
 
 
@@ -69,7 +108,7 @@ class ResnetBlock(nn.Module):
             self.film = nn.Sequential(nn.SiLU(), nn.Linear(condition_dim, out_channels * 2))
         self.block1 = ConvNormAct(in_channels, out_channels, groups)
         self.block2 = ConvNormAct(out_channels, out_channels, groups)
-        self.shortcut = nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        self.shortcut = FrameConv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         scale_shift = None
@@ -87,9 +126,9 @@ class Upsample(nn.Module):
         super().__init__()
         self.mode = mode
         if mode == "deconv":
-            self.conv = nn.ConvTranspose3d(channels, channels, (1, 4, 4), (1, 2, 2), (0, 1, 1))
+            self.conv = FrameConvTranspose3d(channels, channels, (1, 4, 4), (1, 2, 2), (0, 1, 1))
         else:
-            self.conv = nn.Conv3d(channels, channels, (1, 3, 3), padding=(0, 1, 1), padding_mode=padding_mode)
+            self.conv = FrameConv3d(channels, channels, (1, 3, 3), padding=(0, 1, 1), padding_mode=padding_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "nearest":
@@ -102,7 +141,7 @@ class Downsample(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.conv = nn.Conv3d(channels, channels, (1, 4, 4), (1, 2, 2), (0, 1, 1))
+        self.conv = FrameConv3d(channels, channels, (1, 4, 4), (1, 2, 2), (0, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
