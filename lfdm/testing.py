@@ -19,6 +19,7 @@ from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
 from lfdm.pipeline import LFDMPipeline
 from lfdm.schedulers import make_scheduler
+from lfdm.viz import to_uint8
 
 TINY_LABELS = ("smile", "frown", "surprise")
 
@@ -102,4 +103,4 @@ def make_test_image(size: int = 48, seed: int = 0) -> np.ndarray:
     centre = rng.uniform(0.3, 0.7, 2)
     disc = ((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) < 0.04
     image[disc] = 1.0
-    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    return to_uint8(image)

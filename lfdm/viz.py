@@ -206,6 +206,11 @@ def occlusion_to_image(occlusion, size: int | None = None, *, interpolation: str
     return out.reshape(*leading, *out.shape[1:])
 
 
+def to_uint8(images) -> np.ndarray:
+    """Float images in [0, 1] (numpy or torch, any shape) -> uint8, rounded; values outside [0, 1] are clipped."""
+    return np.round(np.clip(_to_numpy(images), 0, 1) * 255).astype(np.uint8)
+
+
 def _as_frames(frames, caption: str) -> np.ndarray:
     """numpy/torch (F, H, W, 3) or (H, W, 3), uint8 or float in [0, 1] -> uint8 (F, H, W, 3)."""
     array = _to_numpy(frames)
@@ -214,7 +219,7 @@ def _as_frames(frames, caption: str) -> np.ndarray:
     if array.ndim != 4 or array.shape[-1] not in (1, 3):
         raise ValueError(f"Column {caption!r} must be (F, H, W, 3) or (H, W, 3); got shape {array.shape}.")
     if array.dtype != np.uint8:
-        array = np.round(np.clip(array, 0, 1) * 255).astype(np.uint8)
+        array = to_uint8(array)
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     return array

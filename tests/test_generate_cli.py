@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from lfdm.cli import main
-from lfdm.commands.generate import label_slug
+from lfdm.outputs import label_slug
 from lfdm.video import probe_video, read_video
 
 

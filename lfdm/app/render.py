@@ -13,9 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lfdm.commands.generate import to_uint8
 from lfdm.video import write_video
-from lfdm.viz import color_wheel_legend, flow_magnitude_max, flow_to_color, occlusion_to_image, panel_strip
+from lfdm.viz import color_wheel_legend, flow_magnitude_max, flow_to_color, occlusion_to_image, panel_strip, to_uint8
 
 _STRIP_COLUMNS = 10  # frames per row of an inspector strip; 40 frames make 4 rows
 _COMPARE_COLUMNS = 4  # labels per row of the comparison grid

@@ -33,9 +33,10 @@ import torch
 from lfdm.app import render
 from lfdm.app.inputs import GenerationSettings, UserInputError, check_settings, read_image
 from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines, read_model_card
-from lfdm.commands.generate import to_uint8, write_label_outputs
+from lfdm.outputs import write_label_outputs
 from lfdm.pipeline import load_pipeline
 from lfdm.schedulers import make_scheduler
+from lfdm.viz import to_uint8
 
 logger = logging.getLogger(__name__)
 
