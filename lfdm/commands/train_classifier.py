@@ -1,0 +1,206 @@
+"""`python -m lfdm train-classifier`: train the action classifier that `python -m lfdm evaluate` judges videos with.
+
+    python -m lfdm train-classifier                       # SynthFace -> checkpoints/eval/action_classifier
+    python -m lfdm train-classifier --data mug --data-root /data/MUG --out checkpoints/eval/mug_classifier
+
+Writes the `save_pretrained` folder `--out` (with `training_summary.json`: settings, time, test accuracy and
+confusion matrix) and a model card (`--card`, default `README.md` next to the folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import shlex
+import time
+from pathlib import Path
+
+DATASETS = ("synthface", "mug", "mhad", "natops", "folder")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="synthface", choices=DATASETS, help="training videos (real: --data-root)")
+    parser.add_argument("--data-root", help="folder of the videos (all but synthface)")
+    parser.add_argument("--label-from", default="folder", help="folder data: 'folder' or a CSV (path,label,split)")
+    parser.add_argument("--resolution", type=int, help="frame side read from the data, px (default 64 / real 128)")
+    parser.add_argument("--video-frames", type=int, help="frames read per video (default 16 / real 40)")
+    parser.add_argument("--num-frames", type=int, default=16, help="frames the classifier sees (evenly resampled)")
+    parser.add_argument("--input-size", type=int, default=32, help="frame side the classifier sees, px")
+    parser.add_argument("--channels", default="16,32,64,128", help="conv widths; the last is the feature size")
+    parser.add_argument("--steps", type=int, default=2000, help="optimiser steps")
+    parser.add_argument("--batch-size", type=int, default=32, help="clips per step")
+    parser.add_argument("--learning-rate", type=float, default=2e-3, help="AdamW peak learning rate")
+    parser.add_argument("--pool-size", type=int, default=6000, help="distinct training clips read (real: >= 1 pass)")
+    parser.add_argument("--test-identities", type=int, default=100, help="SynthFace test identities (x 7 labels)")
+    parser.add_argument("--seed", type=int, default=0, help="weights, batches and augmentation")
+    parser.add_argument("--data-seed", type=int, default=0, help="SynthFace data set seed (identity split)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--out", default="checkpoints/eval/action_classifier", help="save_pretrained folder")
+    parser.add_argument("--card", help="model card file (default: README.md next to --out; 'none' to skip)")
+
+
+def _datasets(args: argparse.Namespace):
+    """(training data set, test data set, labels) for the chosen data."""
+    if args.data == "synthface":
+        from lfdm.data.synthetic import SYNTHFACE_LABELS, SynthFaceDataset
+
+        common = {"resolution": args.resolution or 64, "num_frames": args.video_frames or 16, "seed": args.data_seed}
+        train = SynthFaceDataset("train", length=args.pool_size, **common)
+        test = SynthFaceDataset("test", num_identities=args.test_identities, **common)
+        return train, test, list(SYNTHFACE_LABELS)
+    if not args.data_root:
+        raise ValueError(f"--data {args.data} reads videos from a folder; pass --data-root DIR.")
+    from lfdm.data.videos import VideoFolderDataset
+
+    preset = None if args.data == "folder" else args.data
+    common = {
+        "preset": preset,
+        "label_from": args.label_from,
+        "view": "clip",
+        "resolution": args.resolution or 128,
+        "num_frames": args.video_frames or 40,
+    }
+    train = VideoFolderDataset(args.data_root, split="train", frame_sampling="random", augment=True, seed=0, **common)
+    test = VideoFolderDataset(args.data_root, split="test", frame_sampling="uniform", **common)
+    return train, test, list(train.labels)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from lfdm.evaluation.classifier import ActionClassifier
+    from lfdm.evaluation.train_classifier import (
+        ClassifierTrainConfig,
+        build_clip_pool,
+        classify_dataset,
+        train_classifier,
+    )
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("lfdm").setLevel(logging.INFO)
+    torch.set_num_threads(max(1, args.threads))
+    channels = tuple(int(width) for width in args.channels.split(","))
+    config = ClassifierTrainConfig(
+        steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed
+    )
+    started, cpu_started = time.perf_counter(), time.process_time()
+
+    train_data, test_data, labels = _datasets(args)
+    torch.manual_seed(args.seed)
+    classifier = ActionClassifier(
+        labels=labels, num_frames=args.num_frames, input_size=args.input_size, channels=channels
+    )
+    pool_size = max(args.pool_size, len(train_data))
+    pool = build_clip_pool(train_data, classifier, pool_size)
+    print(f"{len(pool)} training clips read in {time.perf_counter() - started:.0f} s")
+    history = train_classifier(classifier, pool, config)
+    print(f"trained {config.steps} steps in {history.seconds:.0f} s")
+    report = classify_dataset(classifier, test_data).accuracy_report()
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    print(report.table())
+    print(f"test accuracy {report.accuracy:.4f} on {report.count} real test videos; {wall / 60:.1f} min in all")
+
+    out = Path(args.out)
+    classifier.save_pretrained(out)
+    summary = {
+        "command": command_line(args),
+        "data": args.data,
+        "data_root": args.data_root,
+        "pool_size": len(pool),
+        "num_parameters": sum(p.numel() for p in classifier.parameters()),
+        "classifier_config": {key: classifier.config[key] for key in ("num_frames", "input_size", "channels")},
+        "train_config": vars(config),
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
+        "threads": torch.get_num_threads(),
+        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+        "final_train_loss": history.losses[-1],
+        "test": report.to_dict(),
+    }
+    (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"classifier written to {out}")
+    card = Path(args.card) if args.card else out.parent / "README.md"
+    if args.card != "none":
+        card.write_text(model_card(summary, out))
+        print(f"model card written to {card}")
+    return 0
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces a run: the options that differ from their defaults."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    defaults = vars(parser.parse_args([]))
+    options = []
+    for name, value in vars(args).items():
+        if name in defaults and value != defaults[name]:
+            options += [f"--{name.replace('_', '-')}", str(value)]
+    return shlex.join(["python", "-m", "lfdm", "train-classifier", *options])
+
+
+def model_card(summary: dict, folder: Path) -> str:
+    """The model card (Markdown) of a trained classifier, from its training summary."""
+    test = summary["test"]
+    per_label = "\n".join(f"| {label} | {accuracy * 100:.1f} % |" for label, accuracy in test["per_label"].items())
+    synthface = summary["data"] == "synthface"
+    test_set = (
+        f"the SynthFace test split ({test['count'] // len(test['labels'])} identities never seen in training x "
+        f"{len(test['labels'])} labels, take 0, rendered at 64 px / 16 frames)"
+        if synthface
+        else f"the {summary['data']} test subjects ({test['count']} videos)"
+    )
+    data = (
+        f"{summary['pool_size']} SynthFace training clips (random identities of the train split, random labels and "
+        "takes; 64 px, 16 frames), read once and augmented at every step"
+        if synthface
+        else f"the {summary['data']} training subjects under `{summary['data_root']}` ({summary['pool_size']} clips)"
+    )
+    config, model = summary["train_config"], summary["classifier_config"]
+    widths = ", ".join(str(width) for width in model["channels"])
+    return f"""# Action classifier ({summary["data"]})
+
+`{folder.as_posix()}` is an `lfdm.evaluation.classifier.ActionClassifier`: the judge of generated videos in
+`python -m lfdm evaluate` (action accuracy, and the features of the Fréchet classifier distance). It is small
+({summary["num_parameters"]:,} parameters) and runs on a CPU.
+
+## Model
+
+A 3D CNN over the clip resized to {model["input_size"]} px and evenly resampled to {model["num_frames"]} frames, plus \
+its difference to frame 0 (6 input channels: the expression is read from how the face moves, not from who it is).
+Blocks of a 3x3x3 convolution, GroupNorm and ReLU with {widths} channels; strides halve space in every block but
+the last and time in every block but the first and the last. Global average pooling gives the
+{model["channels"][-1]}-D `features`; a linear layer gives the logits.
+
+## Training
+
+- Data: {data}.
+- Augmentation: horizontal flip, brightness and contrast jitter (±{config["brightness"]:.0%}), a light Gaussian
+  blur (p {config["blur_probability"]}, sigma 0.2-{config["max_blur_sigma"]} px at {model["input_size"]} px: decoded
+  frames are softer than renders), pixel noise (std up to {config["noise_std"]}).
+- Optimisation: AdamW, lr {config["learning_rate"]} with {config["warmup_steps"]} warm-up steps and cosine decay,
+  weight decay {config["weight_decay"]}, label smoothing {config["label_smoothing"]}, {config["steps"]} steps of
+  {config["batch_size"]} clips, seed {config["seed"]}.
+- Command: `{summary["command"]}`
+- Time: {summary["wall_seconds"] / 60:.1f} min wall clock, {summary["cpu_seconds"] / 60:.1f} min of CPU, on
+  {summary["threads"]} CPU thread(s) ({summary["machine"]}), reading the data included.
+
+## Accuracy on real test videos
+
+**{test["accuracy"] * 100:.1f} %** on {test["count"]} videos of {test_set}.
+
+| label | accuracy |
+| --- | --- |
+{per_label}
+
+## Limits
+
+- It knows the {len(test["labels"])} labels above and the look of its training data only: a score on other data
+  means nothing.
+- It is a proxy. A generated video it labels correctly shows the expression's motion clearly enough for a small
+  CNN at {model["input_size"]} px; it says nothing about fine detail, which frame-0 PSNR and the LFAE
+  reconstruction PSNR measure.
+- The Fréchet classifier distance (FCD) built on its features is not FVD: FVD uses an I3D network trained on
+  Kinetics. FCD values compare only with FCD values from this checkpoint and the same number of videos.
+"""
