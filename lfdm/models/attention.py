@@ -133,15 +133,29 @@ class TemporalAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, position_bias: torch.Tensor, rotary_angles: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
-        qkv = self.to_qkv(rearrange(x, "b c f h w -> b f h w c"))  # (b, f, h, w, 3 * heads * d)
-        # one sequence of frames per pixel: views (b*h*w, heads, f, d) of the projection (copies only for b > 1)
-        q, k, v = rearrange(qkv, "b f h w (three heads d) -> three (b h w) heads f d", three=3, heads=self.heads)
-        q, k = apply_rotary(q, rotary_angles), apply_rotary(k, rotary_angles)
+        tokens = rearrange(x, "b c f h w -> f (b h w) c")  # a view of a channels-last video when b = 1
+        qkv = torch.bmm(tokens, self.rotated_projection(rotary_angles))  # (f, b*h*w, 3 * heads * d)
+        # one sequence of frames per pixel: strided views (b*h*w, heads, f, d) of the projection
+        q, k, v = rearrange(qkv, "f n (three heads d) -> three n heads f d", three=3, heads=self.heads)
         # A 4-D query and a mask expanded to it (a view) let PyTorch pick its fused CPU/GPU kernels.
         mask = position_bias.to(q.dtype).expand(q.shape[0], -1, -1, -1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
-        out = self.to_out(rearrange(out, "(b h w) heads f d -> b f h w (heads d)", b=b, h=h, w=w))
-        return rearrange(out, "b f h w c -> b c f h w")  # a channels-last video
+        out = self.to_out(rearrange(out, "n heads f d -> n f (heads d)"))  # (b*h*w, f, c)
+        out = rearrange(out, "(b h w) f c -> b c f h w", b=b, h=h, w=w)
+        return out.contiguous(memory_format=torch.channels_last_3d)
+
+    def rotated_projection(self, rotary_angles: torch.Tensor) -> torch.Tensor:
+        """The qkv weights per frame with the rotary embedding folded in: (f, channels, 3 * heads * d).
+
+        The rotation of frame i is linear, so rotate(W_q x_i) = rotate_i(W_q) x_i: rotating the (small) weights
+        once per frame replaces rotating every query and key. Exact up to float rounding.
+        """
+        frames = rotary_angles.shape[0]
+        weight = rearrange(self.to_qkv.weight, "(three heads d) c -> three heads c 1 d", three=3, heads=self.heads)
+        weight = weight.contiguous().expand(-1, -1, -1, frames, -1)
+        query, key = (apply_rotary(part, rotary_angles) for part in weight[:2])
+        weight = torch.stack((query, key, weight[2]))  # (3, heads, c, f, d)
+        return rearrange(weight, "three heads c f d -> f c (three heads d)")
 
 
 class SpatialAttention(nn.Module):
