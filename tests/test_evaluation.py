@@ -23,6 +23,7 @@ from lfdm.evaluation.generation import SamplerSetting, parse_sampler_settings, s
 from lfdm.evaluation.train_classifier import (
     ClassifierTrainConfig,
     ClipPool,
+    accuracy_report,
     augment_clips,
     build_clip_pool,
     train_classifier,
@@ -117,6 +118,13 @@ def test_clip_pool_holds_synthface_clips_at_the_classifier_input():
         dataset.set_epoch(epoch)
         expected += [dataset[index]["label_index"] for index in range(count)]
     assert pool.labels.tolist() == expected
+
+
+def test_accuracy_report_counts_per_label_and_confusions():
+    report = accuracy_report(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), ["a", "b", "c", "d"])
+    assert report.accuracy == 0.75 and report.count == 4
+    assert report.per_label == {"a": 1.0, "b": 1.0, "c": 0.5}, "labels without videos are left out"
+    assert report.confusion[2] == [0, 1, 1, 0], "row: true label, column: predicted"
 
 
 def test_train_classifier_command_writes_model_summary_and_card(tmp_path):

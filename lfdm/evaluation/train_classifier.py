@@ -229,13 +229,11 @@ def accuracy_report(predictions: torch.Tensor, targets: torch.Tensor, labels: li
     predictions, targets = predictions.long().cpu(), targets.long().cpu()
     confusion = torch.zeros(len(labels), len(labels), dtype=torch.int64)
     confusion.index_put_((targets, predictions), torch.ones_like(targets), accumulate=True)
-    per_label = {
-        label: float(confusion[index, index] / confusion[index].sum())
-        for index, label in enumerate(labels)
-        if confusion[index].sum() > 0
-    }
-    accuracy = float((predictions == targets).float().mean()) if len(targets) else float("nan")
-    return AccuracyReport(accuracy, per_label, confusion.tolist(), list(labels), len(targets))
+    counts = confusion.tolist()
+    per_label = {label: counts[i][i] / sum(counts[i]) for i, label in enumerate(labels) if sum(counts[i]) > 0}
+    correct = sum(counts[i][i] for i in range(len(labels)))
+    accuracy = correct / len(targets) if len(targets) else float("nan")
+    return AccuracyReport(accuracy, per_label, counts, list(labels), len(targets))
 
 
 @dataclass
