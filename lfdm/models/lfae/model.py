@@ -23,6 +23,7 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
+from einops import repeat
 from torch import nn
 
 from lfdm.models.lfae.background_motion import BackgroundMotionPredictor
@@ -240,11 +241,14 @@ class LatentFlowAutoencoder(ModelMixin, ConfigMixin):
                 "encode_pyramid(reference) of the same references."
             )
         pyramid = features if features is not None else self.generator.encode_pyramid(reference)
+        # Encode once, repeat per frame: (B, ...) -> (B * k, ...), reference-major like the flows. For one reference
+        # the repeat is a view, not a copy (grid_sample reads it as is); channels-last is the faster layout to warp.
         per_reference = frames // batch
-        if per_reference > 1:
-            # encode once, repeat per frame: (B, ...) -> (B * k, ...), reference-major like the flows
-            reference = reference.repeat_interleave(per_reference, dim=0)
-            pyramid = [level.repeat_interleave(per_reference, dim=0) for level in pyramid]
+        reference = repeat(reference, "b c h w -> (b k) c h w", k=per_reference)
+        pyramid = [
+            repeat(level.contiguous(memory_format=torch.channels_last), "b c h w -> (b k) c h w", k=per_reference)
+            for level in pyramid
+        ]
         prediction, warped = self.generator.decode(reference, pyramid, flow, occlusion)
         return DecodeOutput(prediction=prediction, warped=warped)
 
