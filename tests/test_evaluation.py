@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ from lfdm.evaluation.train_classifier import (
 from lfdm.testing import make_tiny_pipeline
 
 LABELS = list(SYNTHFACE_LABELS)
+SHIPPED_CLASSIFIER = Path(__file__).parents[1] / "checkpoints" / "eval" / "action_classifier"
 TINY = {"num_frames": 4, "input_size": 16, "channels": (4, 8)}
 
 
@@ -77,6 +79,15 @@ def test_a_video_scores_the_same_alone_and_in_a_batch():
 def test_classifier_rejects_images():
     with pytest.raises(ValueError, match=r"\(B, 3, F, H, W\)"):
         tiny_classifier()(torch.rand(2, 3, 32, 32))
+
+
+def test_shipped_classifier_names_the_actions_of_real_test_videos():
+    classifier = ActionClassifier.from_pretrained(SHIPPED_CLASSIFIER).eval()
+    case = next(synthface_cases("test", 1, resolution=64, num_frames=16, seed=0))
+    predicted = [classifier.labels[i] for i in classifier.predict(case.real).logits.argmax(dim=1)]
+    assert predicted == case.labels, "the committed classifier reads every SynthFace expression"
+    still = case.real[:, :, :1].expand_as(case.real)
+    assert all(classifier.labels[i] == "neutral" for i in classifier.predict(still).logits.argmax(dim=1))
 
 
 # --- training ---------------------------------------------------------------------------------------------------------
