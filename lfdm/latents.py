@@ -37,3 +37,17 @@ def identity_grid(height: int, width: int, *, device=None, dtype=torch.float32) 
     grid_x = rearrange(xs, "w -> 1 w").expand(height, width)
     grid_y = rearrange(ys, "h -> h 1").expand(height, width)
     return torch.stack([grid_x, grid_y], dim=-1)
+
+
+def resting_grid(height: int, width: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The grid (h, w, 2) that leaves an image where it is under `grid_sample(align_corners=False)`.
+
+    The LFAE warps with `align_corners=False` while `identity_grid` uses MRAA's pixel-centre convention, so the
+    "identity" grid actually shrinks the image by n / (n - 1) (6 % at a 16-px latent) and a trained LFAE predicts
+    about this grid for a still face. Pictures measure motion from here: `(2 i + 1) / n - 1`.
+    """
+    xs = (2 * torch.arange(width, device=device, dtype=dtype) + 1) / width - 1
+    ys = (2 * torch.arange(height, device=device, dtype=dtype) + 1) / height - 1
+    grid_x = rearrange(xs, "w -> 1 w").expand(height, width)
+    grid_y = rearrange(ys, "h -> h 1").expand(height, width)
+    return torch.stack([grid_x, grid_y], dim=-1)

@@ -2,7 +2,8 @@
 
 Every function takes numpy arrays or CPU torch tensors and returns numpy uint8 RGB images (..., H, W, 3).
 A flow is an absolute backward sampling grid (..., h, w, 2) in [-1, 1], x first (see `lfdm.latents`): pixel (i, j)
-of the output samples the input at `grid[i, j]`. Its picture shows the displacement `grid - identity_grid`.
+of the output samples the input at `grid[i, j]`. Its picture shows the displacement `grid - resting_grid`: the
+motion as the LFAE's warp (`grid_sample`, align_corners=False) sees it, so a still image is white.
 
 Colour coding follows the Middlebury optical-flow benchmark (Baker et al., "A Database and Evaluation Methodology
 for Optical Flow", IJCV 2011): the hue gives the direction, the saturation the length (white = no motion).
@@ -16,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 
-from lfdm.latents import identity_grid
+from lfdm.latents import resting_grid
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def _displacements(flows) -> np.ndarray:
     if flows.ndim < 3 or flows.shape[-1] != 2:
         raise ValueError(f"`flows` must be sampling grids (..., h, w, 2); got shape {flows.shape}.")
     height, width = flows.shape[-3:-1]
-    return flows - identity_grid(height, width).double().numpy()
+    return flows - resting_grid(height, width).double().numpy()
 
 
 def flow_magnitude_max(flows) -> float:
@@ -166,7 +167,7 @@ def draw_grid(flow, size: int = 128, *, step: int = 1, thickness: int = 1, latti
     margin = max(1.0, size / 64)  # keep the border lines of the identity lattice inside the picture
     image = np.full((size, size, 3), 255, np.uint8)
     if lattice:
-        identity = identity_grid(*grid.shape[:2]).double().numpy()
+        identity = resting_grid(*grid.shape[:2]).double().numpy()
         _draw_lattice(image, identity, step, LATTICE_COLOR, margin, 1)
     _draw_lattice(image, grid, step, GRID_COLOR, margin, thickness)
     return image

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from lfdm.latents import identity_grid
+from lfdm.latents import identity_grid, resting_grid
 from lfdm.viz import (
     GRID_COLOR,
     color_wheel_legend,
@@ -17,7 +17,7 @@ from lfdm.viz import (
 
 def shifted_grid(dx, dy, size=8):
     """An absolute sampling grid (size, size, 2) displaced by (dx, dy) everywhere."""
-    return identity_grid(size, size).numpy() + np.array([dx, dy], np.float32)
+    return resting_grid(size, size).numpy() + np.array([dx, dy], np.float32)
 
 
 def test_color_wheel_matches_baker_segments():
@@ -77,7 +77,7 @@ def test_torch_and_numpy_inputs_agree():
 
 
 def test_identity_flow_is_white_not_nan():
-    assert (flow_to_color(identity_grid(4, 4)) == 255).all()
+    assert (flow_to_color(resting_grid(4, 4)) == 255).all(), "a grid that leaves the image in place is white"
 
 
 def test_legend_centre_white_rim_coloured_outside_white():
@@ -93,12 +93,14 @@ def blue_mask(image):
     return np.abs(image.astype(int) - color).sum(-1) < 120
 
 
-def test_identity_grid_draws_straight_lines():
+def test_still_flow_draws_straight_lines():
     size, cells = 65, 5
-    image = draw_grid(identity_grid(cells, cells), size)
+    still = resting_grid(cells, cells)  # a flow that moves nothing lies on the lattice drawn underneath
+    image = draw_grid(still, size)
     mask = blue_mask(image)
     margin = max(1.0, size / 64)
-    positions = np.round(margin + np.linspace(0, 1, cells) * (size - 1 - 2 * margin)).astype(int)
+    unit = (still[0, :, 0].numpy() + 1) / 2  # grid coordinate -> [0, 1] across the picture
+    positions = np.round(margin + unit * (size - 1 - 2 * margin)).astype(int)
     near_line = np.zeros((size, size), bool)
     for position in positions:
         near_line[max(position - 1, 0) : position + 2, :] = True
