@@ -1,0 +1,159 @@
+"""`python -m lfdm bench`: speed and peak memory of the paper's full-size networks and of a trained pipeline.
+
+    python -m lfdm bench                                   # everything, 2 CPU threads, fp32
+    python -m lfdm bench --what unet decode --repeats 7 --json speed.json
+    python -m lfdm bench --what video --steps 25 --device cuda
+    python -m lfdm bench --what shipped --model checkpoints
+
+Figures (medians over --repeats after a warm-up; random weights at the size of --config, mug128 by default):
+- unet_forward: one U-Net forward of a (1, 3, 40, 32, 32) latent with (1, 256, 32, 32) image features;
+- ddpm_step: one step of the paper's sampler (forward, dynamic thresholding, posterior draw);
+- decode: the LFAE decoder on 40 flows of one reference (its encoder pyramid computed once);
+- video_dpmsolver_<steps>: one whole video through `LFDMPipeline` with DPM-Solver++ (--video-repeats runs);
+- video_ddpm_1000: the paper's 1000-step sampler, estimated as 1000 x ddpm_step + decode (not run);
+- shipped_<scheduler>_<steps>: the pipeline folder --model, each scheduler at its default steps (skipped, with a
+  message, when the folder does not exist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+PARTS = ("unet", "decode", "video", "shipped")
+SCHEDULERS = ("ddpm", "ddim", "dpmsolver", "unipc")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--what", nargs="+", choices=(*PARTS, "all"), default=["all"], help="what to measure")
+    parser.add_argument("--config", default=None, help="model config with lfae and unet sections (default: mug128)")
+    parser.add_argument("--tiny", action="store_true", help="tiny random networks instead (a smoke test, seconds)")
+    parser.add_argument("--model", default="checkpoints", help="trained pipeline folder for --what shipped")
+    parser.add_argument(
+        "--schedulers", nargs="+", choices=SCHEDULERS, default=list(SCHEDULERS), help="samplers for --what shipped"
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure, after one warm-up run")
+    parser.add_argument("--video-repeats", type=int, default=3, help="timed runs per whole video")
+    parser.add_argument("--steps", type=int, default=25, help="DPM-Solver++ steps of the full-size video")
+    parser.add_argument("--frames", type=int, default=None, help="frames per video (default: the U-Net's config)")
+    parser.add_argument("--decode-chunk-size", type=int, default=None, help="frames per decoder call (default all)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: leave torch's default)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the networks run")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="network precision")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
+    parser.add_argument("--json", default=None, help="write every figure and the machine description to this file")
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("repeats", "video_repeats", "steps"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}.")
+
+    import torch
+
+    from lfdm import benchmarks
+    from lfdm.runtime import keep_freed_memory
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda but torch sees no CUDA GPU; use --device cpu.")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    allocator = keep_freed_memory() if args.device == "cpu" else False
+    parts = set(PARTS) if "all" in args.what else set(args.what)
+    benchmarks.reset_peak_memory(args.device)
+    baseline_memory = benchmarks.peak_memory(args.device)  # the process before any network: interpreter, libraries
+    lfae, unet = _networks(args, benchmarks)
+    settings = benchmarks.BenchSettings(
+        device=args.device,
+        dtype=getattr(torch, args.dtype),
+        threads=args.threads or None,
+        repeats=args.repeats,
+        video_repeats=args.video_repeats,
+        num_frames=args.frames or unet.config.num_frames,
+        decode_chunk_size=args.decode_chunk_size,
+        seed=args.seed,
+    )
+    for network in (lfae, unet):
+        network.to(args.device)
+        if settings.dtype != torch.float32:
+            network.to(settings.dtype)
+    machine = benchmarks.machine_info(args.device)
+    machine["memory_before_networks_bytes"] = baseline_memory
+    print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs, torch {machine['torch']}, {machine['threads']} threads, "
+          f"load {machine['load_average']}, glibc allocator tuned: {allocator}, "
+          f"memory before the networks {(baseline_memory or 0) / 2**20:.0f} MB")  # fmt: skip
+
+    results = []
+    with torch.inference_mode():
+        if parts & {"unet", "video"}:
+            results += benchmarks.bench_unet(unet, lfae, settings)
+        if parts & {"decode", "video"}:
+            results.append(benchmarks.bench_decode(lfae, settings))
+        if "video" in parts:
+            pipe = benchmarks.random_pipeline(lfae, unet)
+            name = f"video_dpmsolver_{args.steps}"
+            results.append(benchmarks.bench_video(pipe, "dpmsolver", args.steps, settings, name=name))
+            by_name = {result.name: result for result in results}
+            results.append(benchmarks.extrapolate_ddpm_video(by_name["ddpm_step"], by_name["decode"]))
+        if "shipped" in parts:
+            results += _shipped(args, settings, benchmarks)
+
+    machine["load_average_after"] = benchmarks.machine_info(args.device)["load_average"]
+    print(_table(results, compare=not args.tiny and args.device == "cpu", benchmarks=benchmarks))
+    if args.json:
+        record = {
+            "command": "python -m lfdm " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "bench",
+            "machine": machine,
+            "settings": {key: str(value) for key, value in vars(args).items()},
+            "allocator_tuned": allocator,
+            "results": [result.to_dict() for result in results],
+        }
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _networks(args, benchmarks):
+    if not args.tiny:
+        return benchmarks.full_size_models(args.config or benchmarks.FULL_SIZE_CONFIG, seed=args.seed)
+    from lfdm.testing import make_tiny_lfae, make_tiny_unet
+
+    lfae = make_tiny_lfae().eval()
+    unet = make_tiny_unet(lfae.feature_channels, label_dim=16, num_frames=4, sample_size=lfae.latent_size)
+    return lfae, unet.eval()
+
+
+def _shipped(args, settings, benchmarks) -> list:
+    if not (Path(args.model) / "model_index.json").is_file():
+        print(f"shipped model: skipped, {args.model} is not a pipeline folder (no model_index.json); "
+              "train one or pass --model DIR.")  # fmt: skip
+        return []
+    return benchmarks.shipped_model_videos(args.model, settings, schedulers=args.schedulers)
+
+
+def _table(results, *, compare: bool, benchmarks) -> str:
+    """A plain-text table; with `compare`, the authors' CPU figures, the speed-up over them and the targets."""
+    rows = [("measurement", "median s", "min-max s", "runs", "peak MB", "official s", "speed-up", "target s", "met")]
+    for result in results:
+        official = benchmarks.OFFICIAL_CPU_SECONDS.get(result.name) if compare else None
+        if compare and result.name.startswith("video_ddpm_1000"):
+            official = benchmarks.OFFICIAL_CPU_SECONDS["video_ddpm_1000"]
+        target_key = "video_dpmsolver" if result.name.startswith("video_dpmsolver") else result.name
+        target = benchmarks.CPU_TARGETS.get(target_key) if compare else None
+        peak = f"{result.peak_memory_bytes / 2**20:.0f}" if result.peak_memory_bytes else "-"
+        rows.append((
+            result.name + (" (estimated)" if result.estimated else ""),
+            f"{result.median_s:.3f}",
+            f"{result.min_s:.3f}-{result.max_s:.3f}",
+            str(result.runs),
+            peak,
+            f"{official:g}" if official else "-",
+            f"{official / result.median_s:.2f}x" if official else "-",
+            f"{target:g}" if target else "-",
+            ("yes" if result.median_s <= target else "no") if target else "-",
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
