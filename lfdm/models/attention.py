@@ -185,7 +185,8 @@ class SpatialLinearAttention(nn.Module):
     """Linear attention across the pixels of each frame (Shen et al. 2021): cost linear in the number of pixels.
 
     Queries are normalised by a softmax over their features, keys by a softmax over the pixels; the output is
-    `context^T q` with `context = k v^T` per head. forward(x (b, c, f, h, w)) -> (b, c, f, h, w).
+    `context^T q` with `context = k v^T` per head, then the 1x1 output convolution. forward(x (b, c, f, h, w)) ->
+    (b, c, f, h, w).
     """
 
     def __init__(self, channels: int, heads: int, dim_head: int):
@@ -201,11 +202,14 @@ class SpatialLinearAttention(nn.Module):
         tokens = rearrange(x, "b c f h w -> (b f) (h w) c")  # pixels of each frame; a view of a channels-last video
         qkv = F.linear(tokens, self.to_qkv.weight.flatten(1))  # the 1x1 convolution as one matmul
         q, k, v = rearrange(qkv, "n p (three heads d) -> three n heads p d", three=3, heads=self.heads)
-        q = q.softmax(dim=-1) * self.scale  # over the features of each head
+        q = rearrange(q.softmax(dim=-1), "n heads p d -> n p (heads d)")  # softmax over the features of each head
         k = k.softmax(dim=-2)  # over the pixels
         context = torch.einsum("n h p d, n h p e -> n h d e", k, v)
-        out = torch.einsum("n h d e, n h p d -> n p h e", context, q)
-        out = F.linear(rearrange(out, "n p heads e -> n p (heads e)"), self.to_out.weight.flatten(1), self.to_out.bias)
+        # to_out(scale * q context) = q (scale * context to_out): fold the context into the output projection, a
+        # (heads*d, c) matrix per frame, instead of materialising the (pixels, heads*d) attention output.
+        weight = rearrange(self.to_out.weight.flatten(1), "c (heads e) -> heads e c", heads=self.heads)
+        mixing = torch.einsum("n h d e, h e c -> n h d c", context, weight) * self.scale
+        out = torch.baddbmm(self.to_out.bias, q, rearrange(mixing, "n heads d c -> n (heads d) c"))
         return rearrange(out, "(b f) (h w) c -> b c f h w", b=b, h=h, w=w)
 
 
