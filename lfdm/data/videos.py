@@ -38,6 +38,7 @@ from lfdm.data.transforms import (
     random_flips,
     resize_longest,
 )
+from lfdm.labelsets import MHAD_LABELS, MUG_LABELS, NATOPS_LABELS
 from lfdm.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, list_frame_files, read_video
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def _ids(text: str) -> tuple[str, ...]:
 
 MUG = VideoPreset(
     name="mug",
-    labels=("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"),
+    labels=MUG_LABELS,
     # Subjects 002, 003 and 049 have an extra `sessionX` folder level; the parser takes the first and the
     # second-to-last parts of the path, so both layouts work.
     train_subjects=_ids(
@@ -113,35 +114,7 @@ MUG = VideoPreset(
 )
 MHAD = VideoPreset(
     name="mhad",
-    labels=(
-        "right arm swipe to the left",
-        "right arm swipe to the right",
-        "right hand wave",
-        "two hand front clap",
-        "right arm throw",
-        "cross arms in the chest",
-        "basketball shooting",
-        "draw x",
-        "draw circle clockwise",
-        "draw circle counter clockwise",
-        "draw triangle",
-        "right hand bowling",
-        "front boxing",
-        "baseball swing from right",
-        "tennis forehand swing",
-        "two arms curl",
-        "tennis serve",
-        "two hand push",
-        "knock on door",
-        "hand catch",
-        "pick up and throw",
-        "jogging",
-        "walking",
-        "sit to stand",
-        "stand to sit",
-        "forward lunge (left foot forward)",
-        "squat",
-    ),
+    labels=MHAD_LABELS,
     train_subjects=_ids("1 2 3 5"),
     test_subjects=_ids("4 6 7 8"),
     parse=_indexed_parser(r"a(\d+)_s(\d+)_t\d+", "action"),
@@ -149,32 +122,7 @@ MHAD = VideoPreset(
 )
 NATOPS = VideoPreset(
     name="natops",
-    labels=(
-        "I Have Command",
-        "All Clear",
-        "Not Clear",
-        "Spread Wings",
-        "Fold Wings",
-        "Lock Wings",
-        "Up Hook",
-        "Down Hook",
-        "Remove Tiedowns",
-        "Remove Chocks",
-        "Insert Chocks",
-        "Move Ahead",
-        "Turn Left",
-        "Turn Right",
-        "Next Marshaller",
-        "Slow Down",
-        "Stop",
-        "Nosegear Steering",
-        "Hot Brakes",
-        "Brakes On",
-        "Brakes Off",
-        "Install Tiedowns",
-        "Fire",
-        "Cut Engine",
-    ),
+    labels=NATOPS_LABELS,
     train_subjects=_ids("3 4 8 9 12 13 15 17 19 20"),
     test_subjects=_ids("2 5 6 7 10 11 14 16 18"),  # subject 1 is in neither split, as in the official code
     parse=_indexed_parser(r"g(\d{2})s(\d{2})", "gesture"),
