@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the networks run")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="network precision")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
+    parser.add_argument(
+        "--default-allocator", action="store_true", help="leave glibc's malloc untuned (see lfdm.runtime)"
+    )
     parser.add_argument("--json", default=None, help="write every figure and the machine description to this file")
 
 
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--device cuda but torch sees no CUDA GPU; use --device cpu.")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    allocator = keep_freed_memory() if args.device == "cpu" else False
+    allocator = keep_freed_memory() if args.device == "cpu" and not args.default_allocator else False
     parts = set(PARTS) if "all" in args.what else set(args.what)
     benchmarks.reset_peak_memory(args.device)
     baseline_memory = benchmarks.peak_memory(args.device)  # the process before any network: interpreter, libraries

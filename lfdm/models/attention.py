@@ -133,16 +133,30 @@ class TemporalAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, position_bias: torch.Tensor, rotary_angles: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
-        tokens = rearrange(x, "b c f h w -> f (b h w) c")  # a view of a channels-last video when b = 1
-        qkv = torch.bmm(tokens, self.rotated_projection(rotary_angles))  # (f, b*h*w, 3 * heads * d)
-        # one sequence of frames per pixel: strided views (b*h*w, heads, f, d) of the projection
-        q, k, v = rearrange(qkv, "f n (three heads d) -> three n heads f d", three=3, heads=self.heads)
+        q, k, v = self._rotated_qkv(x, rotary_angles)  # each (b*h*w, heads, f, d)
         # A 4-D query and a mask expanded to it (a view) let PyTorch pick its fused CPU/GPU kernels.
         mask = position_bias.to(q.dtype).expand(q.shape[0], -1, -1, -1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
         out = self.to_out(rearrange(out, "n heads f d -> n f (heads d)"))  # (b*h*w, f, c)
         out = rearrange(out, "(b h w) f c -> b c f h w", b=b, h=h, w=w)
         return out.contiguous(memory_format=torch.channels_last_3d)
+
+    def _rotated_qkv(self, x: torch.Tensor, rotary_angles: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Queries and keys with the rotary embedding applied, and values: (b*h*w, heads, f, d) each.
+
+        Rotating the projection weights once per frame costs f * c * 3 * heads * d, rotating the queries and keys
+        2 * b*h*w * f * heads * d: the first wins when a frame has many pixels for its channels (32x32 and 16x16
+        at the paper's size), the second at the narrow, wide levels (8x8 and 4x4).
+        """
+        b, c, f, h, w = x.shape
+        if 2 * b * h * w > 3 * c:
+            tokens = rearrange(x, "b c f h w -> f (b h w) c")  # a view of a channels-last video when b = 1
+            qkv = torch.bmm(tokens, self.rotated_projection(rotary_angles))  # (f, b*h*w, 3 * heads * d)
+            # one sequence of frames per pixel: strided views of the projection
+            return rearrange(qkv, "f n (three heads d) -> three n heads f d", three=3, heads=self.heads).unbind(0)
+        qkv = self.to_qkv(rearrange(x, "b c f h w -> b f h w c"))  # (b, f, h, w, 3 * heads * d)
+        q, k, v = rearrange(qkv, "b f h w (three heads d) -> three (b h w) heads f d", three=3, heads=self.heads)
+        return apply_rotary(q, rotary_angles), apply_rotary(k, rotary_angles), v
 
     def rotated_projection(self, rotary_angles: torch.Tensor) -> torch.Tensor:
         """The qkv weights per frame with the rotary embedding folded in: (f, channels, 3 * heads * d).
