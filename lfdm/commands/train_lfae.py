@@ -8,42 +8,20 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import logging
 from pathlib import Path
+
+from lfdm.commands._run_config import add_run_arguments, load_run_config, log_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML run config (lfdm/configs/*.yaml); default with --resume: the run's own")
-    parser.add_argument("--resume", metavar="DIR", help="continue a run: its folder, or one checkpoint-<step> folder")
-    parser.add_argument("--output-dir", help="run folder (overrides train_lfae.output_dir)")
-    parser.add_argument("--data-root", help="folder of the training videos (overrides data.root)")
-    parser.add_argument("--max-steps", type=int, help="optimiser steps in total (overrides train_lfae.max_steps)")
+    add_run_arguments(parser, "train_lfae")
 
 
 def run(args: argparse.Namespace) -> int:
-    from lfdm.training.common import CONFIG_FILE, find_checkpoint, run_dir_of
-    from lfdm.training.config import load_config
     from lfdm.training.lfae import train
 
-    if args.config is None and args.resume is None:
-        raise ValueError("pass --config FILE to start a run, or --resume DIR to continue one.")
-    config_path = args.config
-    if config_path is None:
-        config_path = run_dir_of(find_checkpoint(args.resume)) / CONFIG_FILE
-    config = load_config(config_path)
-    overrides = {}
-    if args.output_dir is not None:
-        overrides["output_dir"] = args.output_dir
-    if args.max_steps is not None:
-        overrides["max_steps"] = args.max_steps
-    if overrides:
-        config.train_lfae = dataclasses.replace(config.train_lfae, **overrides)
-    if args.data_root is not None:
-        config.data = dataclasses.replace(config.data, root=args.data_root)
-
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("lfdm").setLevel(logging.INFO)
+    config = load_run_config(args, "train_lfae", start_hint="--config FILE")
+    log_progress()
     run_dir = train(config, resume=args.resume)
     print(f"trained autoencoder: {Path(run_dir) / 'model'}")
     return 0
