@@ -24,25 +24,30 @@ from lfdm.viz import to_uint8
 TINY_LABELS = ("smile", "frown", "surprise")
 
 
-def make_tiny_lfae(image_size: int = 32) -> LatentFlowAutoencoder:
-    """An LFAE with a few channels per layer; latents are image_size / 4 wide."""
-    return LatentFlowAutoencoder(
+def tiny_lfae_config(*, width: int = 4, num_regions: int = 3, image_size: int = 32) -> dict:
+    """`LatentFlowAutoencoder` arguments for a model of a few channels per layer (`width`, capped at 4 * width)."""
+    return dict(
         image_size=image_size,
-        num_regions=3,
-        region_block_expansion=4,
-        region_max_features=16,
+        num_regions=num_regions,
+        region_block_expansion=width,
+        region_max_features=4 * width,
         region_num_blocks=3,
-        background_block_expansion=4,
-        background_max_features=16,
+        background_block_expansion=width,
+        background_max_features=4 * width,
         background_num_blocks=3,
-        block_expansion=4,
-        max_features=16,
+        block_expansion=width,
+        max_features=4 * width,
         num_down_blocks=2,
         num_bottleneck_blocks=1,
-        flow_block_expansion=4,
-        flow_max_features=16,
+        flow_block_expansion=width,
+        flow_max_features=4 * width,
         flow_num_blocks=3,
     )
+
+
+def make_tiny_lfae(image_size: int = 32) -> LatentFlowAutoencoder:
+    """An LFAE with a few channels per layer; latents are image_size / 4 wide."""
+    return LatentFlowAutoencoder(**tiny_lfae_config(image_size=image_size))
 
 
 def make_tiny_unet(feature_channels: int, *, label_dim: int, num_frames: int, sample_size: int) -> FlowUNet3D:

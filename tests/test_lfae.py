@@ -8,24 +8,9 @@ import torch
 from lfdm.models import LatentFlowAutoencoder
 from lfdm.models.blocks import coordinate_grid
 from lfdm.models.lfae.region_predictor import covariance_square_root
+from lfdm.testing import tiny_lfae_config
 
-TINY = dict(
-    image_size=32,
-    num_regions=3,
-    region_block_expansion=4,
-    region_max_features=16,
-    region_num_blocks=3,
-    background_block_expansion=4,
-    background_max_features=16,
-    background_num_blocks=3,
-    block_expansion=4,
-    max_features=16,
-    num_down_blocks=2,
-    num_bottleneck_blocks=1,
-    flow_block_expansion=4,
-    flow_max_features=16,
-    flow_num_blocks=3,
-)
+TINY = tiny_lfae_config()
 
 
 def _images(batch: int, seed: int, size: int = 32) -> torch.Tensor:

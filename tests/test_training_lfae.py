@@ -12,27 +12,12 @@ from torch.utils.data import Dataset
 
 from lfdm.cli import main
 from lfdm.models import LatentFlowAutoencoder
+from lfdm.testing import tiny_lfae_config
 from lfdm.training.common import read_jsonl
 from lfdm.training.config import RunConfig
 from lfdm.training.lfae import train
 
-TINY_LFAE = {
-    "image_size": 32,
-    "num_regions": 4,
-    "region_block_expansion": 8,
-    "region_max_features": 32,
-    "region_num_blocks": 3,
-    "background_block_expansion": 8,
-    "background_max_features": 32,
-    "background_num_blocks": 3,
-    "block_expansion": 8,
-    "max_features": 32,
-    "num_down_blocks": 2,
-    "num_bottleneck_blocks": 1,
-    "flow_block_expansion": 8,
-    "flow_max_features": 32,
-    "flow_num_blocks": 3,
-}
+TINY_LFAE = tiny_lfae_config(width=8, num_regions=4)
 
 
 class ShiftedPairs(Dataset):
