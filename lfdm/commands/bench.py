@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         if parts & {"decode", "video"}:
             results.append(benchmarks.bench_decode(lfae, settings))
         if "video" in parts:
-            pipe = benchmarks.random_pipeline(lfae, unet)
+            pipe = benchmarks.random_pipeline(lfae, unet).to(args.device)
             name = f"video_dpmsolver_{args.steps}"
             results.append(benchmarks.bench_video(pipe, "dpmsolver", args.steps, settings, name=name))
             by_name = {result.name: result for result in results}
