@@ -53,8 +53,22 @@ class DataConfig:
         _check_positive("data", resolution=self.resolution, num_frames=self.num_frames)
 
 
+class _StageSchedule:
+    """What both training stages share: lr milestones (fractions of max_steps, or step numbers) and a run folder."""
+
+    def _check_schedule_and_folder(self, section: str) -> None:
+        if any(m <= 0 for m in self.lr_milestones):
+            raise ValueError(f"{section}.lr_milestones must be > 0; got {list(self.lr_milestones)}.")
+        if self.output_dir is not None and any(c.isspace() for c in self.output_dir):
+            raise ValueError(f"{section}.output_dir must not contain spaces; got {self.output_dir!r}.")
+
+    def milestone_steps(self) -> list[int]:
+        """The lr milestones in optimiser steps (fractions of max_steps converted, sorted)."""
+        return sorted(round(m * self.max_steps) if m < 1 else int(m) for m in self.lr_milestones)
+
+
 @dataclass
-class AutoencoderTrainConfig:
+class AutoencoderTrainConfig(_StageSchedule):
     """Stage one: optimise the latent flow autoencoder. Defaults are the official MUG settings where one exists."""
 
     output_dir: str | None = None  # run folder; None -> runs/lfae-<config name>-<date>-<time> (no spaces allowed)
@@ -98,18 +112,11 @@ class AutoencoderTrainConfig:
             points_tps=self.points_tps,
             num_samples=self.num_samples,
         )
-        if any(m <= 0 for m in self.lr_milestones):
-            raise ValueError(f"train_lfae.lr_milestones must be > 0; got {list(self.lr_milestones)}.")
-        if self.output_dir is not None and any(c.isspace() for c in self.output_dir):
-            raise ValueError(f"train_lfae.output_dir must not contain spaces; got {self.output_dir!r}.")
-
-    def milestone_steps(self) -> list[int]:
-        """The lr milestones in optimiser steps (fractions of max_steps converted, sorted)."""
-        return sorted(round(m * self.max_steps) if m < 1 else int(m) for m in self.lr_milestones)
+        self._check_schedule_and_folder("train_lfae")
 
 
 @dataclass
-class FlowDiffusionTrainConfig:
+class FlowDiffusionTrainConfig(_StageSchedule):
     """Stage two: train the flow diffusion model (U-Net + label table) on the frozen LFAE's flows. Defaults are the
     official MUG settings where one exists (official_lfdm.md 2.4-2.5); the EMA and gradient clipping are additions."""
 
@@ -166,14 +173,7 @@ class FlowDiffusionTrainConfig:
             raise ValueError(f"train_dm.ema_decay must be in [0, 1); got {self.ema_decay}.")
         if self.sample_steps is not None and self.sample_steps < 1:
             raise ValueError(f"train_dm.sample_steps must be >= 1 or null (the default); got {self.sample_steps}.")
-        if any(m <= 0 for m in self.lr_milestones):
-            raise ValueError(f"train_dm.lr_milestones must be > 0; got {list(self.lr_milestones)}.")
-        if self.output_dir is not None and any(c.isspace() for c in self.output_dir):
-            raise ValueError(f"train_dm.output_dir must not contain spaces; got {self.output_dir!r}.")
-
-    def milestone_steps(self) -> list[int]:
-        """The lr milestones in optimiser steps (fractions of max_steps converted, sorted)."""
-        return sorted(round(m * self.max_steps) if m < 1 else int(m) for m in self.lr_milestones)
+        self._check_schedule_and_folder("train_dm")
 
 
 @dataclass
