@@ -8,30 +8,7 @@
 ['driving', 'identity', 'label', 'label_index', 'reference']
 """
 
-from lfdm.data.synthface import (
-    ACTIONS,
-    SYNTHFACE_LABELS,
-    Identity,
-    SynthFaceDataset,
-    VideoParams,
-    identity_name,
-    render_frames,
-    render_video,
-    sample_identity,
-    sample_video_params,
-    split_identities,
-)
+from lfdm.data import synthface
+from lfdm.data.synthface import *  # noqa: F403 (this module is the package's public face)
 
-__all__ = [
-    "ACTIONS",
-    "SYNTHFACE_LABELS",
-    "Identity",
-    "SynthFaceDataset",
-    "VideoParams",
-    "identity_name",
-    "render_frames",
-    "render_video",
-    "sample_identity",
-    "sample_video_params",
-    "split_identities",
-]
+__all__ = list(synthface.__all__)
