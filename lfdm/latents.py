@@ -1,7 +1,9 @@
 """The one place where flows and occlusion maps change layout.
 
 Inside the diffusion model a video of flows is one tensor `(B, 3, F, h, w)` with channels
-`[flow_x, flow_y, 2 * occlusion - 1]` (paper: the latent x_0 that the DM generates), all in about [-1, 1].
+`[flow_x, flow_y, 2 * occlusion - 1]` (paper: the latent x_0 that the DM generates), all in about [-1, 1]. With
+`residual=True` (the authors' `use_residual_flow`) the flow channels hold the displacement from `identity_grid`
+instead of the absolute grid, so a still face is all zeros.
 Everywhere else a flow is an absolute backward sampling grid `(..., h, w, 2)` in [-1, 1], x first (the layout
 `grid_sample` takes), and an occlusion map is `(..., h, w)` in [0, 1], 1 = visible.
 """
@@ -12,16 +14,20 @@ import torch
 from einops import rearrange
 
 
-def flows_to_latents(flows: torch.Tensor, occlusions: torch.Tensor) -> torch.Tensor:
+def flows_to_latents(flows: torch.Tensor, occlusions: torch.Tensor, *, residual: bool = False) -> torch.Tensor:
     """flows (B, F, h, w, 2) and occlusions (B, F, h, w) in [0, 1] -> latents (B, 3, F, h, w)."""
+    if residual:
+        flows = flows - identity_grid(*flows.shape[-3:-1], device=flows.device, dtype=flows.dtype)
     grid = rearrange(flows, "b f h w c -> b c f h w")
     occlusion = rearrange(occlusions, "b f h w -> b 1 f h w") * 2 - 1
     return torch.cat([grid, occlusion], dim=1)
 
 
-def latents_to_flows(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def latents_to_flows(latents: torch.Tensor, *, residual: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """latents (B, 3, F, h, w) -> flows (B, F, h, w, 2), occlusions (B, F, h, w) in [0, 1] (clamped)."""
     flows = rearrange(latents[:, :2], "b c f h w -> b f h w c")
+    if residual:
+        flows = flows + identity_grid(*flows.shape[-3:-1], device=flows.device, dtype=flows.dtype)
     occlusions = ((latents[:, 2] + 1) / 2).clamp(0, 1)
     return flows, occlusions
 

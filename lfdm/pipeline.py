@@ -368,7 +368,7 @@ class LFDMPipeline(DiffusionPipeline):
 
         # 6. Final x_0 -> flows (B, F, h, w, 2) and occlusions (B, F, h, w); interrupted: the last clean estimate
         interrupted = self.interrupt
-        flows, occlusions = latents_to_flows(clean if interrupted else latents)
+        flows, occlusions = latents_to_flows(clean if interrupted else latents, residual=self.unet.config.residual_flow)
 
         # 7. Warp and decode every frame in batched LFAE calls
         frames, warped = self.decode_flows(pixels, pyramid, flows, occlusions, decode_chunk_size)
@@ -387,7 +387,9 @@ class LFDMPipeline(DiffusionPipeline):
         trace_flows = trace_occlusions = trace_timesteps = None
         if trace:
             # each step's x_0 (B, 3, F, h, w) -> flows and occlusions, stacked over steps
-            trace_flows, trace_occlusions = latents_to_flows(torch.stack(trace).flatten(0, 1))
+            trace_flows, trace_occlusions = latents_to_flows(
+                torch.stack(trace).flatten(0, 1), residual=self.unet.config.residual_flow
+            )
             steps = len(trace)
             trace_flows = trace_flows.unflatten(0, (steps, -1))
             trace_occlusions = trace_occlusions.unflatten(0, (steps, -1))

@@ -112,16 +112,25 @@ def check_schedule_buffers(buffers: Mapping[str, torch.Tensor], *, source: str, 
         )
 
 
-def make_training_scheduler(num_train_timesteps: int = NUM_TRAIN_TIMESTEPS) -> DDPMScheduler:
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+def make_training_scheduler(
+    num_train_timesteps: int = NUM_TRAIN_TIMESTEPS, prediction_type: str = "epsilon"
+) -> DDPMScheduler:
     """The paper's diffusion process: `DDPMScheduler` with the exact cosine betas, ε-prediction, the posterior
     variance ("fixed_small") and dynamic thresholding at the 0.9 quantile with floor 1 and no cap.
 
     Its `add_noise` gives z_t for training; with 1000 inference steps its `step` is the paper's ancestral sampler.
+    `prediction_type` "v_prediction" (v = sqrt(ᾱ) ε - sqrt(1 - ᾱ) z_0, Salimans & Ho 2022) or "sample" (z_0)
+    changes what the network predicts; every sampler built from this config follows it.
     """
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}; got {prediction_type!r}.")
     return DDPMScheduler(
         num_train_timesteps=num_train_timesteps,
         trained_betas=official_betas(num_train_timesteps),
-        prediction_type="epsilon",
+        prediction_type=prediction_type,
         variance_type="fixed_small",
         clip_sample=False,
         thresholding=True,
@@ -185,7 +194,8 @@ def diffusion_loss(
     null_label_probability: float = NULL_LABEL_PROBABILITY,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """The training objective (DDPM eq. 14, as LFDM trains it): MSE between ε and ε_θ at a uniform random t.
+    """The training objective (DDPM eq. 14, as LFDM trains it): MSE between ε and ε_θ at a uniform random t
+    (or between v or z_0 and the network's output, when `scheduler.config.prediction_type` says so).
 
     latents (B, 3, F, h, w) clean z_0 in about [-1, 1]; image_features (B, C, h, w); label_embedding (B, 768).
     Each sample's label is replaced by the U-Net's null embedding with probability `null_label_probability`
@@ -197,4 +207,13 @@ def diffusion_loss(
     drop_label = torch.rand(b, generator=generator, device=device) < null_label_probability
     noisy = scheduler.add_noise(latents, noise, timesteps)
     prediction = unet(noisy, timesteps, image_features, label_embedding, drop_label=drop_label).sample
-    return F.mse_loss(prediction.float(), noise.float())
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type == "epsilon":
+        target = noise
+    elif prediction_type == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, timesteps)
+    elif prediction_type == "sample":
+        target = latents
+    else:
+        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}; got {prediction_type!r}.")
+    return F.mse_loss(prediction.float(), target.float())

@@ -140,6 +140,32 @@ def test_callback_can_replace_the_latents(tiny_pipeline, tiny_image):
     assert out.occlusions.min() == 1.0
 
 
+def test_residual_latents_are_displacements_from_the_identity_grid():
+    flows = identity_grid(4, 4).expand(2, 3, 4, 4, 2) + 0.1 * torch.randn(2, 3, 4, 4, 2)
+    occlusions = torch.rand(2, 3, 4, 4)
+    latents = flows_to_latents(flows, occlusions, residual=True)
+    torch.testing.assert_close(
+        latents[:, :2], flows_to_latents(flows, occlusions)[:, :2] - identity_grid(4, 4).permute(2, 0, 1)[:, None]
+    )
+    back_flows, back_occlusions = latents_to_flows(latents, residual=True)
+    torch.testing.assert_close(back_flows, flows)
+    torch.testing.assert_close(back_occlusions, occlusions)
+
+
+def test_a_residual_flow_unet_makes_zero_latents_a_still_video(tiny_image):
+    pipe = make_tiny_pipeline()
+    pipe.unet.register_to_config(residual_flow=True)
+    frames, latent = pipe.num_frames, pipe.latent_size
+    zeros = torch.zeros(1, 3, frames, latent, latent)
+    zeros[:, 2] = 1  # fully visible
+
+    def freeze(pipe, step_index, timestep, tensors):
+        return {"latents": zeros} if step_index == STEPS - 1 else {}
+
+    out = pipe(tiny_image, "smile", num_inference_steps=STEPS, callback_on_step_end=freeze)
+    np.testing.assert_allclose(out.flows[0], identity_grid(latent, latent).expand(frames, -1, -1, -1), atol=1e-6)
+
+
 def test_interrupt_stops_sampling_and_decodes_the_last_clean_estimate(tiny_image):
     pipe = make_tiny_pipeline()
     seen = []

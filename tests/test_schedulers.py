@@ -11,7 +11,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
 from safetensors.torch import load_file
 
 from lfdm.guidance import guided_noise
-from lfdm.models.unet3d import FlowUNet3D
+from lfdm.models.unet3d import FlowUNet3D, UNet3DOutput
 from lfdm.schedulers import (
     DEFAULT_STEPS,
     SCHEDULE_BUFFER_NAMES,
@@ -188,6 +188,36 @@ def test_diffusion_loss_drops_labels_with_the_given_probability(unet):
         )  # fmt: skip
     torch.testing.assert_close(always, unconditional)
     assert always.item() != never.item()
+
+
+class ZeroUNet(torch.nn.Module):
+    """Predicts zeros, so the loss is the mean square of the target."""
+
+    def forward(self, sample, *args, **kwargs):
+        return UNet3DOutput(sample=torch.zeros_like(sample))
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_diffusion_loss_regresses_the_target_of_the_prediction_type(prediction_type):
+    latents, features, labels = toy_batch()
+    scheduler = make_training_scheduler(prediction_type=prediction_type)
+    loss = diffusion_loss(ZeroUNet(), scheduler, latents, features, labels, generator=torch.Generator().manual_seed(7))
+    draws = torch.Generator().manual_seed(7)  # the loss draws eps first, then t
+    noise = torch.randn(latents.shape, generator=draws)
+    timesteps = torch.randint(0, 1000, (2,), generator=draws)
+    abar = scheduler.alphas_cumprod[timesteps].view(-1, 1, 1, 1, 1)
+    target = {
+        "epsilon": noise,
+        "v_prediction": abar.sqrt() * noise - (1 - abar).sqrt() * latents,
+        "sample": latents,
+    }[prediction_type]
+    torch.testing.assert_close(loss, target.pow(2).mean())
+    assert make_scheduler("dpmsolver", scheduler.config).config.prediction_type == prediction_type
+
+
+def test_an_unknown_prediction_type_names_the_choices():
+    with pytest.raises(ValueError, match="v_prediction"):
+        make_training_scheduler(prediction_type="x0")
 
 
 class CountingUNet(torch.nn.Module):

@@ -209,6 +209,44 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(lfae_dir, tmp_path):
     assert pipe.labels == LABELS and pipe.num_frames == NUM_FRAMES
 
 
+def test_residual_v_prediction_run_exports_what_it_trained_and_warm_starts_another(lfae_dir, tmp_path):
+    config = make_config(tmp_path / "run", lfae_dir, max_steps=2, checkpoint_every=0, prediction_type="v_prediction")
+    config.unet = {**TINY_UNET, "residual_flow": True}
+    model = build_training_model(config, load_frozen_lfae(lfae_dir))
+    targets = compute_targets(load_frozen_lfae(lfae_dir), batch_of(Clips(), range(4))["video"])
+    seen = []
+    model.unet.register_forward_hook(lambda module, args, kwargs, output: seen.append(args[0]), with_kwargs=True)
+    with torch.no_grad():
+        model(targets.latents, targets.features, LABELS + LABELS[:1], step_generator(0, 0, 0, "cpu"))
+    residual = flows_to_latents(*latents_to_flows(targets.latents), residual=True)
+    timesteps = torch.randint(0, 1000, (4,), generator=_after_noise(targets.latents.shape))
+    noise = torch.randn(targets.latents.shape, generator=step_generator(0, 0, 0, "cpu"))
+    expected = model.noise_scheduler.add_noise(residual, noise, timesteps)
+    torch.testing.assert_close(seen[0], expected, msg="the U-Net must see noised displacements, not absolute grids")
+
+    run = train(config, dataset=Clips())
+    from lfdm.pipeline import LFDMPipeline
+
+    pipe = LFDMPipeline.from_pretrained(run / "model")
+    assert pipe.unet.config.residual_flow and pipe.scheduler.config.prediction_type == "v_prediction"
+
+    warm = make_config(tmp_path / "warm", lfae_dir, init_from=str(run / "model"))
+    warm.unet = {**TINY_UNET, "residual_flow": True}
+    started = build_training_model(warm, load_frozen_lfae(lfae_dir))
+    for module, trained in ((started.unet, pipe.unet), (started.label_encoder, pipe.label_encoder)):
+        expected = trained.state_dict()
+        assert all(torch.equal(value, expected[key]) for key, value in module.state_dict().items())
+    with pytest.raises(FileNotFoundError, match="model/ folder"):
+        build_training_model(make_config(tmp_path / "x", lfae_dir, init_from=str(tmp_path)), load_frozen_lfae(lfae_dir))
+
+
+def _after_noise(shape) -> torch.Generator:
+    """`step_generator(0, 0, 0)` after the loss has drawn its noise: the state it draws the timesteps from."""
+    generator = step_generator(0, 0, 0, "cpu")
+    torch.randn(shape, generator=generator)
+    return generator
+
+
 def checkpoint_tensors(checkpoint: Path) -> dict[str, torch.Tensor]:
     """Weights, optimiser, lr schedule and EMA state of an accelerate checkpoint folder, flattened by name."""
     flat = {f"model.{k}": v for k, v in load_file(checkpoint / "model.safetensors").items()}

@@ -165,3 +165,21 @@ def test_init_from_starts_with_the_given_weights(tmp_path):
     assert all(torch.equal(value, expected[key]) for key, value in model.state_dict().items())
     with pytest.raises(FileNotFoundError, match="save_pretrained"):
         build_model(tiny_config(tmp_path / "run", init_from=str(tmp_path / "missing")))
+
+
+def test_init_from_carries_the_weights_across_a_new_region_scale(tmp_path):
+    """A warm start with another `region_scale_factor`: every learned weight comes over; the anti-aliasing kernel,
+    which follows from the scale, stays the new config's."""
+    from lfdm.training.lfae import build_model
+
+    torch.manual_seed(2)
+    LatentFlowAutoencoder(**TINY_LFAE).save_pretrained(tmp_path / "start")
+    start = LatentFlowAutoencoder.from_pretrained(tmp_path / "start")
+    config = tiny_config(tmp_path / "run", init_from=str(tmp_path / "start"))
+    config.lfae = {**TINY_LFAE, "region_scale_factor": 0.5}
+    model = build_model(config)
+    fresh = LatentFlowAutoencoder(**config.lfae)
+    assert all(torch.equal(value, start.get_parameter(name)) for name, value in model.named_parameters())
+    kernel = "region_predictor.down.weight"
+    assert torch.equal(model.state_dict()[kernel], fresh.state_dict()[kernel])
+    assert model.state_dict()[kernel].shape != start.state_dict()[kernel].shape

@@ -78,6 +78,9 @@ class FlowUNet3D(ModelMixin, ConfigMixin):
         padding_mode: padding of the convolution after nearest up-sampling ("zeros", "reflect", ...).
         num_frames: default number of frames to generate (the network accepts any number).
         sample_size: default latent height and width to generate (any multiple of 2^(levels-1) works).
+        residual_flow: what the flow channels of the sample mean (the network is the same either way): False, the
+            absolute sampling grid (the released models); True, its displacement from `lfdm.latents.identity_grid`
+            (the authors' `use_residual_flow`). Training targets and the pipeline read it.
     """
 
     @register_to_config
@@ -98,6 +101,7 @@ class FlowUNet3D(ModelMixin, ConfigMixin):
         padding_mode: str = "zeros",
         num_frames: int = 40,
         sample_size: int = 32,
+        residual_flow: bool = False,
     ):
         super().__init__()
         dims = [dim] + [dim * mult for mult in dim_mults]

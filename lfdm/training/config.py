@@ -25,6 +25,7 @@ import yaml
 DATASETS = ("synthface", "mug", "mhad", "natops", "folder")
 FRAME_SAMPLING_MODES = ("uniform", "random", "very_random")
 MIXED_PRECISION_MODES = ("auto", "no", "fp16", "bf16")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")  # lfdm.schedulers.PREDICTION_TYPES
 SAMPLE_SCHEDULERS = ("ddpm", "ddim", "dpmsolver", "unipc")  # lfdm.schedulers.make_scheduler names
 
 
@@ -121,6 +122,8 @@ class FlowDiffusionTrainConfig(_StageSchedule):
     official MUG settings where one exists (official_lfdm.md 2.4-2.5); the EMA and gradient clipping are additions."""
 
     lfae: str | None = None  # the trained autoencoder: a save_pretrained folder or a train-lfae run (also --lfae)
+    init_from: str | None = None  # optional pipeline folder (a train-dm run's model/) whose U-Net and label table
+    # start the run: a warm start, e.g. after retraining the autoencoder
     output_dir: str | None = None  # run folder; None -> runs/dm-<config name>-<date>-<time> (no spaces allowed)
     seed: int = 0  # seeds the weights, the data stream, the noise, timesteps and label drops, and the samples
     max_steps: int = 111_600  # optimiser steps (official MUG: 1200 epochs x 93 steps)
@@ -132,6 +135,7 @@ class FlowDiffusionTrainConfig(_StageSchedule):
     # max_steps (official: epochs 800 and 1000 of 1200)
     lr_decay: float = 0.1  # multiplicative lr decay at each milestone
     max_grad_norm: float | None = None  # clip the gradient norm to this value; None = no clipping (official)
+    prediction_type: str = "epsilon"  # what the U-Net predicts: "epsilon" (official) | "v_prediction" | "sample"
     null_label_probability: float = 0.1  # chance, per clip, of training with the null label (classifier-free
     # guidance); in [0, 1), 0 = never
     ema_decay: float = 0.999  # largest decay of the weights' exponential moving average, in [0, 1); 0 = no
@@ -156,6 +160,7 @@ class FlowDiffusionTrainConfig(_StageSchedule):
     def __post_init__(self) -> None:
         _check_choice("train_dm.mixed_precision", self.mixed_precision, MIXED_PRECISION_MODES)
         _check_choice("train_dm.sample_scheduler", self.sample_scheduler, SAMPLE_SCHEDULERS)
+        _check_choice("train_dm.prediction_type", self.prediction_type, PREDICTION_TYPES)
         _check_positive(
             "train_dm",
             max_steps=self.max_steps,

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from lfdm.labelsets import label_set
+from lfdm.latents import flows_to_latents, latents_to_flows
 from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
@@ -40,6 +41,7 @@ from lfdm.training.common import (
     build_dataset,
     default_run_dir,
     find_checkpoint,
+    init_weights,
     load_checkpoint,
     make_accelerator,
     prepare_run_dir,
@@ -61,18 +63,27 @@ class FlowDiffusionTrainingModel(nn.Module):
     """The U-Net and the label encoder, trained jointly; `forward` is the training loss of one batch, so that
     data-parallel training sees every use of the weights inside it."""
 
-    def __init__(self, unet: FlowUNet3D, label_encoder: LabelEncoder, null_label_probability: float) -> None:
+    def __init__(
+        self,
+        unet: FlowUNet3D,
+        label_encoder: LabelEncoder,
+        null_label_probability: float,
+        prediction_type: str = "epsilon",
+    ) -> None:
         super().__init__()
         self.unet = unet
         self.label_encoder = label_encoder
         self.null_label_probability = null_label_probability
-        self.noise_scheduler = make_training_scheduler()
+        self.noise_scheduler = make_training_scheduler(prediction_type=prediction_type)
 
     def forward(
         self, latents: torch.Tensor, features: torch.Tensor, labels: list[str], generator: torch.Generator
     ) -> torch.Tensor:
         """latents (B, 3, F, h, w), features (B, C, h, w), B labels -> the scalar loss of eq. 3; t, eps and the
-        dropped labels are drawn from `generator`."""
+        dropped labels are drawn from `generator`. Absolute-grid latents become displacements here when the U-Net
+        diffuses residual flows."""
+        if self.unet.config.residual_flow:
+            latents = flows_to_latents(*latents_to_flows(latents), residual=True)
         embeddings = self.label_encoder(labels)
         return diffusion_loss(
             self.unet,
@@ -141,7 +152,18 @@ def build_training_model(
     unet = build_unet(
         config.unet, autoencoder, num_frames=config.data.num_frames, label_dim=label_encoder.config.embedding_dim
     )
-    return FlowDiffusionTrainingModel(unet, label_encoder, config.train_dm.null_label_probability).train()
+    train = config.train_dm
+    if train.init_from:
+        folder = Path(train.init_from)
+        if not (folder / "unet").is_dir() or not (folder / "label_encoder").is_dir():
+            raise FileNotFoundError(
+                f"train_dm.init_from {train.init_from!r} is not a pipeline folder with unet/ and label_encoder/ "
+                "(pass a train-dm run's model/ folder)."
+            )
+        init_weights(unet, FlowUNet3D.from_pretrained(folder / "unet"), "train_dm.init_from")
+        init_weights(label_encoder, LabelEncoder.from_pretrained(folder / "label_encoder"), "train_dm.init_from")
+        logger.info("initialised the U-Net and label table from %s", folder)
+    return FlowDiffusionTrainingModel(unet, label_encoder, train.null_label_probability, train.prediction_type).train()
 
 
 def train(
@@ -285,7 +307,9 @@ class PipelineExport:
         from lfdm.pipeline import LFDMPipeline
 
         averaged = self.ema.model
-        scheduler = make_scheduler(self.train.sample_scheduler)
+        scheduler = make_scheduler(
+            self.train.sample_scheduler, make_training_scheduler(prediction_type=self.train.prediction_type).config
+        )
         pipe = LFDMPipeline(
             lfae=self.autoencoder, unet=averaged.unet, scheduler=scheduler, label_encoder=averaged.label_encoder
         )
@@ -302,6 +326,7 @@ def write_step_samples(
         ema.model.label_encoder,
         image,
         scheduler=train.sample_scheduler,
+        prediction_type=train.prediction_type,
         num_inference_steps=train.sample_steps,
         guidance_scale=train.sample_guidance_scale,
         seed=train.seed,

@@ -33,6 +33,7 @@ from lfdm.training.common import (
     build_dataset,
     default_run_dir,
     find_checkpoint,
+    init_weights,
     load_checkpoint,
     make_accelerator,
     prepare_run_dir,
@@ -77,7 +78,7 @@ def build_model(config: RunConfig) -> LatentFlowAutoencoder:
     if init_from:
         if not Path(init_from).is_dir():
             raise FileNotFoundError(f"train_lfae.init_from {init_from!r} is not a save_pretrained folder.")
-        model.load_state_dict(LatentFlowAutoencoder.from_pretrained(init_from).state_dict())
+        init_weights(model, LatentFlowAutoencoder.from_pretrained(init_from), "train_lfae.init_from")
         logger.info("initialised the autoencoder from %s", init_from)
     return model
 
