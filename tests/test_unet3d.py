@@ -120,6 +120,22 @@ def test_any_number_of_frames_works():
             assert unet(sample, timestep, features, label).sample.shape == sample.shape
 
 
+def test_frame_embedding_tells_identical_frames_apart_up_to_num_frames():
+    plain, positioned = tiny_unet(num_frames=4), tiny_unet(num_frames=4, frame_embedding=True)
+    sample, timestep, features, label = inputs(frames=1)
+    still = sample.expand(-1, -1, 4, -1, -1).contiguous()  # the same noisy frame four times
+    with torch.no_grad():
+        same = plain(still, timestep, features, label).sample
+        told_apart = positioned(still, timestep, features, label).sample
+    torch.testing.assert_close(same[:, :, 0], same[:, :, 3])  # attention over equal frames cannot tell them apart
+    assert (told_apart[:, :, 0] - told_apart[:, :, 3]).abs().max() > 1e-3
+    code = positioned.frame_positions[0, :, :, 0, 0]  # (dim, frames): sin then cos of the frame index
+    torch.testing.assert_close(code[:, 0], torch.cat([torch.zeros(4), torch.ones(4)]))
+    assert set(plain.state_dict()) == set(positioned.state_dict()) - {"frame_positions"}
+    with pytest.raises(ValueError, match="at most 4 frames"):
+        positioned(*inputs(frames=5))
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -39,6 +39,7 @@ from lfdm.models.unet3d_blocks import (
     TimestepEmbedding,
     UNetLevel,
     Upsample,
+    sinusoidal_embedding,
 )
 
 UPSAMPLE_MODES = ("deconv", "nearest")
@@ -49,7 +50,8 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 class UNet3DOutput(BaseOutput):
     """
     Args:
-        sample (`torch.Tensor` of shape `(batch, 3, frames, height, width)`): the predicted noise ε.
+        sample (`torch.Tensor` of shape `(batch, 3, frames, height, width)`): the prediction: the noise ε (the
+            paper), or v or the clean sample, as the scheduler's `prediction_type` says.
     """
 
     sample: torch.Tensor
@@ -57,7 +59,8 @@ class UNet3DOutput(BaseOutput):
 
 class FlowUNet3D(ModelMixin, ConfigMixin):
     r"""
-    Space-time U-Net that predicts the noise ε in a noisy latent flow sequence (LFDM's diffusion network).
+    Space-time U-Net that predicts the noise ε in a noisy latent flow sequence (LFDM's diffusion network); trained
+    with another `prediction_type`, it predicts v or the clean sequence instead.
 
     Defaults are the paper's model (42.7 M parameters: 32x32 latents of 40 frames, 256 image-feature channels).
 
@@ -81,6 +84,9 @@ class FlowUNet3D(ModelMixin, ConfigMixin):
         residual_flow: what the flow channels of the sample mean (the network is the same either way): False, the
             absolute sampling grid (the released models); True, its displacement from `lfdm.latents.identity_grid`
             (the authors' `use_residual_flow`). Training targets and the pipeline read it.
+        frame_embedding: add a learned per-frame vector (initialised to the sinusoidal position code) to the
+            features after the first convolution, so every layer knows the absolute frame index (not in the paper,
+            whose temporal layers only see relative positions). The network then makes at most `num_frames` frames.
     """
 
     @register_to_config
@@ -102,6 +108,7 @@ class FlowUNet3D(ModelMixin, ConfigMixin):
         num_frames: int = 40,
         sample_size: int = 32,
         residual_flow: bool = False,
+        frame_embedding: bool = False,
     ):
         super().__init__()
         dims = [dim] + [dim * mult for mult in dim_mults]
@@ -119,6 +126,9 @@ class FlowUNet3D(ModelMixin, ConfigMixin):
             sample_channels + feature_channels, dim, (1, init_kernel_size, init_kernel_size),
             padding=(0, init_kernel_size // 2, init_kernel_size // 2),
         )  # fmt: skip
+        if frame_embedding:
+            code = sinusoidal_embedding(torch.arange(num_frames), dim)  # (num_frames, dim)
+            self.frame_positions = nn.Parameter(rearrange(code, "f c -> 1 c f 1 1").contiguous())
         self.init_temporal_attention = PreNormResidual(dim, TemporalAttention(dim, attn_heads, attn_dim_head))
         self.time_embedding = TimestepEmbedding(dim, 4 * dim)
         self.rotary_embedding = RotaryEmbedding(min(32, attn_dim_head))  # one table shared by all temporal layers
@@ -180,6 +190,8 @@ class FlowUNet3D(ModelMixin, ConfigMixin):
         label = self._label_condition(label_embedding, drop_label, b, sample.dtype)
 
         x = self.initial_convolution(sample, image_features.to(sample.dtype))
+        if self.config.frame_embedding:
+            x = x + self.frame_positions[:, :, :f].to(x.dtype)
         init_features = x  # joins the heads at the end, taken before the first temporal attention
         temporal = {"position_bias": self.relative_position_bias(f), "rotary_angles": self.rotary_embedding(f)}
         x = self.init_temporal_attention(x, **temporal)
@@ -241,7 +253,12 @@ class FlowUNet3D(ModelMixin, ConfigMixin):
             raise ValueError(
                 f"`sample` must be (batch, {config.sample_channels}, frames, height, width); got {tuple(sample.shape)}."
             )
-        b, _, _, h, w = sample.shape
+        b, _, f, h, w = sample.shape
+        if config.frame_embedding and f > config.num_frames:
+            raise ValueError(
+                f"this U-Net learned frame positions for at most {config.num_frames} frames; got {f}. Generate "
+                f"num_frames <= {config.num_frames}."
+            )
         factor = 2 ** (len(config.dim_mults) - 1)
         if h % factor or w % factor:
             raise ValueError(

@@ -76,15 +76,17 @@ def prepare_run_dir(run_dir: str | Path, config: RunConfig, *, resuming: bool, i
 def init_weights(model: torch.nn.Module, source: torch.nn.Module, name: str) -> None:
     """Copy the weights of `source` (same architecture) into `model`: a warm start.
 
-    Every parameter must match in name and shape. Buffers whose shape follows from the config, not from training
-    (the anti-aliasing kernels of a changed `region_scale_factor`), keep `model`'s own values; they are logged.
+    Every parameter of `source` must exist in `model` with the same shape. `model`'s own values are kept for
+    tensors that `source` lacks (new in this config, such as the U-Net's `frame_positions`) and for buffers whose
+    shape follows from the config, not from training (the anti-aliasing kernels of a changed
+    `region_scale_factor`); both are logged.
     """
     parameters = {key for key, _ in model.named_parameters()}
     own, theirs = model.state_dict(), source.state_dict()
-    kept = [key for key in own if key not in parameters and key in theirs and theirs[key].shape != own[key].shape]
+    kept = [key for key in own if key not in theirs or (key not in parameters and theirs[key].shape != own[key].shape)]
     model.load_state_dict({**theirs, **{key: own[key] for key in kept}})
     if kept:
-        logger.info("%s: kept this config's buffers %s (their shapes differ from the initial weights')", name, kept)
+        logger.info("%s: kept this config's own %s (new, or shaped by the config)", name, kept)
 
 
 def resolve_mixed_precision(mode: str) -> str:
