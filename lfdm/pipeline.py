@@ -202,6 +202,10 @@ class LFDMPipeline(DiffusionPipeline):
             raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}.")
         if int(num_frames) != num_frames or num_frames < 1:
             raise ValueError(f"`num_frames` must be a whole number >= 1; got {num_frames}.")
+        if self.unet.config.frame_embedding and num_frames > self.num_frames:
+            raise ValueError(
+                f"this model learned frame positions for at most {self.num_frames} frames; got num_frames={num_frames}."
+            )
         if decode_chunk_size is not None and decode_chunk_size < 1:
             raise ValueError(f"`decode_chunk_size` must be >= 1 or None (all frames at once); got {decode_chunk_size}.")
         bad = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
