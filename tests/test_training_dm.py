@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -140,6 +141,7 @@ class RecordingUNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(()))
+        self.config = SimpleNamespace(residual_flow=False)
         self.dropped = []
 
     def forward(self, sample, timestep, image_features, label_embedding, drop_label=None):
