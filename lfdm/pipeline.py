@@ -434,7 +434,7 @@ def load_pipeline(path_or_repo, device: str = "auto", dtype: torch.dtype | None 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     dtype = dtype or torch.float32
     try:
-        pipe = LFDMPipeline.from_pretrained(source, torch_dtype=dtype)
+        pipe = LFDMPipeline.from_pretrained(source, dtype=dtype)
     except OSError as error:  # huggingface_hub: unknown repo, no network, not in the cache
         raise FileNotFoundError(
             f"no pipeline folder {source!r} here and none could be loaded from the Hugging Face Hub ({error})."
