@@ -167,6 +167,12 @@ _SHARED_KEYS = (
 )
 
 
+def make_sampler(name: str, prediction_type: str = "epsilon") -> SchedulerMixin:
+    """The sampler `name` on the paper's schedule for a U-Net trained with `prediction_type` (training samples and
+    the exported pipeline of `train-dm`)."""
+    return make_scheduler(name, make_training_scheduler(prediction_type=prediction_type).config)
+
+
 def make_scheduler(name: str, base_config: Mapping | None = None) -> SchedulerMixin:
     """A sampler by name ("ddpm" | "ddim" | "dpmsolver" | "unipc") sharing the schedule of `base_config`.
 

@@ -32,7 +32,7 @@ from lfdm.latents import flows_to_latents, latents_to_flows
 from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
-from lfdm.schedulers import diffusion_loss, make_scheduler, make_training_scheduler
+from lfdm.schedulers import diffusion_loss, make_sampler, make_training_scheduler
 from lfdm.training.common import (
     LOG_FILE,
     LOSS_CURVE_FILE,
@@ -307,9 +307,7 @@ class PipelineExport:
         from lfdm.pipeline import LFDMPipeline
 
         averaged = self.ema.model
-        scheduler = make_scheduler(
-            self.train.sample_scheduler, make_training_scheduler(prediction_type=self.train.prediction_type).config
-        )
+        scheduler = make_sampler(self.train.sample_scheduler, self.train.prediction_type)
         pipe = LFDMPipeline(
             lfae=self.autoencoder, unet=averaged.unet, scheduler=scheduler, label_encoder=averaged.label_encoder
         )

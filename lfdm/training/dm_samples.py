@@ -19,7 +19,7 @@ from PIL import Image
 from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
-from lfdm.schedulers import make_scheduler, make_training_scheduler
+from lfdm.schedulers import make_sampler
 from lfdm.training.common import seeded_global_rngs
 from lfdm.training.config import DataConfig
 from lfdm.video import write_video
@@ -71,7 +71,7 @@ def sample_videos(
     from lfdm.pipeline import LFDMPipeline
 
     device = next(unet.parameters()).device
-    sampler = make_scheduler(scheduler, make_training_scheduler(prediction_type=prediction_type).config)
+    sampler = make_sampler(scheduler, prediction_type)
     pipe = LFDMPipeline(lfae=lfae, unet=unet, scheduler=sampler, label_encoder=label_encoder)
     pipe.set_progress_bar_config(disable=True)
     generator = torch.Generator(device=device).manual_seed(seed)
