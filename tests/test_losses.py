@@ -17,6 +17,7 @@ from lfdm.training.losses import (
     ReconstructionLoss,
     VGG19Features,
     equivariance_losses,
+    region_overlap,
 )
 
 
@@ -197,3 +198,39 @@ def test_equivariance_losses_vanish_for_the_identity_transform_with_the_region_p
         regions.shift, regions.affine, transformed.shift, transformed.affine, warp
     )
     assert shift_loss.item() < 1e-5 and affine_loss.item() < 1e-3
+
+
+def test_region_overlap_is_one_for_equal_maps_zero_for_disjoint_ones_and_pushes_regions_apart():
+    blob = torch.zeros(8, 8)
+    blob[2:5, 2:5] = 1 / 9
+    same = blob.expand(1, 3, 8, 8)
+    assert region_overlap(same).item() == pytest.approx(1.0)
+    disjoint = torch.zeros(1, 2, 8, 8)
+    disjoint[0, 0, :4], disjoint[0, 1, 4:] = 1 / 32, 1 / 32
+    assert region_overlap(disjoint).item() == pytest.approx(0.0, abs=1e-6)
+    assert region_overlap(same[:, :1]).item() == 0.0, "one region overlaps nothing"
+
+    # two largely overlapping blobs (centres 1 px apart on 8 x 8): gradient steps on the penalty separate them
+    ys, xs = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    logits = torch.stack([-((xs - cx) ** 2 + (ys - 3.5) ** 2) / 4 for cx in (3.0, 4.0)])[None].requires_grad_()
+    before = region_overlap(torch.softmax(logits.flatten(2), dim=2).view(1, 2, 8, 8))
+    optimizer = torch.optim.SGD([logits], lr=10.0)
+    for _ in range(20):
+        optimizer.zero_grad()
+        region_overlap(torch.softmax(logits.flatten(2), dim=2).view(1, 2, 8, 8)).backward()
+        optimizer.step()
+    after = region_overlap(torch.softmax(logits.detach().flatten(2), dim=2).view(1, 2, 8, 8))
+    assert before.item() > 0.7 and after.item() < before.item() - 0.3
+
+
+def test_region_separation_term_comes_from_the_config_and_is_logged():
+    from lfdm.training.config import AutoencoderTrainConfig
+
+    criterion = AutoencoderLoss.from_config(AutoencoderTrainConfig(region_separation_weight=2.0))
+    x = images()
+    heatmap = torch.full((2, 4, 5, 5), 1 / 25)  # four equal regions: overlap 1
+    regions = SimpleNamespace(heatmap=heatmap)
+    output = criterion(x, x, regions, None, None)
+    assert output.terms["region_separation"].item() == pytest.approx(2.0)
+    default = AutoencoderLoss.from_config(AutoencoderTrainConfig())(x, x, regions, None, None)
+    assert "region_separation" not in default.terms, "off by default (the paper has no such term)"

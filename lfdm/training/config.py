@@ -91,6 +91,8 @@ class AutoencoderTrainConfig(_StageSchedule):
     vgg19_weights: str | None = None  # torchvision vgg19 state dict file (.pth or .safetensors) for vgg19_weight
     equivariance_shift_weight: float = 10.0  # weight of MRAA's region-centre equivariance loss (0 = off)
     equivariance_affine_weight: float = 10.0  # weight of MRAA's region-shape equivariance loss (0 = off)
+    region_separation_weight: float = 0.0  # weight of the mean pairwise cosine overlap of the region heat maps
+    # (not in the paper; 0 = off): pushes regions apart when they all settle on the dominant motion
     sigma_affine: float = 0.05  # std of the random affine warp's matrix entries (equivariance)
     sigma_tps: float = 0.005  # std of the thin-plate-spline weights (equivariance)
     points_tps: int = 5  # thin-plate-spline control points per side (points_tps x points_tps grid)

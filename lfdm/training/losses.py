@@ -185,6 +185,21 @@ def equivariance_losses(
     return shift_loss, affine_loss
 
 
+def region_overlap(heatmap: torch.Tensor) -> torch.Tensor:
+    """Mean cosine similarity of every pair of distinct region heat maps (B, K, h, w), a scalar in [0, 1].
+
+    1 when all regions are the same map, 0 when no two share a pixel. Used as a penalty, its gradient moves the
+    regions apart where they overlap; MRAA's losses have no such term, and on faces whose head motion dominates
+    the small motions of brows and mouth the regions can all settle on the head.
+    """
+    maps = F.normalize(heatmap.float().flatten(2), dim=2)  # (B, K, h*w), unit length
+    regions = maps.shape[1]
+    if regions < 2:
+        return maps.new_zeros(())
+    cosine = maps @ maps.transpose(1, 2)  # (B, K, K), ones on the diagonal
+    return (cosine.sum(dim=(1, 2)) - regions).mean() / (regions * (regions - 1))
+
+
 @dataclass
 class LossOutput:
     """`total`: the weighted sum to back-propagate (scalar); `terms`: each weighted term (scalars), for logging."""
@@ -252,11 +267,13 @@ class AutoencoderLoss(nn.Module):
         *,
         equivariance_shift_weight: float = 10.0,
         equivariance_affine_weight: float = 10.0,
+        region_separation_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.reconstruction = reconstruction
         self.equivariance_shift_weight = equivariance_shift_weight
         self.equivariance_affine_weight = equivariance_affine_weight
+        self.region_separation_weight = region_separation_weight
 
     @property
     def uses_equivariance(self) -> bool:
@@ -284,6 +301,7 @@ class AutoencoderLoss(nn.Module):
             reconstruction,
             equivariance_shift_weight=config.equivariance_shift_weight,
             equivariance_affine_weight=config.equivariance_affine_weight,
+            region_separation_weight=config.region_separation_weight,
         )
 
     def forward(
@@ -307,5 +325,7 @@ class AutoencoderLoss(nn.Module):
                 terms["equivariance_shift"] = shift_loss * self.equivariance_shift_weight
             if self.equivariance_affine_weight:
                 terms["equivariance_affine"] = affine_loss * self.equivariance_affine_weight
+        if self.region_separation_weight:
+            terms["region_separation"] = region_overlap(driving_regions.heatmap) * self.region_separation_weight
         total = sum(terms.values(), prediction.new_zeros((), dtype=torch.float32))
         return LossOutput(total=total, terms=terms)
