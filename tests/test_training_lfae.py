@@ -167,19 +167,24 @@ def test_init_from_starts_with_the_given_weights(tmp_path):
         build_model(tiny_config(tmp_path / "run", init_from=str(tmp_path / "missing")))
 
 
-def test_init_from_carries_the_weights_across_a_new_region_scale(tmp_path):
+@pytest.mark.parametrize("scale", [0.5, 1.0])
+def test_init_from_carries_the_weights_across_a_new_region_scale(tmp_path, scale):
     """A warm start with another `region_scale_factor`: every learned weight comes over; the anti-aliasing kernel,
-    which follows from the scale, stays the new config's."""
+    which follows from the scale, stays the new config's (at scale 1 there is none, and the source's is dropped)."""
     from lfdm.training.lfae import build_model
 
     torch.manual_seed(2)
     LatentFlowAutoencoder(**TINY_LFAE).save_pretrained(tmp_path / "start")
     start = LatentFlowAutoencoder.from_pretrained(tmp_path / "start")
     config = tiny_config(tmp_path / "run", init_from=str(tmp_path / "start"))
-    config.lfae = {**TINY_LFAE, "region_scale_factor": 0.5}
+    config.lfae = {**TINY_LFAE, "region_scale_factor": scale}
     model = build_model(config)
     fresh = LatentFlowAutoencoder(**config.lfae)
     assert all(torch.equal(value, start.get_parameter(name)) for name, value in model.named_parameters())
     kernel = "region_predictor.down.weight"
-    assert torch.equal(model.state_dict()[kernel], fresh.state_dict()[kernel])
-    assert model.state_dict()[kernel].shape != start.state_dict()[kernel].shape
+    assert kernel in start.state_dict()
+    if scale == 1.0:
+        assert kernel not in model.state_dict()
+    else:
+        assert torch.equal(model.state_dict()[kernel], fresh.state_dict()[kernel])
+        assert model.state_dict()[kernel].shape != start.state_dict()[kernel].shape
