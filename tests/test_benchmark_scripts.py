@@ -1,0 +1,41 @@
+"""The scripts under benchmarks/ that print figures: their building blocks work on small inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from lfdm.evaluation.metrics import psnr
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_flow_oracle_finds_a_warp_much_closer_than_copying():
+    oracle = load_script("flow_oracle")
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0)), 9, 1)
+    reference, target = smooth[..., :32, :32], smooth[..., 1:33, 2:34]  # the content moves by (2, 1) px
+    warped = oracle.best_warp(reference, target, size=4, iterations=150)
+    assert warped.shape == target.shape
+    assert psnr(warped, target).item() > psnr(reference, target).item() + 6
+
+
+def test_region_toy_moves_each_square_on_its_own():
+    toy = load_script("region_toy")
+    item = toy.TwoSquares()[3]
+    reference, driving = item["reference"], item["driving"]
+    assert reference.shape == driving.shape == (3, toy.SIZE, toy.SIZE)
+    red = lambda image: (image[0] > 0.8).nonzero().float().mean(0)  # noqa: E731
+    blue = lambda image: (image[2] > 0.8).nonzero().float().mean(0)  # noqa: E731
+    assert not torch.allclose(red(reference), red(driving)) and not torch.allclose(blue(reference), blue(driving))
+    assert not torch.allclose(red(driving) - red(reference), blue(driving) - blue(reference))
+    config = toy.toy_config(Path("unused"), steps=5, regions=3)
+    assert config.lfae["num_regions"] == 3 and config.train_lfae.max_steps == 5
