@@ -232,5 +232,7 @@ def test_region_separation_term_comes_from_the_config_and_is_logged():
     regions = SimpleNamespace(heatmap=heatmap)
     output = criterion(x, x, regions, None, None)
     assert output.terms["region_separation"].item() == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="driving frame's regions"):
+        criterion(x, x)
     default = AutoencoderLoss.from_config(AutoencoderTrainConfig())(x, x, regions, None, None)
     assert "region_separation" not in default.terms, "off by default (the paper has no such term)"

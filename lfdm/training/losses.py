@@ -254,11 +254,13 @@ class ReconstructionLoss(nn.Module):
 
 
 class AutoencoderLoss(nn.Module):
-    """The stage-one objective: pyramid reconstruction of the driving frame + MRAA's equivariance terms.
+    """The stage-one objective: pyramid reconstruction of the driving frame + MRAA's equivariance terms (+ the
+    optional region separation term, `region_overlap` of the driving frame's heat maps; off by default).
 
     `forward(prediction, target, driving_regions, transformed_regions, warp)`: prediction and target (B, 3, H, W)
     in [0, 1]; the regions (with `shift` (B, K, 2) and `affine` (B, K, 2, 2)) of the driving frame and of the
-    driving frame sampled at `warp`. Without `warp`, the equivariance terms are skipped.
+    driving frame sampled at `warp`, and `heatmap` (B, K, h, w) of the driving frame's for the separation term.
+    Without `warp`, the equivariance terms are skipped.
     """
 
     def __init__(
@@ -326,6 +328,8 @@ class AutoencoderLoss(nn.Module):
             if self.equivariance_affine_weight:
                 terms["equivariance_affine"] = affine_loss * self.equivariance_affine_weight
         if self.region_separation_weight:
+            if driving_regions is None:
+                raise ValueError("region_separation_weight > 0 needs the driving frame's regions (their heat maps).")
             terms["region_separation"] = region_overlap(driving_regions.heatmap) * self.region_separation_weight
         total = sum(terms.values(), prediction.new_zeros((), dtype=torch.float32))
         return LossOutput(total=total, terms=terms)
