@@ -236,3 +236,28 @@ def test_region_separation_term_comes_from_the_config_and_is_logged():
         criterion(x, x)
     default = AutoencoderLoss.from_config(AutoencoderTrainConfig())(x, x, regions, None, None)
     assert "region_separation" not in default.terms, "off by default (the paper has no such term)"
+
+
+def test_motion_weighted_l1_counts_changed_pixels_more_and_needs_the_reference():
+    reference = torch.zeros(1, 3, 16, 16)
+    target = reference.clone()
+    target[..., 4:8, 4:8] = 1.0  # only this patch changed between the frames
+    loss = ReconstructionLoss(scales=(1.0,), ssim_weight=0, l1_weight=1, l1_motion_weight=10)
+    plain = ReconstructionLoss(scales=(1.0,), ssim_weight=0, l1_weight=1)
+    error_in_patch, error_elsewhere = target.clone(), target.clone()
+    error_in_patch[..., 5, 5] -= 0.5
+    error_elsewhere[..., 12, 12] += 0.5
+    # the same error costs the same with plain L1, more where the frames changed with the motion weight
+    assert plain(error_in_patch, target)["l1"].item() == pytest.approx(plain(error_elsewhere, target)["l1"].item())
+    weighted_in = loss(error_in_patch, target, reference)["l1"].item()
+    weighted_out = loss(error_elsewhere, target, reference)["l1"].item()
+    assert weighted_in > 5 * weighted_out
+    # a still pair (no change anywhere) is scored as plain L1
+    still = ReconstructionLoss(scales=(1.0,), ssim_weight=0, l1_weight=1, l1_motion_weight=10)
+    assert still(error_elsewhere, reference, reference)["l1"].item() == pytest.approx(
+        plain(error_elsewhere, reference)["l1"].item()
+    )
+    with pytest.raises(ValueError, match="reference frame"):
+        loss(error_in_patch, target)
+    with pytest.raises(ValueError, match=">= 0"):
+        ReconstructionLoss(l1_motion_weight=-1)

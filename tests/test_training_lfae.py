@@ -150,6 +150,14 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
     assert torch.isfinite(torch.tensor(read_jsonl(run / "log.jsonl")[0]["loss"]))
 
 
+def test_optional_loss_terms_train_and_are_logged(tmp_path):
+    overrides = {"max_steps": 2, "sample_every": 0, "checkpoint_every": 0}
+    run = train(tiny_config(tmp_path / "run", l1_motion_weight=5.0, region_separation_weight=1.0, **overrides),
+                dataset=ShiftedPairs())  # fmt: skip
+    records = read_jsonl(run / "log.jsonl")
+    assert len(records) == 2 and all(record["region_separation"] > 0 and record["l1"] > 0 for record in records)
+
+
 def test_config_dataclass_replace_keeps_validation():
     with pytest.raises(ValueError, match="max_steps must be > 0"):
         dataclasses.replace(tiny_config("x").train_lfae, max_steps=0)

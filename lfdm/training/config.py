@@ -87,6 +87,8 @@ class AutoencoderTrainConfig(_StageSchedule):
     pyramid_scales: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)  # reconstruction scales, each 1 or 1/n
     l1_weight: float = 10.0  # weight of the mean absolute error, per pyramid scale
     ssim_weight: float = 10.0  # weight of (1 - SSIM), per pyramid scale
+    l1_motion_weight: float = 0.0  # alpha > 0 weighs each pixel's L1 by 1 + alpha * |driving - reference| / its
+    # mean (not in the paper; 0 = plain L1): the pixels that moved count more
     vgg19_weight: float = 0.0  # weight of each VGG19 layer's L1 per scale (paper: 10); > 0 needs vgg19_weights
     vgg19_weights: str | None = None  # torchvision vgg19 state dict file (.pth or .safetensors) for vgg19_weight
     equivariance_shift_weight: float = 10.0  # weight of MRAA's region-centre equivariance loss (0 = off)

@@ -216,7 +216,12 @@ def optimisation_step(
             with accelerator.autocast():
                 output = forward.output
                 losses = criterion(
-                    output.prediction, driving, output.driving_regions, forward.transformed_regions, warp
+                    output.prediction,
+                    driving,
+                    output.driving_regions,
+                    forward.transformed_regions,
+                    warp,
+                    reference=reference,
                 )
             accelerator.backward(losses.total)
             if accelerator.sync_gradients and train.max_grad_norm:

@@ -214,6 +214,10 @@ class ReconstructionLoss(nn.Module):
     Summed over `scales`: `l1_weight` * mean |x_hat - x| + `ssim_weight` * (1 - SSIM(x_hat, x)) +
     sum over relu1_1..relu5_1 of `vgg19_weight` * mean |phi(x_hat) - phi(x)| (the paper's perceptual loss, only
     when a `vgg19` feature network is given).
+
+    `l1_motion_weight` alpha > 0 (not in the paper) weighs each pixel's L1 by 1 + alpha * c / mean(c), c = the
+    channel-mean |x - reference|, normalised to mean 1 per image: the pixels that changed between the two frames
+    (brows, mouth) count up to many times more than the still ones. `forward` then needs the reference frame.
     """
 
     def __init__(
@@ -224,21 +228,34 @@ class ReconstructionLoss(nn.Module):
         ssim_weight: float = 10.0,
         vgg19_weight: float = 0.0,
         vgg19: VGG19Features | None = None,
+        l1_motion_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if vgg19_weight > 0 and vgg19 is None:
             raise ValueError("vgg19_weight > 0 needs VGG19 features: pass `vgg19=VGG19Features.from_file(path)`.")
+        if l1_motion_weight < 0:
+            raise ValueError(f"l1_motion_weight must be >= 0 (0 = plain L1); got {l1_motion_weight}.")
         self.pyramid = ImagePyramid(scales)
         self.l1_weight, self.ssim_weight, self.vgg19_weight = l1_weight, ssim_weight, vgg19_weight
+        self.l1_motion_weight = l1_motion_weight
         self.vgg19 = vgg19 if vgg19_weight > 0 else None
 
-    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, prediction: torch.Tensor, target: torch.Tensor, reference: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
         zero = prediction.new_zeros((), dtype=torch.float32)
         predictions = self.pyramid(prediction.float())
         targets = self.pyramid(target.float())
         if self.l1_weight:
-            terms["l1"] = sum((p - t).abs().mean() for p, t in zip(predictions, targets, strict=True)) * self.l1_weight
+            if self.l1_motion_weight:
+                if reference is None:
+                    raise ValueError("l1_motion_weight > 0 needs the reference frame: pass `reference=`.")
+                levels = zip(predictions, targets, self.pyramid(reference.float()), strict=True)
+                value = sum(self._motion_weighted_l1(p, t, r) for p, t, r in levels)
+            else:
+                value = sum((p - t).abs().mean() for p, t in zip(predictions, targets, strict=True))
+            terms["l1"] = value * self.l1_weight
         if self.ssim_weight:
             dissimilarity = sum((1 - ssim(p, t)).mean() for p, t in zip(predictions, targets, strict=True))
             terms["ssim"] = dissimilarity * self.ssim_weight
@@ -252,6 +269,12 @@ class ReconstructionLoss(nn.Module):
             terms["perceptual"] = value * self.vgg19_weight
         return terms
 
+    def _motion_weighted_l1(self, prediction: torch.Tensor, target: torch.Tensor, reference: torch.Tensor):
+        change = (target - reference).abs().mean(dim=1, keepdim=True)  # (B, 1, h, w)
+        weight = 1 + self.l1_motion_weight * change / (change.mean(dim=(2, 3), keepdim=True) + 1e-6)
+        weight = weight / weight.mean(dim=(2, 3), keepdim=True)  # mean 1 per image: still pairs count as plain L1
+        return ((prediction - target).abs() * weight).mean()
+
 
 class AutoencoderLoss(nn.Module):
     """The stage-one objective: pyramid reconstruction of the driving frame + MRAA's equivariance terms (+ the
@@ -259,8 +282,9 @@ class AutoencoderLoss(nn.Module):
 
     `forward(prediction, target, driving_regions, transformed_regions, warp)`: prediction and target (B, 3, H, W)
     in [0, 1]; the regions (with `shift` (B, K, 2) and `affine` (B, K, 2, 2)) of the driving frame and of the
-    driving frame sampled at `warp`, and `heatmap` (B, K, h, w) of the driving frame's for the separation term.
-    Without `warp`, the equivariance terms are skipped.
+    driving frame sampled at `warp`, and `heatmap` (B, K, h, w) of the driving frame's for the separation term;
+    `reference` (B, 3, H, W), the reference frame, for the motion-weighted L1. Without `warp`, the equivariance
+    terms are skipped.
     """
 
     def __init__(
@@ -298,6 +322,7 @@ class AutoencoderLoss(nn.Module):
             ssim_weight=config.ssim_weight,
             vgg19_weight=config.vgg19_weight,
             vgg19=vgg19,
+            l1_motion_weight=config.l1_motion_weight,
         )
         return cls(
             reconstruction,
@@ -313,8 +338,9 @@ class AutoencoderLoss(nn.Module):
         driving_regions=None,
         transformed_regions=None,
         warp: RandomWarp | None = None,
+        reference: torch.Tensor | None = None,
     ) -> LossOutput:
-        terms = self.reconstruction(prediction, target)
+        terms = self.reconstruction(prediction, target, reference)
         if warp is not None and self.uses_equivariance:
             shift_loss, affine_loss = equivariance_losses(
                 driving_regions.shift,
