@@ -234,6 +234,8 @@ def test_region_separation_term_comes_from_the_config_and_is_logged():
     assert output.terms["region_separation"].item() == pytest.approx(2.0)
     with pytest.raises(ValueError, match="driving frame's regions"):
         criterion(x, x)
+    with pytest.raises(ValueError, match=">= 0"):
+        AutoencoderLoss.from_config(AutoencoderTrainConfig(region_separation_weight=-1.0))
     default = AutoencoderLoss.from_config(AutoencoderTrainConfig())(x, x, regions, None, None)
     assert "region_separation" not in default.terms, "off by default (the paper has no such term)"
 

@@ -296,6 +296,8 @@ class AutoencoderLoss(nn.Module):
         region_separation_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        if region_separation_weight < 0:
+            raise ValueError(f"region_separation_weight must be >= 0 (0 = off); got {region_separation_weight}.")
         self.reconstruction = reconstruction
         self.equivariance_shift_weight = equivariance_shift_weight
         self.equivariance_affine_weight = equivariance_affine_weight
