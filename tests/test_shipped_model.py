@@ -43,8 +43,8 @@ def test_shipped_pipeline_generates_from_an_example_image(shipped):
     assert out.occlusions.min() >= 0 and out.occlusions.max() <= 1
 
 
-# Labels whose videos the shipped action classifier recognises with >= 0.9 confidence on every example image
-# (happiness and fear are the weak ones: see checkpoints/README.md).
+# Labels whose videos the shipped action classifier recognises on every example image at 10 steps (happiness is
+# the weak label, and fear is missed on one example image: see checkpoints/README.md).
 CLEAR_LABELS = ["anger", "disgust", "sadness", "surprise"]
 
 
