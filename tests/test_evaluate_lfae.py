@@ -9,6 +9,7 @@ import torch
 
 from lfdm.cli import main
 from lfdm.evaluation.lfae import evaluate_reconstruction
+from lfdm.evaluation.metrics import psnr
 from lfdm.models import LatentFlowAutoencoder
 from lfdm.testing import tiny_lfae_config
 
@@ -26,6 +27,17 @@ def test_scores_cover_every_frame_after_the_first(tiny_model):
     evaluation = evaluate_reconstruction(tiny_model, videos, batch_size=3)
     assert evaluation.num_videos == 2 and evaluation.num_frames == 4 + 2
     assert evaluation.autoencoder.l1 > 0 and 0 < evaluation.autoencoder.psnr < 100
+
+
+def test_kept_reconstructions_are_the_scored_frames_after_the_input_frame_0(tiny_model):
+    videos = [torch.rand(3, 5, 32, 32, generator=torch.Generator().manual_seed(2)), torch.rand(3, 3, 32, 32)]
+    kept = []
+    evaluation = evaluate_reconstruction(tiny_model, videos, batch_size=2, reconstructions=kept)
+    assert [tuple(video.shape) for video in kept] == [(3, 5, 32, 32), (3, 3, 32, 32)]
+    assert all(torch.equal(video[:, 0], original[:, 0]) for video, original in zip(kept, videos, strict=True))
+    frames = torch.cat([video[:, 1:].transpose(0, 1) for video in kept])
+    targets = torch.cat([original[:, 1:].transpose(0, 1) for original in videos])
+    assert psnr(frames, targets).mean().item() == pytest.approx(evaluation.autoencoder.psnr, abs=1e-4)
 
 
 def test_copy_baseline_is_perfect_on_a_still_video(tiny_model):

@@ -287,9 +287,12 @@ def test_evaluate_writes_every_score_for_every_sampler(evaluation_models, tmp_pa
     assert record["fcd_floor"] > 0 and record["fvd_floor"] is None
     assert 0 <= record["classifier_real_accuracy"] <= 1
     assert record["lfae_reconstruction"]["psnr"] > 0 and record["lfae_copy_frame_0"]["psnr"] > 0
+    assert 0 <= record["lfae_reconstruction_accuracy"] <= 1 and np.isfinite(record["lfae_reconstruction_fcd"])
+    assert set(record["lfae_reconstruction_per_label"]) == set(LABELS)
     assert "not FVD" in record["frechet_distance"]
     text = markdown.read_text()
     assert text.startswith("| sampler |") and "| ddim | 2 | 1 |" in text
+    assert f"accuracy {record['lfae_reconstruction_accuracy'] * 100:.1f} %" in text
 
 
 def test_the_same_seed_gives_the_same_scores(evaluation_models, tmp_path):

@@ -69,11 +69,17 @@ class _Means:
 
 @torch.inference_mode()
 def evaluate_reconstruction(
-    model: LatentFlowAutoencoder, videos: Iterable[torch.Tensor], *, batch_size: int = 32
+    model: LatentFlowAutoencoder,
+    videos: Iterable[torch.Tensor],
+    *,
+    batch_size: int = 32,
+    reconstructions: list[torch.Tensor] | None = None,
 ) -> LFAEEvaluation:
     """Score `model` on videos, each (3, F, H, W) in [0, 1] with H = W = the model's image_size.
 
-    Frames are processed `batch_size` at a time; frame 0 is encoded once per video.
+    Frames are processed `batch_size` at a time; frame 0 is encoded once per video. Given a list,
+    `reconstructions` receives each video as reconstructed, (3, F, H, W) float32 on the CPU in [0, 1], with the
+    input's frame 0 as its frame 0 (what the classifier of `python -m lfdm evaluate` scores).
     """
     model.eval()
     device = next(model.parameters()).device
@@ -86,12 +92,17 @@ def evaluate_reconstruction(
             raise ValueError(f"videos need at least 2 frames to reconstruct; got {frames.shape[0]}.")
         reference = frames[:1]
         features = model.encode_pyramid(reference)
+        kept = None if reconstructions is None else [reference.float().cpu()]
         for targets in frames[1:].split(batch_size):
             count = targets.shape[0]
             estimate = model.estimate_flow(reference.expand(count, -1, -1, -1), targets)
             prediction = model.decode(reference, estimate.flow, estimate.occlusion, features=features).prediction
             autoencoder.add(prediction.float(), targets.float())
             baseline.add(reference.expand(count, -1, -1, -1).float(), targets.float())
+            if kept is not None:
+                kept.append(prediction.float().cpu())
+        if kept is not None:
+            reconstructions.append(torch.cat(kept).transpose(0, 1))
         num_videos += 1
     if num_videos == 0:
         raise ValueError("no videos to evaluate; check the data set and --max-videos.")
