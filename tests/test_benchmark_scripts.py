@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 
 from lfdm.evaluation.metrics import psnr
+from lfdm.models import LatentFlowAutoencoder
+from lfdm.testing import tiny_lfae_config
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -26,6 +28,20 @@ def test_flow_oracle_finds_a_warp_much_closer_than_copying():
     warped = oracle.best_warp(reference, target, size=4, iterations=150)
     assert warped.shape == target.shape
     assert psnr(warped, target).item() > psnr(reference, target).item() + 6
+
+
+def test_flow_oracle_finds_latents_its_decoder_turns_into_closer_frames():
+    oracle = load_script("flow_oracle")
+    torch.manual_seed(0)
+    model = LatentFlowAutoencoder(**tiny_lfae_config(width=8, num_regions=4)).eval().requires_grad_(False)
+    frames = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    estimated, optimised = oracle.best_decode(model, frames[:1], frames[1:], iterations=20)
+    assert estimated.shape == optimised.shape == (3, 3, 32, 32)
+    with torch.no_grad():
+        estimate = model.estimate_flow(frames[:1].expand(3, -1, -1, -1), frames[1:])
+        again = model.decode(frames[:1], estimate.flow, estimate.occlusion).prediction
+    assert torch.allclose(estimated, again, atol=1e-6), "the first output is the LFAE's own reconstruction"
+    assert psnr(optimised, frames[1:]).mean() > psnr(estimated, frames[1:]).mean() + 0.05
 
 
 def test_region_toy_moves_each_square_on_its_own():
