@@ -196,3 +196,34 @@ def test_init_from_carries_the_weights_across_a_new_region_scale(tmp_path, scale
     else:
         assert torch.equal(model.state_dict()[kernel], fresh.state_dict()[kernel])
         assert model.state_dict()[kernel].shape != start.state_dict()[kernel].shape
+
+
+def test_init_from_adds_regions_and_keeps_what_the_old_ones_do(tmp_path):
+    """More regions than `init_from`: the old regions, the flow predictor's features and occlusion map, and the
+    old motions' relative weights are the source's; the new motions start with a small weight."""
+    from lfdm.training.lfae import build_model
+
+    torch.manual_seed(3)
+    LatentFlowAutoencoder(**TINY_LFAE).save_pretrained(tmp_path / "start")
+    start = LatentFlowAutoencoder.from_pretrained(tmp_path / "start").eval()
+    config = tiny_config(tmp_path / "run", init_from=str(tmp_path / "start"))
+    config.lfae = {**TINY_LFAE, "num_regions": 6}
+    model = build_model(config).eval()
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        old, new = start.region_predictor(images), model.region_predictor(images)
+        assert new.shift.shape == (2, 6, 2) and torch.equal(new.shift[:, :4], old.shift)
+        motion = [
+            m.generator.pixelwise_flow_predictor(
+                images[:1], m.region_predictor(images[1:]), m.region_predictor(images[:1]), torch.eye(3)[None]
+            )
+            for m in (start, model)
+        ]
+    assert torch.allclose(motion[1].occlusion, motion[0].occlusion, atol=1e-6)
+    kept = motion[1].mask[:, :5]
+    assert torch.allclose(kept / kept.sum(1, keepdim=True), motion[0].mask, atol=1e-6)
+    assert motion[1].mask[:, 5:].max() < 0.1 * motion[0].mask.max()
+
+    config.lfae = {**TINY_LFAE, "num_regions": 3}
+    with pytest.raises(ValueError, match="regions can be added to a model, not removed"):
+        build_model(config)

@@ -13,6 +13,7 @@ schedule, log, draw samples and checkpoint on their schedules. `train` is import
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,9 +79,59 @@ def build_model(config: RunConfig) -> LatentFlowAutoencoder:
     if init_from:
         if not Path(init_from).is_dir():
             raise FileNotFoundError(f"train_lfae.init_from {init_from!r} is not a save_pretrained folder.")
-        init_weights(model, LatentFlowAutoencoder.from_pretrained(init_from), "train_lfae.init_from")
+        source = LatentFlowAutoencoder.from_pretrained(init_from)
+        if source.config.num_regions != model.config.num_regions:
+            source = add_regions(source, model)
+        init_weights(model, source, "train_lfae.init_from")
         logger.info("initialised the autoencoder from %s", init_from)
     return model
+
+
+# The tensors whose shape follows the number of regions K (C image channels, E the hourglass width):
+_REGION_OUTPUTS = "region_predictor.regions"  # (K, ...): one heat map per region
+_FLOW_PREDICTOR = "generator.pixelwise_flow_predictor"
+_HOURGLASS_INPUT = f"{_FLOW_PREDICTOR}.hourglass.encoder.down_blocks.0.conv.weight"  # (E, (K + 1) (C + 1), ...)
+_MOTION_HEADS = (f"{_FLOW_PREDICTOR}.mask", f"{_FLOW_PREDICTOR}.occlusion")  # in: E + (K + 1) (C + 1) channels
+
+
+@torch.no_grad()
+def add_regions(source: LatentFlowAutoencoder, model: LatentFlowAutoencoder) -> LatentFlowAutoencoder:
+    """`source`'s weights in a copy of `model` that has more regions: a warm start that adds regions.
+
+    The first K regions are `source`'s; the new ones get `model`'s fresh heat-map filters. The flow predictor
+    starts as `source`'s: it ignores the new regions' inputs (zero weights) and gives their motions little weight
+    in its mask (zero filters, a bias 4 below the mean of the others' biases), from where training can raise it.
+    Every tensor whose shape does not depend on the number of regions must match.
+    """
+    old, new = source.config.num_regions, model.config.num_regions
+    if new < old:
+        raise ValueError(
+            f"train_lfae.init_from has {old} regions and lfae.num_regions is {new}; regions can be added to a "
+            f"model, not removed. Set lfae.num_regions to {old} or more, or train from scratch."
+        )
+    grown = copy.deepcopy(model)
+    theirs, target = source.state_dict(), grown.state_dict()
+    parameters = {name for name, _ in source.named_parameters()}
+    inputs = (old + 1) * (source.config.num_channels + 1)  # hourglass inputs: (heat map, deformed image) per motion
+    for key, value in theirs.items():
+        slot = target.get(key)
+        if slot is None or (key not in parameters and value.shape != slot.shape):
+            continue  # init_weights sorts out buffers shaped by the config
+        if value.shape == slot.shape:
+            slot.copy_(value)
+        elif key.startswith(_REGION_OUTPUTS):
+            slot[:old] = value
+        elif key == _HOURGLASS_INPUT:
+            slot.zero_()[:, :inputs] = value
+        elif key.startswith(_MOTION_HEADS) and key.endswith(".weight"):
+            slot.zero_()[: value.shape[0], : value.shape[1]] = value  # hourglass output: [features, inputs]
+        elif key == f"{_MOTION_HEADS[0]}.bias":
+            slot[: old + 1] = value
+            slot[old + 1 :] = value.mean() - 4.0
+        else:
+            raise ValueError(f"add_regions: {key} is {tuple(value.shape)} in the source and {tuple(slot.shape)} here")
+    logger.info("added %d regions to the %d of train_lfae.init_from", new - old, old)
+    return grown
 
 
 def make_warp(train: AutoencoderTrainConfig, batch_size: int, *, micro_batch: int, process: int, device) -> RandomWarp:
