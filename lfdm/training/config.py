@@ -73,7 +73,8 @@ class AutoencoderTrainConfig(_StageSchedule):
     """Stage one: optimise the latent flow autoencoder. Defaults are the official MUG settings where one exists."""
 
     output_dir: str | None = None  # run folder; None -> runs/lfae-<config name>-<date>-<time> (no spaces allowed)
-    init_from: str | None = None  # optional save_pretrained folder whose weights start the run (official: MRAA)
+    init_from: str | None = None  # optional save_pretrained folder whose weights start the run (official: MRAA);
+    # it may have fewer regions than `lfae.num_regions` (`lfdm.training.lfae.add_regions`)
     seed: int = 0  # seeds the weights, the data stream and the equivariance warps
     max_steps: int = 46_500  # optimiser steps (official MUG: 100 epochs x 465 steps)
     batch_size: int = 100  # pairs per process and micro-step (official: 100)
