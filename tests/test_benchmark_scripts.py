@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 from lfdm.evaluation.metrics import psnr
@@ -30,12 +31,13 @@ def test_flow_oracle_finds_a_warp_much_closer_than_copying():
     assert psnr(warped, target).item() > psnr(reference, target).item() + 6
 
 
-def test_flow_oracle_finds_latents_its_decoder_turns_into_closer_frames():
+@pytest.mark.parametrize("regions", [False, True])
+def test_flow_oracle_finds_latents_its_decoder_turns_into_closer_frames(regions):
     oracle = load_script("flow_oracle")
     torch.manual_seed(0)
     model = LatentFlowAutoencoder(**tiny_lfae_config(width=8, num_regions=4)).eval().requires_grad_(False)
     frames = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    estimated, optimised = oracle.best_decode(model, frames[:1], frames[1:], iterations=20)
+    estimated, optimised = oracle.best_decode(model, frames[:1], frames[1:], iterations=20, regions=regions)
     assert estimated.shape == optimised.shape == (3, 3, 32, 32)
     with torch.no_grad():
         estimate = model.estimate_flow(frames[:1].expand(3, -1, -1, -1), frames[1:])
