@@ -41,26 +41,31 @@ from lfdm.models import LatentFlowAutoencoder
 from lfdm.training.config import DataConfig
 
 
+def descend(latents: list[torch.Tensor], render, targets: torch.Tensor, iterations: int, lr: float) -> torch.Tensor:
+    """Adam on `latents` so that `render()` comes closest to `targets` (MSE); returns the last render."""
+    optimizer = torch.optim.Adam(latents, lr=lr)
+    for _ in range(iterations):
+        loss = (render() - targets).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        return render()
+
+
 def best_warp(reference: torch.Tensor, targets: torch.Tensor, size: int, iterations: int) -> torch.Tensor:
     """reference (1, 3, H, W), targets (N, 3, H, W) -> the reference warped by each target's optimised flow."""
     count, _, height, width = targets.shape
     identity = torch.eye(2, 3).expand(count, 2, 3)
     base = F.affine_grid(identity, [count, 3, height, width], align_corners=False)
     offsets = torch.zeros(count, 2, size, size, requires_grad=True)
-    optimizer = torch.optim.Adam([offsets], lr=0.01)
     sources = reference.expand(count, -1, -1, -1)
 
     def warp() -> torch.Tensor:
         dense = F.interpolate(offsets, size=(height, width), mode="bilinear", align_corners=False)
         return F.grid_sample(sources, base + dense.permute(0, 2, 3, 1), align_corners=False, padding_mode="border")
 
-    for _ in range(iterations):
-        loss = (warp() - targets).pow(2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        return warp().clamp(0, 1)
+    return descend([offsets], warp, targets, iterations, lr=0.01).clamp(0, 1)
 
 
 def best_decode(model, reference: torch.Tensor, targets: torch.Tensor, iterations: int, *, regions: bool = False):
@@ -93,14 +98,7 @@ def best_decode(model, reference: torch.Tensor, targets: torch.Tensor, iteration
         def decode() -> torch.Tensor:
             return model.decode(reference, flow, torch.sigmoid(occlusion_logits), features=features).prediction
 
-    optimizer = torch.optim.Adam(latents, lr=learning_rate)
-    for _ in range(iterations):
-        loss = (decode() - targets).pow(2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        return estimated, decode()
+    return estimated, descend(latents, decode, targets, iterations, lr=learning_rate)
 
 
 def main() -> None:
