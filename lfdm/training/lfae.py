@@ -96,12 +96,12 @@ _MOTION_HEADS = (f"{_FLOW_PREDICTOR}.mask", f"{_FLOW_PREDICTOR}.occlusion")  # i
 
 @torch.no_grad()
 def add_regions(source: LatentFlowAutoencoder, model: LatentFlowAutoencoder) -> LatentFlowAutoencoder:
-    """`source`'s weights in a copy of `model` that has more regions: a warm start that adds regions.
+    """`source`'s weights in a copy of `model` that has more regions: a warm start that splits regions.
 
-    The first K regions are `source`'s; the new ones get `model`'s fresh heat-map filters. The flow predictor
-    starts as `source`'s: it ignores the new regions' inputs (zero weights) and gives their motions little weight
-    in its mask (zero filters, a bias 4 below the mean of the others' biases), from where training can raise it.
-    Every tensor whose shape does not depend on the number of regions must match.
+    New region K + j is a copy of old region j mod K (same heat-map filter plus 1e-3 noise, so the copies can part;
+    `region_separation_weight` pushes them apart). The flow predictor shares each old region's input weights and
+    mask weight equally among its copies (inputs / n, mask logit - log n), so the grown model computes what
+    `source` did (up to the noise). Every tensor whose shape does not depend on the number of regions must match.
     """
     old, new = source.config.num_regions, model.config.num_regions
     if new < old:
@@ -109,10 +109,17 @@ def add_regions(source: LatentFlowAutoencoder, model: LatentFlowAutoencoder) -> 
             f"train_lfae.init_from has {old} regions and lfae.num_regions is {new}; regions can be added to a "
             f"model, not removed. Set lfae.num_regions to {old} or more, or train from scratch."
         )
+    original = torch.arange(new) % old  # the old region each new one copies
+    copies = torch.bincount(original, minlength=old)[original].float()  # how many share it
+    motions = torch.cat([torch.zeros(1, dtype=torch.long), original + 1])  # background first, as in the layout
+    shares = torch.cat([torch.ones(1), copies])
+    channels = source.config.num_channels + 1  # hourglass inputs per motion: (heat map, deformed image)
+    inputs = (motions[:, None] * channels + torch.arange(channels)).flatten()  # new input channel -> old
+    input_shares = shares.repeat_interleave(channels)
     grown = copy.deepcopy(model)
     theirs, target = source.state_dict(), grown.state_dict()
     parameters = {name for name, _ in source.named_parameters()}
-    inputs = (old + 1) * (source.config.num_channels + 1)  # hourglass inputs: (heat map, deformed image) per motion
+    generator = torch.Generator().manual_seed(0)
     for key, value in theirs.items():
         slot = target.get(key)
         if slot is None or (key not in parameters and value.shape != slot.shape):
@@ -120,17 +127,20 @@ def add_regions(source: LatentFlowAutoencoder, model: LatentFlowAutoencoder) -> 
         if value.shape == slot.shape:
             slot.copy_(value)
         elif key.startswith(_REGION_OUTPUTS):
-            slot[:old] = value
+            slot.copy_(value[original])
+            if key.endswith(".weight"):
+                slot[old:] += 1e-3 * value.abs().mean() * torch.randn(slot[old:].shape, generator=generator)
         elif key == _HOURGLASS_INPUT:
-            slot.zero_()[:, :inputs] = value
+            slot.copy_(value[:, inputs] / input_shares.view(1, -1, 1, 1))
         elif key.startswith(_MOTION_HEADS) and key.endswith(".weight"):
-            slot.zero_()[: value.shape[0], : value.shape[1]] = value  # hourglass output: [features, inputs]
-        elif key == f"{_MOTION_HEADS[0]}.bias":
-            slot[: old + 1] = value
-            slot[old + 1 :] = value.mean() - 4.0
+            width = value.shape[1] - (old + 1) * channels  # the hourglass's own features come first
+            split = torch.cat([value[:, :width], value[:, width:][:, inputs] / input_shares.view(1, -1, 1, 1)], 1)
+            slot.copy_(split[motions] if key.startswith(_MOTION_HEADS[0]) else split)
+        elif key == f"{_MOTION_HEADS[0]}.bias":  # one mask logit per motion, shared among its copies
+            slot.copy_(value[motions] - shares.log())
         else:
             raise ValueError(f"add_regions: {key} is {tuple(value.shape)} in the source and {tuple(slot.shape)} here")
-    logger.info("added %d regions to the %d of train_lfae.init_from", new - old, old)
+    logger.info("split the %d regions of train_lfae.init_from into %d", old, new)
     return grown
 
 
