@@ -119,6 +119,40 @@ def test_svd_keeps_the_device_and_dtype_of_the_covariance():
     torch.testing.assert_close((u @ d @ d @ u.transpose(-1, -2)).float(), covar.float(), atol=1e-2, rtol=0)
 
 
+def test_autocast_keeps_the_geometry_in_float32(model, monkeypatch):
+    """Under autocast (mixed-precision training) the networks run in bfloat16 but the region statistics, motions
+    and flow are float32: bfloat16 coordinates make training diverge, and CUDA has no bfloat16 inverse (the CPU's
+    inverse is patched to refuse low precision as CUDA does)."""
+    invert = torch.linalg.inv
+
+    def cuda_like_inverse(matrix):
+        if matrix.dtype not in (torch.float32, torch.float64):
+            raise RuntimeError(f"linalg.inv: Low precision dtypes not supported. Got {matrix.dtype}")
+        return invert(matrix)
+
+    monkeypatch.setattr(torch.linalg, "inv", cuda_like_inverse)
+    monkeypatch.setattr(torch, "inverse", cuda_like_inverse)
+    reference, driving = _images(2, seed=3), _images(2, seed=4)
+    with torch.no_grad():
+        exact = model(reference, driving)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model(reference, driving)
+    regions = mixed.driving_regions
+    assert regions.shift.dtype == regions.covar.dtype == regions.affine.dtype == torch.float32
+    assert mixed.flow.dtype == mixed.occlusion.dtype == torch.float32
+    scale = exact.driving_regions.covar.abs().max()
+    assert (regions.covar - exact.driving_regions.covar).abs().max() < 2e-3 * scale
+    assert (mixed.flow - exact.flow).abs().max() < 0.02
+
+
+def test_a_bfloat16_model_returns_bfloat16():
+    model = LatentFlowAutoencoder(**TINY).eval().to(torch.bfloat16)
+    with torch.no_grad():
+        output = model(_images(1, seed=5).to(torch.bfloat16), _images(1, seed=6).to(torch.bfloat16))
+    assert output.prediction.dtype == output.flow.dtype == output.driving_regions.covar.dtype == torch.bfloat16
+    assert torch.isfinite(output.prediction.float()).all()
+
+
 def test_training_step_reaches_every_network():
     torch.manual_seed(0)
     model = LatentFlowAutoencoder(**TINY).train()

@@ -38,6 +38,15 @@ def test_ssim_drops_with_noise_and_works_below_the_window_size():
     assert torch.allclose(ssim(tiny, tiny), torch.ones(2), atol=1e-5), "4 px images use a smaller window"
 
 
+def test_ssim_is_float32_under_autocast():
+    """Mixed-precision training calls the loss under autocast; bfloat16 variances are rounding noise."""
+    x = images()
+    noisy = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = ssim(noisy, x)
+    torch.testing.assert_close(mixed, ssim(noisy, x), atol=1e-6, rtol=0)
+
+
 def test_psnr_of_a_known_error():
     x = torch.zeros(1, 3, 8, 8)
     y = torch.full((1, 3, 8, 8), 0.1)  # MSE 0.01 -> 20 dB

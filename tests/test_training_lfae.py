@@ -144,10 +144,14 @@ def test_command_line_reports_user_errors(tmp_path, capsys):
     assert "valid keys" in capsys.readouterr().err
 
 
-def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
-    config = tiny_config(tmp_path / "bf16", max_steps=1, mixed_precision="bf16", sample_every=0, checkpoint_every=0)
-    run = train(config, dataset=ShiftedPairs())
-    assert torch.isfinite(torch.tensor(read_jsonl(run / "log.jsonl")[0]["loss"]))
+def test_bf16_mixed_precision_learns_like_float32(tmp_path, uninterrupted_run):
+    """bf16 autocast (the default on a GPU) on the repeated batch: the loss falls as in float32. With the region
+    statistics or SSIM in bfloat16 it wandered between 4 and 24 instead."""
+    config = tiny_config(tmp_path / "bf16", mixed_precision="bf16", sample_every=0, checkpoint_every=0)
+    mixed = reconstruction_losses(train(config, dataset=ShiftedPairs()))
+    exact = reconstruction_losses(uninterrupted_run)
+    assert max(mixed[-2:]) < 0.5 * sum(mixed[:2]) / 2, f"bf16 loss did not fall: {mixed}"
+    assert max(mixed[-2:]) < 1.5 * max(exact[-2:]), f"bf16 {mixed} vs float32 {exact}"
 
 
 def test_optional_loss_terms_train_and_are_logged(tmp_path):

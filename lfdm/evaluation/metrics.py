@@ -71,7 +71,8 @@ def ssim(
 
     Gaussian-weighted local statistics over 'valid' positions. Images smaller than the window (the coarse levels
     of a loss pyramid) use the largest odd window that fits, with sigma scaled by the same factor.
-    Range (-1, 1]; SSIM(x, x) = 1.
+    Range (-1, 1]; SSIM(x, x) = 1. Computed in float32 with autocast off: the variances are differences of
+    nearly equal numbers, which bfloat16 rounds to noise.
     """
     _check_pair(prediction, target)
     smallest_side = min(prediction.shape[-2:])
@@ -83,10 +84,11 @@ def ssim(
     c1 = (SSIM_K1 * data_range) ** 2
     c2 = (SSIM_K2 * data_range) ** 2
 
-    mean_x, mean_y = _blur(x, window), _blur(y, window)
-    var_x = _blur(x * x, window) - mean_x**2
-    var_y = _blur(y * y, window) - mean_y**2
-    covar = _blur(x * y, window) - mean_x * mean_y
-    luminance = (2 * mean_x * mean_y + c1) / (mean_x**2 + mean_y**2 + c1)
-    contrast_structure = (2 * covar + c2) / (var_x + var_y + c2)
-    return (luminance * contrast_structure).flatten(1).mean(dim=1)
+    with torch.autocast(x.device.type, enabled=False):
+        mean_x, mean_y = _blur(x, window), _blur(y, window)
+        var_x = _blur(x * x, window) - mean_x**2
+        var_y = _blur(y * y, window) - mean_y**2
+        covar = _blur(x * y, window) - mean_x * mean_y
+        luminance = (2 * mean_x * mean_y + c1) / (mean_x**2 + mean_y**2 + c1)
+        contrast_structure = (2 * covar + c2) / (var_x + var_y + c2)
+        return (luminance * contrast_structure).flatten(1).mean(dim=1)

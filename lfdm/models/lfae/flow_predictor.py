@@ -18,7 +18,7 @@ from diffusers.utils import BaseOutput
 from einops import rearrange, repeat
 from torch import nn
 
-from lfdm.models.blocks import AntiAliasDownsample, Hourglass, coordinate_grid, region_gaussians
+from lfdm.models.blocks import AntiAliasDownsample, Hourglass, coordinate_grid, float_inverse, region_gaussians
 from lfdm.models.lfae.region_predictor import RegionParams
 
 
@@ -91,7 +91,7 @@ class PixelwiseFlowPredictor(nn.Module):
         identity = identity.view(1, 1, height, width, 2)
 
         # region motions, MRAA eq. 3: A_k (z - mu_k^D) + mu_k^S
-        motion = torch.matmul(reference.affine, torch.inverse(driving.affine))  # (B, K, 2, 2)
+        motion = torch.matmul(reference.affine, float_inverse(driving.affine))  # (B, K, 2, 2)
         if self.revert_axis_swap:
             # the SVD may swap or flip the axes between the two frames; undo a flip of the first axis
             motion = motion * torch.sign(motion[:, :, 0:1, 0:1])
@@ -118,19 +118,31 @@ class PixelwiseFlowPredictor(nn.Module):
     def forward(
         self, reference: torch.Tensor, driving: RegionParams, reference_regions: RegionParams, background: torch.Tensor
     ) -> PixelwiseFlow:
-        """reference (B, C, H, W) in [0, 1], regions of both frames, background (B, 3, 3) -> PixelwiseFlow."""
+        """reference (B, C, H, W) in [0, 1], regions of both frames, background (B, 3, 3) -> PixelwiseFlow.
+
+        The motions, the deformed sources and the flow are coordinates: they run in at least float32 with autocast
+        off (a no-op for a float32 model; bfloat16 grids are off by up to 1/64 of the image) and come back in the
+        reference's dtype.
+        """
         source_small = self.down(reference) if self.down is not None else reference
         size = tuple(source_small.shape[2:])
-        heatmaps = self.heatmap_representation(size, driving, reference_regions)
-        sparse_motion = self.sparse_motion(size, driving, reference_regions, background)
-        deformed_source = self.deform_source(source_small, sparse_motion)
+        dtype, exact = reference.dtype, torch.promote_types(reference.dtype, torch.float32)
+        with torch.autocast(reference.device.type, enabled=False):
+            driving, reference_regions = driving.to(exact), reference_regions.to(exact)
+            heatmaps = self.heatmap_representation(size, driving, reference_regions)
+            sparse_motion = self.sparse_motion(size, driving, reference_regions, background.to(exact))
+            deformed_source = self.deform_source(source_small.to(exact), sparse_motion)
 
-        features = self.hourglass(rearrange(torch.cat([heatmaps, deformed_source], dim=2), "b k c h w -> b (k c) h w"))
+        inputs = rearrange(torch.cat([heatmaps, deformed_source], dim=2), "b k c h w -> b (k c) h w")
+        features = self.hourglass(inputs.to(dtype))
         mask = F.softmax(self.mask(features), dim=1)  # (B, K+1, h, w)
-        # weighted sum of the motions, summed over the motion axis in the authors' layout (B, K+1, 2, h, w)
-        motions_first = rearrange(sparse_motion, "b k h w xy -> b k xy h w")
-        flow = rearrange((motions_first * mask.unsqueeze(2)).sum(dim=1), "b xy h w -> b h w xy")
-        occlusion = torch.sigmoid(self.occlusion(features))
+        with torch.autocast(reference.device.type, enabled=False):
+            # weighted sum of the motions, summed over the motion axis in the authors' layout (B, K+1, 2, h, w)
+            motions_first = rearrange(sparse_motion, "b k h w xy -> b k xy h w")
+            flow = rearrange((motions_first * mask.to(exact).unsqueeze(2)).sum(dim=1), "b xy h w -> b h w xy")
+        flow, mask, sparse_motion = flow.to(dtype), mask.to(dtype), sparse_motion.to(dtype)
+        heatmaps, deformed_source = heatmaps.to(dtype), deformed_source.to(dtype)
+        occlusion = torch.sigmoid(self.occlusion(features)).to(dtype)
         return PixelwiseFlow(
             flow=flow,
             occlusion=occlusion,

@@ -34,6 +34,10 @@ class RegionParams(BaseOutput):
     u: torch.Tensor
     d: torch.Tensor
 
+    def to(self, dtype: torch.dtype) -> RegionParams:
+        """The same regions with every tensor in `dtype`."""
+        return RegionParams(**{name: tensor.to(dtype) for name, tensor in self.items()})
+
 
 def covariance_square_root(covar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """covar (..., 2, 2) -> (U, diag(sqrt(S))) from its SVD, both (..., 2, 2), on the input's device and dtype.
@@ -78,15 +82,23 @@ class RegionPredictor(nn.Module):
         self.down = AntiAliasDownsample(num_channels, scale_factor) if scale_factor != 1 else None
 
     def forward(self, image: torch.Tensor) -> RegionParams:
-        """image (B, C, H, W) in [0, 1] -> RegionParams (see its docstring for the shapes)."""
+        """image (B, C, H, W) in [0, 1] -> RegionParams (see its docstring for the shapes), in the image's dtype."""
         small = self.down(image) if self.down is not None else image
         logits = self.regions(self.predictor(small))  # (B, K, h', w')
+        # The statistics are coordinates: in bfloat16 (autocast) a region's covariance cancels to noise and
+        # training diverges, so they run in at least float32 with autocast off (a no-op for a float32 model).
+        with torch.autocast(image.device.type, enabled=False):
+            regions = self.statistics(logits.to(torch.promote_types(logits.dtype, torch.float32)))
+        return regions.to(image.dtype)
+
+    def statistics(self, logits: torch.Tensor) -> RegionParams:
+        """Region logits (B, K, h', w') -> RegionParams: softmax heat maps, their centres, covariances and shapes."""
         batch, regions, height, width = logits.shape
         heatmap = F.softmax(logits.view(batch, regions, -1) / self.temperature, dim=2).view(logits.shape)
 
         # heat-map weighted mean and covariance of the pixel coordinates (paper: MRAA eq. 2)
         weights = heatmap.unsqueeze(-1)  # (B, K, h', w', 1)
-        grid = coordinate_grid(height, width, device=image.device, dtype=heatmap.dtype)[None, None]
+        grid = coordinate_grid(height, width, device=logits.device, dtype=heatmap.dtype)[None, None]
         shift = (weights * grid).sum(dim=(2, 3))  # (B, K, 2)
         centred = grid - shift[:, :, None, None, :]  # (B, K, h', w', 2)
         outer = torch.matmul(centred.unsqueeze(-1), centred.unsqueeze(-2))  # (B, K, h', w', 2, 2)
