@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,10 +14,12 @@ from torch.utils.data import Dataset
 
 from lfdm.training.common import (
     JsonlLogger,
+    LossWindow,
     SampleStream,
     StreamBatchSampler,
     find_checkpoint,
     list_checkpoints,
+    log_means,
     prepare_run_dir,
     read_jsonl,
     resolve_mixed_precision,
@@ -123,6 +127,20 @@ def test_a_new_run_refuses_a_folder_with_checkpoints_and_names_with_spaces(tmp_p
         prepare_run_dir(run, config, resuming=False)
     with pytest.raises(ValueError, match="spaces"):
         prepare_run_dir(tmp_path / "my run", config, resuming=False)
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_run_without_a_progress_bar_logs_how_far_it_is(tmp_path, caplog, terminal):
+    """Both stages log through `log_means`: a run in the background (no terminal, no bar) still says its step."""
+    window, log = LossWindow(), JsonlLogger(tmp_path / "log.jsonl")
+    window.add({"loss": 2.0})
+    window.add({"loss": 4.0})
+    progress = SimpleNamespace(disable=not terminal, set_postfix=lambda **kwargs: None)
+    with caplog.at_level(logging.INFO, logger="lfdm.training.common"):
+        log_means(window, 20, 100, progress=progress, log=log, lr=1e-4, main=True)
+    (record,) = read_jsonl(tmp_path / "log.jsonl")
+    assert record["step"] == 20 and record["loss"] == 3.0 and record["lr"] == 1e-4
+    assert ("step 20/100 loss 3.0000" in caplog.text) is not terminal
 
 
 def test_mixed_precision_auto_is_fp32_on_cpu():

@@ -259,6 +259,17 @@ class LossWindow:
         return means
 
 
+def log_means(window: LossWindow, step: int, max_steps: int, *, progress, log: JsonlLogger, lr: float, main: bool):
+    """Closes the window: its means go to the progress bar, the JSONL log and, when there is no progress bar
+    (stderr not a terminal, e.g. a run in the background), one log line that says how far the run is."""
+    means = window.summary()
+    progress.set_postfix(loss=f"{means['loss']:.4f}")
+    if main:
+        log.log(step, **means, lr=lr)
+        if progress.disable:
+            logger.info("step %d/%d loss %.4f (%.2f s/step)", step, max_steps, means["loss"], means["seconds_per_step"])
+
+
 def progress_bar(total: int, initial: int, *, enabled: bool):
     """tqdm over optimiser steps; hidden on other processes and when stderr is not a terminal."""
     from tqdm.auto import tqdm

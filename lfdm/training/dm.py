@@ -43,6 +43,7 @@ from lfdm.training.common import (
     find_checkpoint,
     init_weights,
     load_checkpoint,
+    log_means,
     make_accelerator,
     prepare_run_dir,
     progress_bar,
@@ -233,10 +234,15 @@ def train(
         window.add({"loss": loss})
 
         if step % train_config.log_every == 0 or step == train_config.max_steps:
-            means = window.summary()
-            progress.set_postfix(loss=f"{means['loss']:.4f}")
-            if accelerator.is_main_process:
-                log.log(step, **means, lr=lr_schedule.get_last_lr()[0])
+            log_means(
+                window,
+                step,
+                train_config.max_steps,
+                progress=progress,
+                log=log,
+                lr=lr_schedule.get_last_lr()[0],
+                main=accelerator.is_main_process,
+            )
         if accelerator.is_main_process and train_config.sample_every and step % train_config.sample_every == 0:
             write_step_samples(autoencoder, ema, image, train_config, run_dir / "samples" / f"step-{step:07d}")
             write_loss_curve(run_dir / LOG_FILE, run_dir / LOSS_CURVE_FILE)

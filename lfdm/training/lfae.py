@@ -36,6 +36,7 @@ from lfdm.training.common import (
     find_checkpoint,
     init_weights,
     load_checkpoint,
+    log_means,
     make_accelerator,
     prepare_run_dir,
     progress_bar,
@@ -217,18 +218,15 @@ def train(config: RunConfig, resume: str | None = None, *, dataset: Dataset | No
         progress.update(1)
 
         if step % train_config.log_every == 0 or step == train_config.max_steps:
-            means = window.summary()
-            progress.set_postfix(loss=f"{means['loss']:.4f}")
-            if accelerator.is_main_process:
-                log.log(step, **means, lr=scheduler.get_last_lr()[0])
-                if progress.disable:  # no progress bar (not a terminal): say how far the run is in the log
-                    logger.info(
-                        "step %d/%d loss %.4f (%.2f s/step)",
-                        step,
-                        train_config.max_steps,
-                        means["loss"],
-                        means["seconds_per_step"],
-                    )
+            log_means(
+                window,
+                step,
+                train_config.max_steps,
+                progress=progress,
+                log=log,
+                lr=scheduler.get_last_lr()[0],
+                main=accelerator.is_main_process,
+            )
         unwrapped = accelerator.unwrap_model(training_model).model
         if accelerator.is_main_process and train_config.sample_every and step % train_config.sample_every == 0:
             save_sample_grid(unwrapped, sample_batch, run_dir / "samples" / f"step-{step:07d}.png")
