@@ -3,9 +3,16 @@
 `tiny_pipeline` is built once per session; tests that change it (scheduler, device, interrupt flag) build their
 own with `lfdm.testing.make_tiny_pipeline()` (milliseconds). `tiny_pipeline_dir` is the same pipeline written by
 `save_pretrained`, for loading, the CLI and the app.
+
+`LFDM_TEST_DEVICE=cuda python -m pytest tests/test_lfae_parity.py tests/test_dm_parity.py` runs the parity checks
+on a GPU (`parity_device`), with TF32 off: the fixtures are float32 numbers, and torch's default TF32 convolutions
+move the outputs by up to a few 1e-3 (`LFDM_TEST_ALLOW_TF32=1` keeps them, to measure that). Everything else runs
+where it always does.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -16,6 +23,18 @@ from lfdm.testing import make_test_image, make_tiny_pipeline
 # Tests run tiny models on a machine whose cores are shared: one thread per process avoids the heavy
 # oversubscription that makes each small convolution dozens of times slower.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def parity_device() -> torch.device:
+    """Where the official-parity tests run their networks: $LFDM_TEST_DEVICE, default the CPU."""
+    device = torch.device(os.environ.get("LFDM_TEST_DEVICE", "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        pytest.fail("LFDM_TEST_DEVICE asks for CUDA but torch sees no GPU")
+    if device.type == "cuda" and os.environ.get("LFDM_TEST_ALLOW_TF32") != "1":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    return device
 
 
 @pytest.fixture(scope="session")

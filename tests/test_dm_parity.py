@@ -47,16 +47,20 @@ class Loaded:
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
-def loaded(request) -> Loaded:
+def loaded(request, parity_device) -> Loaded:
+    """The U-Net's three predictions are made on `parity_device`; the rest of the checks run on the CPU."""
     checkpoint_file, io_file, params_key = VARIANTS[request.param]
     params = CONFIG["dm"][params_key]
     checkpoint = torch.load(FIXTURES / checkpoint_file, map_location="cpu", weights_only=True)
     unet = load_official_unet(FIXTURES / checkpoint_file, params)
     io = load_file(FIXTURES / io_file)
+    inputs = [io[name].to(parity_device) for name in ("in.x_t", "in.t", "in.fea", "in.cond")]
     with torch.no_grad():
-        eps_cond = unet(io["in.x_t"], io["in.t"], io["in.fea"], io["in.cond"]).sample
-        eps_null = unet(io["in.x_t"], io["in.t"], io["in.fea"], None).sample
-        eps_guided = guided_noise(unet, io["in.x_t"], io["in.t"], io["in.fea"], io["in.cond"], 2.0)
+        unet.to(parity_device)
+        eps_cond = unet(*inputs).sample.cpu()
+        eps_null = unet(*inputs[:3], None).sample.cpu()
+        eps_guided = guided_noise(unet, *inputs, 2.0).cpu()
+        unet.cpu()
     return Loaded(unet, io, eps_cond, eps_null, eps_guided, checkpoint, params)
 
 

@@ -74,18 +74,20 @@ def _with_region_pad_zero(model_params: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def model() -> LatentFlowAutoencoder:
-    return load_official_lfae(PARITY / "lfae_official.pth", SETUP["model_params"], image_size=SETUP["image_size"])
+def model(parity_device) -> LatentFlowAutoencoder:
+    loaded = load_official_lfae(PARITY / "lfae_official.pth", SETUP["model_params"], image_size=SETUP["image_size"])
+    return loaded.to(parity_device)
 
 
 @pytest.fixture(scope="module")
-def io() -> dict[str, torch.Tensor]:
-    return load_file(PARITY / "lfae_io.safetensors")
+def io(parity_device) -> dict[str, torch.Tensor]:
+    return {name: tensor.to(parity_device) for name, tensor in load_file(PARITY / "lfae_io.safetensors").items()}
 
 
 def _assert_matches(actual: torch.Tensor, io: dict, name: str, tolerance: dict = TOLERANCE) -> None:
-    expected = io[name]
-    torch.testing.assert_close(actual.reshape(expected.shape), expected, **tolerance, msg=lambda m: f"{name}: {m}")
+    expected = io[name].cpu()
+    actual = actual.cpu().reshape(expected.shape)
+    torch.testing.assert_close(actual, expected, **tolerance, msg=lambda m: f"{name}: {m}")
 
 
 # --- numerics ------------------------------------------------------------------------------------------------------
@@ -188,7 +190,7 @@ def test_loading_accepts_a_path_or_the_loaded_dict(model):
     checkpoint = torch.load(PARITY / "lfae_official.pth", map_location="cpu", weights_only=True)
     from_dict = load_official_lfae(checkpoint, SETUP["model_params"], image_size=SETUP["image_size"])
     for key, tensor in model.state_dict().items():
-        assert torch.equal(from_dict.state_dict()[key], tensor), key
+        assert torch.equal(from_dict.state_dict()[key], tensor.cpu()), key
     assert not from_dict.training, "a converted model is returned in eval mode"
 
 
