@@ -48,6 +48,22 @@ def test_copy_baseline_is_perfect_on_a_still_video(tiny_model):
     assert "copy frame 0" in evaluation.table()
 
 
+def test_labelled_videos_are_scored_per_label_too(tiny_model):
+    videos = [torch.rand(3, 4, 32, 32, generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
+    still = torch.rand(3, 1, 32, 32).expand(3, 3, 32, 32)
+    items = [(videos[0], "smile"), (still, "still"), (videos[1], "smile"), (videos[2], "frown")]
+    evaluation = evaluate_reconstruction(tiny_model, items)
+    assert list(evaluation.per_label) == ["smile", "still", "frown"], "in the order the labels came"
+    assert [scores.num_frames for scores in evaluation.per_label.values()] == [6, 2, 3]
+    assert evaluation.per_label["still"].copy_frame_0.psnr == pytest.approx(100)
+    smile_only = evaluate_reconstruction(tiny_model, [videos[0], videos[1]])
+    assert evaluation.per_label["smile"].autoencoder.psnr == pytest.approx(smile_only.autoencoder.psnr, abs=1e-5)
+    assert not smile_only.per_label, "unlabelled videos have no per-label scores"
+    record = evaluation.to_dict()["per_label"]["frown"]
+    assert record["psnr_gain_db"] == pytest.approx(record["autoencoder"]["psnr"] - record["copy_frame_0"]["psnr"])
+    assert "frown" in evaluation.table()
+
+
 def test_batch_size_does_not_change_the_scores(tiny_model):
     videos = [torch.rand(3, 6, 32, 32, generator=torch.Generator().manual_seed(1))]
     one = evaluate_reconstruction(tiny_model, videos, batch_size=1)
@@ -67,6 +83,8 @@ def test_command_writes_json_with_both_rows(tiny_model, tmp_path, capsys):
     for row in ("autoencoder", "copy_frame_0"):
         assert set(record[row]) == {"l1", "psnr", "ssim"}
     assert record["psnr_gain_db"] == pytest.approx(record["autoencoder"]["psnr"] - record["copy_frame_0"]["psnr"])
+    assert sum(scores["num_frames"] for scores in record["per_label"].values()) == 4
+    assert all(label in printed for label in record["per_label"])
 
 
 def test_command_rejects_a_folder_without_a_model(tmp_path, capsys):

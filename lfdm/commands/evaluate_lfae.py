@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         num_identities=args.num_identities,
         seed=args.seed,
     )
-    videos = evaluation_videos(data, max_videos=args.max_videos)
+    videos = evaluation_videos(data, max_videos=args.max_videos, labels=True)
     evaluation = evaluate_reconstruction(model, videos, batch_size=args.batch_size)
     print(evaluation.table())
     record = {"model": str(args.model), "data": args.data, "preset": None if synthface else args.preset}
