@@ -5,6 +5,8 @@
 #   2. the test suite (the app's tests aside) where device "auto" and Accelerate pick the GPU;
 #   3. `python -m lfdm bench` on the GPU: the paper's full-size networks (fp32 and bf16) and our shipped model;
 #   4. training throughput of both stages on the GPU (bf16 mixed precision, SynthFace drawn on the fly).
+# Expected in (2): the tests that demand a bit-identical resumed run fail on a GPU (CUDA's grid_sample backward is
+# not deterministic), and every mp4 test fails where imageio-ffmpeg is missing. Last results: benchmarks/RESULTS.md.
 # Usage, from the repository root: bash benchmarks/gpu_check.sh [OUT_DIR]   (log and bench JSONs go to OUT_DIR)
 # SECTIONS="parity train" bash benchmarks/gpu_check.sh runs some of them (parity bench train tests; default all).
 set -uo pipefail
