@@ -17,6 +17,7 @@ from lfdm.training.losses import (
     ReconstructionLoss,
     VGG19Features,
     equivariance_losses,
+    occlusion_saturation,
     region_overlap,
 )
 
@@ -45,6 +46,16 @@ def test_ssim_is_float32_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = ssim(noisy, x)
     torch.testing.assert_close(mixed, ssim(noisy, x), atol=1e-6, rtol=0)
+
+
+def test_occlusion_saturation_is_zero_inside_the_limit_and_has_a_gradient_outside():
+    logits = torch.tensor([[-7.0, -2.0], [4.0, 25.0]], requires_grad=True)
+    penalty = occlusion_saturation(logits, limit=5.0)
+    assert penalty.item() == pytest.approx((2.0**2 + 20.0**2) / 4)
+    penalty.backward()
+    assert logits.grad.tolist() == [[-1.0, 0.0], [0.0, 10.0]], "d/dlogit of (|l| - 5)^2 / 4 for the two outside"
+    with pytest.raises(ValueError, match="occlusion_logit_weight"):
+        AutoencoderLoss(ReconstructionLoss(), occlusion_logit_weight=1.0)(images(), images())
 
 
 def test_psnr_of_a_known_error():

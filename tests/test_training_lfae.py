@@ -154,6 +154,24 @@ def test_bf16_mixed_precision_learns_like_float32(tmp_path, uninterrupted_run):
     assert max(mixed[-2:]) < 1.5 * max(exact[-2:]), f"bf16 {mixed} vs float32 {exact}"
 
 
+def test_occlusion_saturation_term_brings_a_saturated_head_back(tmp_path):
+    """An occlusion head stuck at sigmoid(30) = 1 gets no gradient from the reconstruction; the saturation term
+    pulls its logits back towards +-limit."""
+    saturated = LatentFlowAutoencoder(**TINY_LFAE)
+    with torch.no_grad():
+        saturated.flow_predictor.occlusion.bias.fill_(30.0)
+    saturated.save_pretrained(tmp_path / "saturated")
+    overrides = {"max_steps": 6, "sample_every": 0, "checkpoint_every": 0, "learning_rate": 0.02}
+    config = tiny_config(
+        tmp_path / "run", init_from=str(tmp_path / "saturated"), occlusion_logit_weight=1.0, **overrides
+    )
+    run = train(config, dataset=ShiftedPairs())
+    saturation = [record["occlusion_saturation"] for record in read_jsonl(run / "log.jsonl")]
+    assert saturation[0] > 100 and saturation[-1] < 0.9 * saturation[0], saturation
+    trained = LatentFlowAutoencoder.from_pretrained(run / "model")
+    assert trained.flow_predictor.occlusion.bias.item() < 30.0
+
+
 def test_optional_loss_terms_train_and_are_logged(tmp_path):
     overrides = {"max_steps": 2, "sample_every": 0, "checkpoint_every": 0}
     run = train(tiny_config(tmp_path / "run", l1_motion_weight=5.0, region_separation_weight=1.0, **overrides),

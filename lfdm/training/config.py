@@ -96,6 +96,9 @@ class AutoencoderTrainConfig(_StageSchedule):
     equivariance_affine_weight: float = 10.0  # weight of MRAA's region-shape equivariance loss (0 = off)
     region_separation_weight: float = 0.0  # weight of the mean pairwise cosine overlap of the region heat maps
     # (not in the paper; 0 = off): pushes regions apart when they all settle on the dominant motion
+    occlusion_logit_weight: float = 0.0  # weight of mean(relu(|logit| - occlusion_logit_limit)^2) over the occlusion
+    # head's logits (not in the paper; 0 = off): keeps its sigmoid out of saturation, where it stops learning
+    occlusion_logit_limit: float = 5.0  # |logit| allowed without penalty (sigmoid(5) = 0.993)
     sigma_affine: float = 0.05  # std of the random affine warp's matrix entries (equivariance)
     sigma_tps: float = 0.005  # std of the thin-plate-spline weights (equivariance)
     points_tps: int = 5  # thin-plate-spline control points per side (points_tps x points_tps grid)
@@ -117,6 +120,7 @@ class AutoencoderTrainConfig(_StageSchedule):
             keep_last=self.keep_last,
             points_tps=self.points_tps,
             num_samples=self.num_samples,
+            occlusion_logit_limit=self.occlusion_logit_limit,
         )
         self._check_schedule_and_folder("train_lfae")
 

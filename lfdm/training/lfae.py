@@ -53,24 +53,39 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainingForward:
-    """What one training forward pass yields: the LFAE output and the regions of the warped driving frame."""
+    """What one training forward pass yields: the LFAE output, the regions of the warped driving frame, and the
+    occlusion head's logits (B, 1, h, w) when the loss asks for them."""
 
     output: LFAEOutput
     transformed_regions: RegionParams | None
+    occlusion_logits: torch.Tensor | None = None
 
 
 class AutoencoderTrainingModel(nn.Module):
     """The LFAE plus the region predictor's second pass on the warped driving frame (equivariance), in one forward
-    so that data-parallel training sees every use of the weights inside `forward`."""
+    so that data-parallel training sees every use of the weights inside `forward`. With `keep_occlusion_logits`
+    the occlusion head's output (before its sigmoid) is kept too."""
 
-    def __init__(self, model: LatentFlowAutoencoder) -> None:
+    def __init__(self, model: LatentFlowAutoencoder, *, keep_occlusion_logits: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.keep_occlusion_logits = keep_occlusion_logits
 
     def forward(self, reference: torch.Tensor, driving: torch.Tensor, warp: RandomWarp | None) -> TrainingForward:
-        output = self.model(reference, driving)
+        logits = []
+        head = self.model.flow_predictor.occlusion
+        hook = (
+            head.register_forward_hook(lambda module, args, out: logits.append(out))
+            if self.keep_occlusion_logits
+            else None
+        )
+        try:
+            output = self.model(reference, driving)
+        finally:
+            if hook is not None:
+                hook.remove()
         transformed = self.model.region_predictor(warp.warp_images(driving)) if warp is not None else None
-        return TrainingForward(output=output, transformed_regions=transformed)
+        return TrainingForward(output, transformed, logits[0] if logits else None)
 
 
 def build_model(config: RunConfig) -> LatentFlowAutoencoder:
@@ -186,7 +201,9 @@ def train(config: RunConfig, resume: str | None = None, *, dataset: Dataset | No
         optimizer, milestones=train_config.milestone_steps(), gamma=train_config.lr_decay
     )
     criterion = AutoencoderLoss.from_config(train_config).to(accelerator.device)
-    training_model, optimizer = accelerator.prepare(AutoencoderTrainingModel(model), optimizer)
+    keep_logits = criterion.occlusion_logit_weight > 0
+    training_model = AutoencoderTrainingModel(model, keep_occlusion_logits=keep_logits)
+    training_model, optimizer = accelerator.prepare(training_model, optimizer)
     # The schedule steps once per optimiser step on every process (not once per process, as a prepared one would).
     accelerator.register_for_checkpointing(scheduler)
 
@@ -281,6 +298,7 @@ def optimisation_step(
                     forward.transformed_regions,
                     warp,
                     reference=reference,
+                    occlusion_logits=forward.occlusion_logits,
                 )
             accelerator.backward(losses.total)
             if accelerator.sync_gradients and train.max_grad_norm:

@@ -276,15 +276,27 @@ class ReconstructionLoss(nn.Module):
         return ((prediction - target).abs() * weight).mean()
 
 
+def occlusion_saturation(logits: torch.Tensor, limit: float) -> torch.Tensor:
+    """mean(relu(|logits| - limit)^2): zero while the occlusion head's logits stay within +-limit.
+
+    The occlusion map is sigmoid(logits). Nothing in the reconstruction loss stops the logits from growing once
+    "visible everywhere" helps (a 64 px run's reached about 25, sigmoid'(25) ~ 1e-11): the map then sticks at 1 and
+    can no longer mark the new content (an opening mouth) that the decoder should paint. This term's gradient does
+    not pass through the sigmoid, so it brings a saturated head back.
+    """
+    return F.relu(logits.float().abs() - limit).square().mean()
+
+
 class AutoencoderLoss(nn.Module):
     """The stage-one objective: pyramid reconstruction of the driving frame + MRAA's equivariance terms (+ the
-    optional region separation term, `region_overlap` of the driving frame's heat maps; off by default).
+    optional region separation term, `region_overlap` of the driving frame's heat maps, and the optional
+    `occlusion_saturation` of the occlusion logits; both off by default).
 
     `forward(prediction, target, driving_regions, transformed_regions, warp)`: prediction and target (B, 3, H, W)
     in [0, 1]; the regions (with `shift` (B, K, 2) and `affine` (B, K, 2, 2)) of the driving frame and of the
     driving frame sampled at `warp`, and `heatmap` (B, K, h, w) of the driving frame's for the separation term;
-    `reference` (B, 3, H, W), the reference frame, for the motion-weighted L1. Without `warp`, the equivariance
-    terms are skipped.
+    `reference` (B, 3, H, W), the reference frame, for the motion-weighted L1; `occlusion_logits` (B, 1, h, w)
+    for the saturation term. Without `warp`, the equivariance terms are skipped.
     """
 
     def __init__(
@@ -294,14 +306,22 @@ class AutoencoderLoss(nn.Module):
         equivariance_shift_weight: float = 10.0,
         equivariance_affine_weight: float = 10.0,
         region_separation_weight: float = 0.0,
+        occlusion_logit_weight: float = 0.0,
+        occlusion_logit_limit: float = 5.0,
     ) -> None:
         super().__init__()
-        if region_separation_weight < 0:
-            raise ValueError(f"region_separation_weight must be >= 0 (0 = off); got {region_separation_weight}.")
+        for name, weight in (
+            ("region_separation_weight", region_separation_weight),
+            ("occlusion_logit_weight", occlusion_logit_weight),
+        ):
+            if weight < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = off); got {weight}.")
         self.reconstruction = reconstruction
         self.equivariance_shift_weight = equivariance_shift_weight
         self.equivariance_affine_weight = equivariance_affine_weight
         self.region_separation_weight = region_separation_weight
+        self.occlusion_logit_weight = occlusion_logit_weight
+        self.occlusion_logit_limit = occlusion_logit_limit
 
     @property
     def uses_equivariance(self) -> bool:
@@ -331,6 +351,8 @@ class AutoencoderLoss(nn.Module):
             equivariance_shift_weight=config.equivariance_shift_weight,
             equivariance_affine_weight=config.equivariance_affine_weight,
             region_separation_weight=config.region_separation_weight,
+            occlusion_logit_weight=config.occlusion_logit_weight,
+            occlusion_logit_limit=config.occlusion_logit_limit,
         )
 
     def forward(
@@ -341,6 +363,7 @@ class AutoencoderLoss(nn.Module):
         transformed_regions=None,
         warp: RandomWarp | None = None,
         reference: torch.Tensor | None = None,
+        occlusion_logits: torch.Tensor | None = None,
     ) -> LossOutput:
         terms = self.reconstruction(prediction, target, reference)
         if warp is not None and self.uses_equivariance:
@@ -359,5 +382,10 @@ class AutoencoderLoss(nn.Module):
             if driving_regions is None:
                 raise ValueError("region_separation_weight > 0 needs the driving frame's regions (their heat maps).")
             terms["region_separation"] = region_overlap(driving_regions.heatmap) * self.region_separation_weight
+        if self.occlusion_logit_weight:
+            if occlusion_logits is None:
+                raise ValueError("occlusion_logit_weight > 0 needs the occlusion head's logits.")
+            saturation = occlusion_saturation(occlusion_logits, self.occlusion_logit_limit)
+            terms["occlusion_saturation"] = saturation * self.occlusion_logit_weight
         total = sum(terms.values(), prediction.new_zeros((), dtype=torch.float32))
         return LossOutput(total=total, terms=terms)
