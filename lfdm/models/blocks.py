@@ -50,17 +50,6 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(image, flow, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def float_inverse(matrix: torch.Tensor) -> torch.Tensor:
-    """`torch.linalg.inv` in at least float32, returned in the input's dtype.
-
-    CUDA has no bfloat16/float16 inverse, and under autocast the region covariances and affines arrive in those
-    dtypes; a float32 input is inverted as it is (the same numbers as the authors' `torch.inverse`).
-    """
-    if matrix.dtype in (torch.float32, torch.float64):
-        return torch.linalg.inv(matrix)
-    return torch.linalg.inv(matrix.float()).to(matrix.dtype)
-
-
 def region_gaussians(shift: torch.Tensor, covar: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Unnormalised Gaussians exp(-(z - mu)^T covar^-1 (z - mu) / 2) on the (height, width) grid.
 
@@ -70,7 +59,7 @@ def region_gaussians(shift: torch.Tensor, covar: torch.Tensor, height: int, widt
     grid = coordinate_grid(height, width, device=shift.device, dtype=shift.dtype)
     grid = grid.expand(batch, regions, height, width, 2)
     centred = grid - shift.view(batch, regions, 1, 1, 2)  # (B, K, h, w, 2)
-    covar_inverse = float_inverse(covar).view(batch, regions, 1, 1, 2, 2)
+    covar_inverse = torch.inverse(covar).view(batch, regions, 1, 1, 2, 2)
     # (B, K, h, w, 1, 2) @ (B, K, 1, 1, 2, 2) @ (B, K, h, w, 2, 1): the same matmul shapes as the authors' code,
     # so the tiny dot products round identically.
     mahalanobis = torch.matmul(torch.matmul(centred.unsqueeze(-2), covar_inverse), centred.unsqueeze(-1))

@@ -18,7 +18,7 @@ from diffusers.utils import BaseOutput
 from einops import rearrange, repeat
 from torch import nn
 
-from lfdm.models.blocks import AntiAliasDownsample, Hourglass, coordinate_grid, float_inverse, region_gaussians
+from lfdm.models.blocks import AntiAliasDownsample, Hourglass, coordinate_grid, region_gaussians
 from lfdm.models.lfae.region_predictor import RegionParams
 
 
@@ -91,7 +91,7 @@ class PixelwiseFlowPredictor(nn.Module):
         identity = identity.view(1, 1, height, width, 2)
 
         # region motions, MRAA eq. 3: A_k (z - mu_k^D) + mu_k^S
-        motion = torch.matmul(reference.affine, float_inverse(driving.affine))  # (B, K, 2, 2)
+        motion = torch.matmul(reference.affine, torch.inverse(driving.affine))  # (B, K, 2, 2)
         if self.revert_axis_swap:
             # the SVD may swap or flip the axes between the two frames; undo a flip of the first axis
             motion = motion * torch.sign(motion[:, :, 0:1, 0:1])
