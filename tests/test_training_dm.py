@@ -315,8 +315,9 @@ def test_cache_stores_the_targets_of_the_stream_and_is_reused(lfae_dir, tmp_path
     for index in (0, 4, 9):
         item = stream[index]
         targets = compute_targets(lfae, item["video"][None])
-        assert torch.allclose(cache[index]["latents"], targets.latents[0], atol=1e-6)
-        assert torch.allclose(cache[index]["features"], targets.features[0], atol=1e-6)
+        # the cache computes in batches of 3: equal up to float32 rounding, which depends on the batch size
+        torch.testing.assert_close(cache[index]["latents"], targets.latents[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(cache[index]["features"], targets.features[0], rtol=1e-5, atol=1e-5)
         assert cache[index]["label"] == item["label"]
 
     monkeypatch.setattr(dm_targets, "_write_shard", lambda *args: pytest.fail("a complete cache is recomputed"))
