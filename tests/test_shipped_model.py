@@ -43,22 +43,15 @@ def test_shipped_pipeline_generates_from_an_example_image(shipped):
     assert out.occlusions.min() >= 0 and out.occlusions.max() <= 1
 
 
-# Labels whose videos the shipped action classifier recognises on every example image at 10 steps (happiness is
-# the weak label: one example image's reads as disgust, see checkpoints/README.md).
-CLEAR_LABELS = ["anger", "disgust", "fear", "neutral", "sadness", "surprise"]
-
-
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
 def test_shipped_pipeline_makes_recognisable_expressions_from_a_still_start(shipped, example):
-    image = Image.open(example)
-    out = shipped(
-        image, CLEAR_LABELS, num_inference_steps=10, generator=torch.Generator().manual_seed(0), output_type="pt"
-    )
+    image, labels = Image.open(example), shipped.labels
+    out = shipped(image, labels, num_inference_steps=10, generator=torch.Generator().manual_seed(0), output_type="pt")
     videos = out.frames.permute(0, 4, 1, 2, 3).float()  # (labels, 3, frames, 64, 64)
     classifier = ActionClassifier.from_pretrained(CHECKPOINTS / "eval" / "action_classifier").eval()
     predicted = [classifier.labels[i] for i in classifier.predict(videos).logits.argmax(-1)]
-    assert predicted == CLEAR_LABELS
+    assert predicted == labels, "the shipped classifier names every label on every example image"
     reference = preprocess_image(image, shipped.image_size)  # the 64 px input the pipeline animates
-    first = psnr(videos[:, :, 0], reference.expand(len(CLEAR_LABELS), -1, -1, -1))
-    # the project's target is >= 30 dB on average; a video whose mouth starts to open in frame 0 may dip below
-    assert first.mean() >= 30 and first.min() >= 27, f"frame 0 must be the input face: {first.tolist()} dB"
+    first = psnr(videos[:, :, 0], reference.expand(len(labels), -1, -1, -1))
+    # the project's target is >= 30 dB on average; the shipped model: 32.9-38.2 dB per example image, 30.0 at least
+    assert first.mean() >= 32 and first.min() >= 29, f"frame 0 must be the input face: {first.tolist()} dB"
