@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from lfdm.data.synthface.dataset import identity_name, split_identities
 from lfdm.data.synthface.render import render_frames
+from lfdm.evaluation.lfae import evaluate_reconstruction
 from lfdm.pipeline import load_pipeline
 
 FRAMES = (0, 4, 7, 10, 13, 15)
@@ -31,13 +32,12 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def reconstruct(lfae, frames: np.ndarray) -> np.ndarray:
-    """(F, H, W, 3) uint8 -> every frame decoded from frame 0 with the flow and occlusion the LFAE estimates."""
-    video = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
-    reference = video[:1].expand_as(video)
-    estimate = lfae.estimate_flow(reference, video)
-    decoded = lfae.decode(video[:1], estimate.flow, estimate.occlusion).prediction
-    return to_uint8(decoded.permute(0, 2, 3, 1))
+def reconstruct(lfae, videos: list[np.ndarray]) -> list[np.ndarray]:
+    """(F, H, W, 3) uint8 videos -> each rebuilt from its frame 0 as `python -m lfdm evaluate-lfae` scores it."""
+    rebuilt: list[torch.Tensor] = []
+    evaluate_reconstruction(lfae, [torch.from_numpy(v).permute(3, 0, 1, 2).float() / 255 for v in videos],
+                            reconstructions=rebuilt)  # fmt: skip
+    return [to_uint8(video.permute(1, 2, 3, 0)) for video in rebuilt]
 
 
 def main() -> None:
@@ -63,7 +63,7 @@ def main() -> None:
     out = pipe(first, labels, num_inference_steps=args.steps, guidance_scale=args.guidance,
                generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
     generated = to_uint8(torch.from_numpy(out.frames))  # (L, F, H, W, 3)
-    reconstructed = [reconstruct(pipe.lfae, frames) for frames in real.values()]
+    reconstructed = reconstruct(pipe.lfae, list(real.values()))
 
     tile, pad, left, top, gap = args.tile, 3, 90, 40, 16
     block = len(FRAMES) * (tile + pad)
