@@ -173,6 +173,28 @@ def test_training_step_reaches_every_network():
     assert all(buffer.requires_grad is False for buffer in model.buffers())
 
 
+def test_residual_flow_head_starts_at_zero_then_shifts_the_flow_and_learns(model):
+    from lfdm.models.lfae.flow_predictor import RESIDUAL_FLOW_SCALE
+    from lfdm.training.common import init_weights
+
+    grown = LatentFlowAutoencoder(**{**TINY, "flow_residual": True}).eval()
+    init_weights(grown, model, "test")  # the head is new: it keeps its zeros
+    reference, driving = _images(2, 0), _images(2, 1)
+    with torch.inference_mode():
+        before, after = model.estimate_flow(reference, driving), grown.estimate_flow(reference, driving)
+        assert torch.equal(after.flow, before.flow) and torch.equal(after.occlusion, before.occlusion)
+        grown.flow_predictor.residual_flow.bias.copy_(torch.tensor([1.0, -2.0]))
+        shifted = grown.estimate_flow(reference, driving).flow
+    expected = torch.tensor([1.0, -2.0]) * RESIDUAL_FLOW_SCALE
+    torch.testing.assert_close(shifted - before.flow, expected.expand_as(shifted), rtol=0, atol=1e-6)
+
+    grown.train()
+    (grown(reference, driving).prediction - driving).abs().mean().backward()
+    grad = grown.flow_predictor.residual_flow.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    assert "residual_flow" not in str(list(model.state_dict()))  # off by default: the released layout
+
+
 def test_save_and_load_pretrained_round_trip(model, tmp_path):
     model.save_pretrained(tmp_path)
     loaded = LatentFlowAutoencoder.from_pretrained(tmp_path).eval()

@@ -21,6 +21,8 @@ from torch import nn
 from lfdm.models.blocks import AntiAliasDownsample, Hourglass, coordinate_grid, region_gaussians
 from lfdm.models.lfae.region_predictor import RegionParams
 
+RESIDUAL_FLOW_SCALE = 0.01  # output scale of the optional residual flow head (see `PixelwiseFlowPredictor`)
+
 
 @dataclass
 class PixelwiseFlow(BaseOutput):
@@ -57,6 +59,7 @@ class PixelwiseFlowPredictor(nn.Module):
         num_blocks: int,
         scale_factor: float,
         revert_axis_swap: bool,
+        residual_flow: bool = False,
     ):
         super().__init__()
         self.num_regions = num_regions
@@ -68,6 +71,15 @@ class PixelwiseFlowPredictor(nn.Module):
         )
         self.mask = nn.Conv2d(self.hourglass.out_channels, num_regions + 1, kernel_size=7, padding=3)
         self.occlusion = nn.Conv2d(self.hourglass.out_channels, 1, kernel_size=7, padding=3)
+        # optional, not in the paper: a free correction added to the mixture of motions; zero at the start, so a
+        # model grown from one without it computes the same flow. Its output is scaled down: Adam moves each of the
+        # head's ~4k weights by about the learning rate per step whatever its gradient, which unscaled shifts the
+        # flow by up to half the image within the first steps.
+        self.residual_flow = None
+        if residual_flow:
+            self.residual_flow = nn.Conv2d(self.hourglass.out_channels, 2, kernel_size=7, padding=3)
+            nn.init.zeros_(self.residual_flow.weight)
+            nn.init.zeros_(self.residual_flow.bias)
         self.down = AntiAliasDownsample(num_channels, scale_factor) if scale_factor != 1 else None
 
     def heatmap_representation(
@@ -140,6 +152,9 @@ class PixelwiseFlowPredictor(nn.Module):
             # weighted sum of the motions, summed over the motion axis in the authors' layout (B, K+1, 2, h, w)
             motions_first = rearrange(sparse_motion, "b k h w xy -> b k xy h w")
             flow = rearrange((motions_first * mask.to(exact).unsqueeze(2)).sum(dim=1), "b xy h w -> b h w xy")
+            if self.residual_flow is not None:
+                residual = RESIDUAL_FLOW_SCALE * self.residual_flow(features).to(exact)
+                flow = flow + rearrange(residual, "b xy h w -> b h w xy")
         flow, mask, sparse_motion = flow.to(dtype), mask.to(dtype), sparse_motion.to(dtype)
         heatmaps, deformed_source = heatmaps.to(dtype), deformed_source.to(dtype)
         occlusion = torch.sigmoid(self.occlusion(features)).to(dtype)

@@ -78,6 +78,7 @@ class Generator(nn.Module):
         flow_num_blocks: int,
         flow_scale_factor: float,
         revert_axis_swap: bool,
+        flow_residual: bool = False,
     ):
         super().__init__()
         self.pixelwise_flow_predictor = PixelwiseFlowPredictor(
@@ -88,6 +89,7 @@ class Generator(nn.Module):
             num_blocks=flow_num_blocks,
             scale_factor=flow_scale_factor,
             revert_axis_swap=revert_axis_swap,
+            residual_flow=flow_residual,
         )
         width = [hourglass_width(block_expansion, max_features, level) for level in range(num_down_blocks + 1)]
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)

@@ -89,6 +89,10 @@ class LatentFlowAutoencoder(ModelMixin, ConfigMixin):
         flow_scale_factor: the flow predictor works at image_size * flow_scale_factor; this is the latent size and
             must equal the feature size.
         revert_axis_swap: undo SVD axis flips between the reference and driving region shapes.
+        flow_residual: optional, not in the paper (off for the released checkpoints): a 7x7 head on the flow
+            predictor's hourglass adds a free correction to the mixture of region motions, so the flow is not
+            limited to K affine motions and the background. Zero-initialised: switched on for a trained model
+            (`init_from`), it starts from the same flow.
     """
 
     @register_to_config
@@ -116,6 +120,7 @@ class LatentFlowAutoencoder(ModelMixin, ConfigMixin):
         flow_num_blocks: int = 5,
         flow_scale_factor: float = 0.25,
         revert_axis_swap: bool = True,
+        flow_residual: bool = False,
     ):
         super().__init__()
         _check_sizes(
@@ -155,6 +160,7 @@ class LatentFlowAutoencoder(ModelMixin, ConfigMixin):
             flow_num_blocks=flow_num_blocks,
             flow_scale_factor=flow_scale_factor,
             revert_axis_swap=revert_axis_swap,
+            flow_residual=flow_residual,
         )
 
     @property
