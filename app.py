@@ -14,8 +14,8 @@ from lfdm.app import LAUNCH_OPTIONS, GenerationService, build_demo
 ROOT = Path(__file__).resolve().parent
 
 
-def create_service(model: str | None = None) -> GenerationService:
-    return GenerationService.from_checkpoints(ROOT / "checkpoints", model=model)
+def create_service(model: str | None = None, dtype: str = "auto") -> GenerationService:
+    return GenerationService.from_checkpoints(ROOT / "checkpoints", model=model, dtype=dtype)
 
 
 service = create_service(os.environ.get("LFDM_MODEL"))
@@ -41,13 +41,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="port (env GRADIO_SERVER_PORT)",
     )
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16"),
+        help="network precision; auto = bfloat16 on a CPU with AMX-BF16, else float32 (env LFDM_DTYPE)",
+    )
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
     args = parse_args()
-    if args.model != os.environ.get("LFDM_MODEL"):
-        service = create_service(args.model)
+    if args.model != os.environ.get("LFDM_MODEL") or args.dtype != "auto":
+        service = create_service(args.model, args.dtype)
         demo = build_demo(service, examples_dir=ROOT / "assets" / "examples")
     service.preload()  # the model loads once, before the first visitor
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_OPTIONS)

@@ -33,7 +33,7 @@ from lfdm.latents import latents_to_flows
 from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
-from lfdm.runtime import available_cpus, keep_freed_memory
+from lfdm.runtime import available_cpus, keep_freed_memory, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -215,13 +215,14 @@ class LFDMPipeline(DiffusionPipeline):
             )
 
     def preprocess_image(self, image) -> torch.Tensor:
-        """Any user image -> (1, 3, S, S) in [0, 1] on the execution device, S = `image_size`."""
+        """Any user image -> (1, 3, S, S) in [0, 1], float32, on the execution device, S = `image_size`. It stays
+        float32 whatever the LFAE's dtype: the decoder warps these pixels into every frame."""
         pixels = preprocess_image(image, self.image_size)
-        return pixels.to(device=self._execution_device, dtype=self.lfae.dtype)
+        return pixels.to(device=self._execution_device, dtype=torch.float32)
 
     def encode_image(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         """The LFAE encoder pyramid of the (1, 3, H, W) image, finest first; the last entry is z_0 (1, C, h, w)."""
-        return self.lfae.encode_pyramid(pixels)
+        return self.lfae.encode_pyramid(pixels.to(self.lfae.dtype))
 
     def encode_labels(self, labels: list[str]) -> torch.Tensor:
         """labels -> e(y) (B, 768) in the U-Net's dtype."""
@@ -252,8 +253,10 @@ class LFDMPipeline(DiffusionPipeline):
         (B, F, 3, H, W) in [0, 1]. All B*F frames go through the LFAE decoder in batched calls of `chunk_size`
         frames, re-using the encoder pyramid of the one reference image."""
         batch_size = flows.shape[0]
-        flat_flows = rearrange(flows, "b f h w c -> (b f) h w c").to(self.lfae.dtype)
-        flat_occlusions = rearrange(occlusions, "b f h w -> (b f) 1 h w").to(self.lfae.dtype)
+        # Flows and occlusion maps stay float32 whatever the LFAE's dtype: they are coordinates and blend weights,
+        # which the LFAE warps with in float32 (`lfdm.models.blocks.warp`).
+        flat_flows = rearrange(flows, "b f h w c -> (b f) h w c").float()
+        flat_occlusions = rearrange(occlusions, "b f h w -> (b f) 1 h w").float()
         chunk_size = chunk_size or flat_flows.shape[0]
         frames, warped = [], []
         for start in range(0, flat_flows.shape[0], chunk_size):
@@ -417,14 +420,19 @@ class LFDMPipeline(DiffusionPipeline):
         )
 
 
-def load_pipeline(path_or_repo, device: str = "auto", dtype: torch.dtype | None = None) -> LFDMPipeline:
+def load_pipeline(
+    path_or_repo, device: str = "auto", dtype: str | torch.dtype | None = "auto"
+) -> LFDMPipeline:
     """Load a pipeline folder written by `save_pretrained`, or a Hugging Face Hub repo id, onto a device.
 
     A local folder is used when it exists (no network); anything else is taken as a repo id (`HF_HUB_OFFLINE=1`
-    then uses only the local cache). `device="auto"` picks CUDA when available, else the CPU; `dtype` defaults to
-    float32. On the CPU torch gets no more threads than the CPUs this process may use (containers often report
-    the host's count), and glibc keeps freed large blocks for reuse (`lfdm.runtime.keep_freed_memory`, ~14 %
-    faster full-size sampling).
+    then uses only the local cache). `device="auto"` picks CUDA when available, else the CPU. `dtype="auto"` (or
+    None) picks bfloat16 on a CPU with AMX-BF16 and float32 elsewhere (`lfdm.runtime.resolve_dtype`); a torch
+    dtype or its name ("float32", "bfloat16") always wins. Whatever the networks' dtype, the numerically fragile
+    parts stay in float32: the sampling loop (latents, scheduler arithmetic, dynamic thresholding), the flows and
+    occlusion maps, every grid sampling, and the LFAE's region statistics. On the CPU torch gets no more threads
+    than the CPUs this process may use (containers often report the host's count), and glibc keeps freed large
+    blocks for reuse (`lfdm.runtime.keep_freed_memory`, ~14 % faster full-size sampling).
     """
     source = os.fspath(path_or_repo)
     if os.path.isfile(source):
@@ -432,7 +440,7 @@ def load_pipeline(path_or_repo, device: str = "auto", dtype: torch.dtype | None 
     if os.path.isdir(source) and not os.path.isfile(os.path.join(source, "model_index.json")):
         raise FileNotFoundError(f"{source!r} has no model_index.json; pass a folder written by save_pretrained.")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-    dtype = dtype or torch.float32
+    dtype = resolve_dtype(dtype, device)
     try:
         pipe = LFDMPipeline.from_pretrained(source, dtype=dtype)
     except OSError as error:  # huggingface_hub: unknown repo, no network, not in the cache

@@ -23,6 +23,9 @@ from lfdm.testing import make_test_image, make_tiny_pipeline
 # Tests run tiny models on a machine whose cores are shared: one thread per process avoids the heavy
 # oversubscription that makes each small convolution dozens of times slower.
 torch.set_num_threads(1)
+# dtype="auto" picks bfloat16 on CPUs with AMX-BF16; the suite pins float32 so that its figures do not depend on the
+# kind of machine. tests/test_precision.py runs bfloat16 explicitly and checks the automatic choice with mocked CPUs.
+os.environ.setdefault("LFDM_DTYPE", "float32")
 
 
 @pytest.fixture(scope="session")

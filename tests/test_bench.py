@@ -13,7 +13,7 @@ from lfdm.benchmarks import Measurement, extrapolate_ddpm_video, measure
 from lfdm.cli import main
 
 EXPECTED = {"unet_forward", "ddpm_step", "decode", "video_dpmsolver_2", "video_ddpm_1000"}
-FIELDS = {"name", "shapes", "median_s", "min_s", "max_s", "runs", "peak_memory_bytes", "estimated", "note"}
+FIELDS = {"name", "shapes", "median_s", "min_s", "max_s", "runs", "peak_memory_bytes", "estimated", "note", "dtype"}
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +49,21 @@ def test_ddpm_estimate_is_1000_steps_plus_decode(record):
 
 def test_machine_and_settings_are_recorded(record):
     machine = record["machine"]
-    assert {"cpu", "cpus", "torch", "threads", "load_average", "date"} <= set(machine)
+    assert {"cpu", "cpus", "torch", "threads", "load_average", "date", "amx_bf16", "bf16_flags"} <= set(machine)
     assert machine["threads"] == 1
+    assert machine["amx_bf16"] == ("amx_bf16" in machine["bf16_flags"]), "say which kind of CPU measured"
     assert record["settings"]["steps"] == "2"
+    assert {result["dtype"] for result in record["results"]} == {"float32"}
+
+
+def test_several_dtypes_are_measured_in_one_run(tmp_path):
+    out = tmp_path / "dtypes.json"
+    argv = ["bench", "--tiny", "--what", "decode", "--repeats", "1", "--threads", "1",
+            "--dtype", "float32", "bfloat16", "--json", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    results = {result["name"]: result for result in json.loads(out.read_text())["results"]}
+    assert set(results) == {"decode [float32]", "decode [bfloat16]"}
+    assert [result["dtype"] for result in results.values()] == ["float32", "bfloat16"]
 
 
 def test_missing_model_is_skipped_with_a_message(tmp_path, capsys):

@@ -237,9 +237,15 @@ def test_save_and_load_round_trip_offline(tiny_pipeline, tiny_pipeline_dir, tiny
     assert loaded.labels == tiny_pipeline.labels and loaded.num_frames == tiny_pipeline.num_frames
     assert loaded.image_size == tiny_pipeline.image_size and not loaded.unet.training and not loaded.lfae.training
     assert type(loaded.scheduler) is type(tiny_pipeline.scheduler)
+    for name in ("lfae", "unet", "label_encoder"):
+        saved, restored = getattr(tiny_pipeline, name).state_dict(), getattr(loaded, name).state_dict()
+        assert saved.keys() == restored.keys()
+        assert all(torch.equal(saved[key], restored[key]) for key in saved), f"{name}'s weights changed"
     expected = tiny_pipeline(tiny_image, "frown", num_inference_steps=STEPS, generator=seeded(5))
     got = loaded(tiny_image, "frown", num_inference_steps=STEPS, generator=seeded(5))
-    np.testing.assert_array_equal(got.frames, expected.frames)
+    # equal weights, yet not always equal bits: on some CPUs oneDNN's float32 kernels round differently for
+    # weights at other memory addresses (seen: 2e-5 on an AMD EPYC VM)
+    np.testing.assert_allclose(got.frames, expected.frames, rtol=0, atol=1e-4)
 
 
 def test_load_pipeline_defaults_to_float32_on_the_cpu(tiny_pipeline_dir, tmp_path):

@@ -18,6 +18,7 @@ Figures (medians over --repeats after a warm-up; random weights at the size of -
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -41,7 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decode-chunk-size", type=int, default=None, help="frames per decoder call (default all)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: leave torch's default)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the networks run")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="network precision")
+    parser.add_argument(
+        "--dtype",
+        nargs="+",
+        default=["float32"],
+        choices=("auto", "float32", "bfloat16"),
+        help="network precision; several run one after another in the same process (auto: bfloat16 on a CPU with "
+        "AMX-BF16, else float32)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
     parser.add_argument(
         "--default-allocator", action="store_true", help="leave glibc's malloc untuned (see lfdm.runtime)"
@@ -57,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lfdm import benchmarks
-    from lfdm.runtime import keep_freed_memory
+    from lfdm.runtime import dtype_name, keep_freed_memory, resolve_dtype
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but torch sees no CUDA GPU; use --device cpu.")
@@ -68,40 +76,34 @@ def run(args: argparse.Namespace) -> int:
     benchmarks.reset_peak_memory(args.device)
     baseline_memory = benchmarks.peak_memory(args.device)  # the process before any network: interpreter, libraries
     lfae, unet = _networks(args, benchmarks)
-    settings = benchmarks.BenchSettings(
-        device=args.device,
-        dtype=getattr(torch, args.dtype),
-        threads=args.threads or None,
-        repeats=args.repeats,
-        video_repeats=args.video_repeats,
-        num_frames=args.frames or unet.config.num_frames,
-        decode_chunk_size=args.decode_chunk_size,
-        seed=args.seed,
-    )
-    for network in (lfae, unet):
-        network.to(args.device)
-        if settings.dtype != torch.float32:
-            network.to(settings.dtype)
+    dtypes = list(dict.fromkeys(resolve_dtype(name, args.device) for name in args.dtype))
     machine = benchmarks.machine_info(args.device)
     machine["memory_before_networks_bytes"] = baseline_memory
-    print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs, torch {machine['torch']}, {machine['threads']} threads, "
-          f"load {machine['load_average']}, glibc allocator tuned: {allocator}, "
-          f"memory before the networks {(baseline_memory or 0) / 2**20:.0f} MB")  # fmt: skip
+    print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs, AMX-BF16: {machine['amx_bf16']}, "
+          f"torch {machine['torch']}, {machine['threads']} threads, load {machine['load_average']}, "
+          f"glibc allocator tuned: {allocator}, memory before the networks {(baseline_memory or 0) / 2**20:.0f} MB; "
+          f"networks in {', '.join(dtype_name(dtype) for dtype in dtypes)}")  # fmt: skip
 
     results = []
-    with torch.inference_mode():
-        if parts & {"unet", "video"}:
-            results += benchmarks.bench_unet(unet, lfae, settings)
-        if parts & {"decode", "video"}:
-            results.append(benchmarks.bench_decode(lfae, settings))
-        if "video" in parts:
-            pipe = benchmarks.random_pipeline(lfae, unet).to(args.device)
-            name = f"video_dpmsolver_{args.steps}"
-            results.append(benchmarks.bench_video(pipe, "dpmsolver", args.steps, settings, name=name))
-            by_name = {result.name: result for result in results}
-            results.append(benchmarks.extrapolate_ddpm_video(by_name["ddpm_step"], by_name["decode"]))
-        if "shipped" in parts:
-            results += _shipped(args, settings, benchmarks)
+    for dtype in dtypes:
+        settings = benchmarks.BenchSettings(
+            device=args.device,
+            dtype=dtype,
+            threads=args.threads or None,
+            repeats=args.repeats,
+            video_repeats=args.video_repeats,
+            num_frames=args.frames or unet.config.num_frames,
+            decode_chunk_size=args.decode_chunk_size,
+            seed=args.seed,
+        )
+        # a copy per dtype: the same random weights, rounded once to that precision
+        networks = [copy.deepcopy(network).to(device=args.device, dtype=dtype) for network in (lfae, unet)]
+        measured = _measure(args, parts, settings, *networks, benchmarks=benchmarks)
+        for result in measured:
+            result.dtype = dtype_name(dtype)
+            if len(dtypes) > 1:
+                result.name = f"{result.name} [{result.dtype}]"
+        results += measured
 
     machine["load_average_after"] = benchmarks.machine_info(args.device)["load_average"]
     print(_table(results, compare=not args.tiny and args.device == "cpu", benchmarks=benchmarks))
@@ -117,6 +119,27 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
+
+
+def _measure(args, parts, settings, lfae, unet, *, benchmarks) -> list:
+    """Every figure of `parts` for networks in one dtype."""
+    import torch
+
+    results = []
+    with torch.inference_mode():
+        if parts & {"unet", "video"}:
+            results += benchmarks.bench_unet(unet, lfae, settings)
+        if parts & {"decode", "video"}:
+            results.append(benchmarks.bench_decode(lfae, settings))
+        if "video" in parts:
+            pipe = benchmarks.random_pipeline(lfae, unet).to(args.device)
+            name = f"video_dpmsolver_{args.steps}"
+            results.append(benchmarks.bench_video(pipe, "dpmsolver", args.steps, settings, name=name))
+            by_name = {result.name: result for result in results}
+            results.append(benchmarks.extrapolate_ddpm_video(by_name["ddpm_step"], by_name["decode"]))
+        if "shipped" in parts:
+            results += _shipped(args, settings, benchmarks)
+    return results
 
 
 def _networks(args, benchmarks):
@@ -141,10 +164,11 @@ def _table(results, *, compare: bool, benchmarks) -> str:
     """A plain-text table; with `compare`, the authors' CPU figures, the speed-up over them and the targets."""
     rows = [("measurement", "median s", "min-max s", "runs", "peak MB", "official s", "speed-up", "target s", "met")]
     for result in results:
-        official = benchmarks.OFFICIAL_CPU_SECONDS.get(result.name) if compare else None
-        if compare and result.name.startswith("video_ddpm_1000"):
+        name = result.name.split(" [")[0]  # without the dtype
+        official = benchmarks.OFFICIAL_CPU_SECONDS.get(name) if compare else None
+        if compare and name.startswith("video_ddpm_1000"):
             official = benchmarks.OFFICIAL_CPU_SECONDS["video_ddpm_1000"]
-        target_key = "video_dpmsolver" if result.name.startswith("video_dpmsolver") else result.name
+        target_key = "video_dpmsolver" if name.startswith("video_dpmsolver") else name
         target = benchmarks.CPU_TARGETS.get(target_key) if compare else None
         peak = f"{result.peak_memory_bytes / 2**20:.0f}" if result.peak_memory_bytes else "-"
         rows.append((

@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="labels sampled together in one batch")
     parser.add_argument("--i3d-weights", help="I3D TorchScript file (i3d_torchscript.pt): also report FVD")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16"),
+        help="network precision; auto = bfloat16 on a CPU with AMX-BF16, else float32",
+    )
     parser.add_argument("--out", default="evaluation.json", help="JSON file for the scores")
     parser.add_argument("--markdown", help="also write the table as Markdown to this file")
 
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from lfdm.evaluation.frechet import load_i3d
     from lfdm.evaluation.generation import evaluate_generation, parse_sampler_settings
     from lfdm.pipeline import load_pipeline
+    from lfdm.runtime import dtype_name
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("lfdm.evaluation").setLevel(logging.INFO)
@@ -97,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(
             f"no classifier at {args.classifier} (no config.json); train one with python -m lfdm train-classifier."
         )
-    pipe = load_pipeline(args.model, device=args.device)
+    pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype)
     pipe.set_progress_bar_config(disable=True)
     classifier = ActionClassifier.from_pretrained(args.classifier).to(pipe.device).eval()
     i3d = load_i3d(args.i3d_weights, device=pipe.device) if args.i3d_weights else None
@@ -108,7 +115,10 @@ def run(args: argparse.Namespace) -> int:
     evaluation = evaluate_generation(
         pipe, classifier, test, reference, settings, seed=args.seed, batch_size=args.batch_size, i3d=i3d
     )
-    evaluation.notes.insert(0, f"data: {description}; seed {args.seed}; threads {torch.get_num_threads()}")
+    precision = dtype_name(pipe.unet.dtype)
+    evaluation.notes.insert(
+        0, f"data: {description}; seed {args.seed}; threads {torch.get_num_threads()}; networks in {precision}"
+    )
     print(evaluation.table())
     record = {
         "model": str(args.model),
@@ -117,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         "data_root": args.data_root,
         "num_identities": args.num_identities if args.data == "synthface" else None,
         "seed": args.seed,
+        "dtype": precision,
         "frechet_distance": "FCD: Frechet distance between ActionClassifier features (not FVD, which uses I3D)",
     }
     record |= evaluation.to_dict()

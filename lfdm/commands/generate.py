@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gif", action="store_true", help="also write video.gif")
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the written videos")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16"),
+        help="network precision; auto = bfloat16 on a CPU with AMX-BF16, else float32",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="labels sampled together in one batch")
     parser.add_argument("--panel-size", type=int, default=128, help="tile height of panels.mp4, pixels")
 
@@ -51,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from lfdm.schedulers import make_scheduler
 
     image = load_image(args.image)  # fail on a bad image before the model loads
-    pipe = load_pipeline(args.model, device=args.device)
+    pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype)
     labels = list(dict.fromkeys(args.label or pipe.labels))  # keep order, drop repeats
     unknown = [label for label in labels if label not in pipe.labels]
     if unknown:

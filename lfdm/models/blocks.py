@@ -41,13 +41,32 @@ def resize_map(occlusion: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(occlusion, size=size, mode="bilinear", align_corners=False)
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32 when it is in a lower precision (bfloat16, float16), else unchanged.
+
+    A batch-repeated view (stride 0 along the batch, as `LatentFlowAutoencoder.decode` repeats one reference's
+    features per frame) converts its one copy and stays a view, instead of materialising every repeat.
+    """
+    exact = torch.promote_types(x.dtype, torch.float32)
+    if x.dtype == exact:
+        return x
+    if x.ndim > 0 and x.shape[0] > 1 and x.stride(0) == 0:
+        return x[:1].to(exact).expand_as(x)
+    return x.to(exact)
+
+
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Backward-warp `image` (B, C, H, W) with the absolute sampling grid `flow` (B, H', W', 2) in [-1, 1].
 
     The flow is resized to the image first when their sizes differ. Bilinear, zero padding, `align_corners=False`.
+    Runs in at least float32 with autocast off and returns that precision: a bfloat16 grid is off by up to 1/64
+    of the image, and torch's CPU bfloat16 `grid_sample` of channels-last, batch-repeated features writes NaN
+    into part of its output (seen with torch 2.13 at 32 channels, 64x64). Callers cast the result back to their
+    network's dtype where they need to.
     """
-    flow = resize_flow(flow, tuple(image.shape[2:]))
-    return F.grid_sample(image, flow, mode="bilinear", padding_mode="zeros", align_corners=False)
+    with torch.autocast(image.device.type, enabled=False):
+        flow = resize_flow(at_least_float32(flow), tuple(image.shape[2:]))
+        return F.grid_sample(at_least_float32(image), flow, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def region_gaussians(shift: torch.Tensor, covar: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -210,5 +229,10 @@ class AntiAliasDownsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 1:
             return x
-        blurred = F.conv2d(F.pad(x, [self.padding] * 4), self.weight, groups=x.shape[1])
-        return blurred[:, :, :: self.stride, :: self.stride]
+        # In float32 with autocast off, whatever the network's precision: on CPUs with AMX-BF16, oneDNN's bfloat16
+        # depthwise kernel (brdgmm) can spend many minutes generating its code for kernels this large (a 29x29
+        # blur under bfloat16 autocast had not returned after minutes). A fixed low-pass filter costs little in float32.
+        with torch.autocast(x.device.type, enabled=False):
+            exact = at_least_float32(x)
+            blurred = F.conv2d(F.pad(exact, [self.padding] * 4), self.weight.to(exact.dtype), groups=x.shape[1])
+        return blurred[:, :, :: self.stride, :: self.stride].to(x.dtype)

@@ -122,14 +122,18 @@ class Generator(nn.Module):
         blended with the decoder's own output by m, and finally the warped image with the decoded image.
         """
         gate = OcclusionGatedWarp(flow, occlusion)
+        # Warping and blending run in at least float32 (`warp`); what enters a layer is in the layer's dtype, so a
+        # bfloat16 network gets bfloat16 inputs (under autocast the weights are float32 and this casts nothing).
+        dtype = self.final.weight.dtype
         warped_bottleneck = gate.warp(pyramid[-1])
         # channels-last from here on: oneDNN's fastest CPU convolutions, kept by every later layer and blend
-        out = self.bottleneck(gate.blend(warped_bottleneck, None).contiguous(memory_format=torch.channels_last))
+        out = gate.blend(warped_bottleneck, None).to(dtype).contiguous(memory_format=torch.channels_last)
+        out = self.bottleneck(out)
         for index, block in enumerate(self.up_blocks):
             skip = pyramid[-(index + 1)]
             warped_skip = warped_bottleneck if index == 0 else gate.warp(skip)
-            out = block(gate.blend(warped_skip, out))
-        out = gate.blend(gate.warp(pyramid[0]), out)
+            out = block(gate.blend(warped_skip, out).to(dtype))
+        out = gate.blend(gate.warp(pyramid[0]), out).to(dtype)
         out = torch.sigmoid(self.final(out))
         warped_image = gate.warp(image)
-        return gate.blend(warped_image, out), warped_image
+        return gate.blend(warped_image, out).to(dtype), warped_image.to(dtype)
