@@ -75,7 +75,9 @@ def test_dynamic_thresholding_rescales_instead_of_clipping():
     thresholded = make_training_scheduler()._threshold_sample(x0)
     torch.testing.assert_close(thresholded, official_threshold(x0), rtol=1e-6, atol=1e-7)
     assert thresholded[0].abs().max() == 1.0 and (thresholded[0].abs() < 0.5).float().mean() > 0.2
-    torch.testing.assert_close(thresholded[1], x0[1].clamp(-1, 1)), "at the floor s = 1 it is plain clipping"
+    torch.testing.assert_close(
+        thresholded[1], x0[1].clamp(-1, 1), msg=lambda default: f"at the floor s = 1 it is plain clipping: {default}"
+    )
 
 
 def test_add_noise_follows_the_forward_process():
