@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lfdm.evaluation.metrics import l1_error, psnr, ssim
+from lfdm.metrics import l1_error, psnr, ssim
 from lfdm.training.losses import (
     VGG19_FEATURE_LAYERS,
     AutoencoderLoss,

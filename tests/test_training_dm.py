@@ -378,8 +378,8 @@ def test_command_trains_and_resumes(lfae_dir, tmp_path, monkeypatch):
         make_config(tmp_path / "unused", lfae_dir, max_steps=1, checkpoint_every=1), tmp_path / "tiny.yaml"
     )
     run = tmp_path / "cli-run"
-    monkeypatch.setattr("lfdm.training.common.build_dataset", lambda *args, **kwargs: Clips())
-    monkeypatch.setattr("lfdm.training.dm.build_dataset", lambda *args, **kwargs: Clips())
+    monkeypatch.setattr("lfdm.training.common.training_dataset", lambda *args, **kwargs: Clips())
+    monkeypatch.setattr("lfdm.training.dm.training_dataset", lambda *args, **kwargs: Clips())
     assert main(["train-dm", "--config", str(path), "--lfae", str(lfae_dir), "--output-dir", str(run)]) == 0
     assert (run / "checkpoint-1").is_dir() and (run / "model" / "unet").is_dir()
     assert main(["train-dm", "--resume", str(run), "--max-steps", "2"]) == 0, "resume needs neither --config nor --lfae"

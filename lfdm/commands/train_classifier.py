@@ -17,13 +17,11 @@ import shlex
 import time
 from pathlib import Path
 
-DATASETS = ("synthface", "mug", "mhad", "natops", "folder")
+from lfdm.commands._data import add_data_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="synthface", choices=DATASETS, help="training videos (real: --data-root)")
-    parser.add_argument("--data-root", help="folder of the videos (all but synthface)")
-    parser.add_argument("--label-from", default="folder", help="folder data: 'folder' or a CSV (path,label,split)")
+    add_data_arguments(parser, "training videos")
     parser.add_argument("--resolution", type=int, help="frame side read from the data, px (default 64 / real 128)")
     parser.add_argument("--video-frames", type=int, help="frames read per video (default 16 / real 40)")
     parser.add_argument("--num-frames", type=int, default=16, help="frames the classifier sees (evenly resampled)")
@@ -43,27 +41,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _datasets(args: argparse.Namespace):
     """(training data set, test data set, labels) for the chosen data."""
-    if args.data == "synthface":
-        from lfdm.data.synthetic import SYNTHFACE_LABELS, SynthFaceDataset
+    from lfdm.data.factory import make_dataset
 
-        common = {"resolution": args.resolution or 64, "num_frames": args.video_frames or 16, "seed": args.data_seed}
-        train = SynthFaceDataset("train", length=args.pool_size, **common)
-        test = SynthFaceDataset("test", num_identities=args.test_identities, **common)
-        return train, test, list(SYNTHFACE_LABELS)
-    if not args.data_root:
-        raise ValueError(f"--data {args.data} reads videos from a folder; pass --data-root DIR.")
-    from lfdm.data.videos import VideoFolderDataset
-
-    preset = None if args.data == "folder" else args.data
+    synthface = args.data == "synthface"
     common = {
-        "preset": preset,
+        "root": args.data_root,
         "label_from": args.label_from,
-        "view": "clip",
-        "resolution": args.resolution or 128,
-        "num_frames": args.video_frames or 40,
+        "resolution": args.resolution or (64 if synthface else 128),
+        "num_frames": args.video_frames or (16 if synthface else 40),
+        "seed": args.data_seed,
     }
-    train = VideoFolderDataset(args.data_root, split="train", frame_sampling="random", augment=True, seed=0, **common)
-    test = VideoFolderDataset(args.data_root, split="test", frame_sampling="uniform", **common)
+    # real videos: fresh frames and augmentation in every training clip, reproducible from draw_seed
+    train = make_dataset(
+        args.data, split="train", length=args.pool_size, frame_sampling="random", augment=True, draw_seed=0, **common
+    )
+    test = make_dataset(args.data, split="test", num_identities=args.test_identities, **common)
     return train, test, list(train.labels)
 
 

@@ -29,7 +29,7 @@ from einops import rearrange
 from torch.utils.data import Dataset
 
 from lfdm.evaluation.classifier import ActionClassifier, resample_clip
-from lfdm.evaluation.metrics import gaussian_window
+from lfdm.metrics import gaussian_window
 
 logger = logging.getLogger(__name__)
 

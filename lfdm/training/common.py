@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from lfdm.training.config import DataConfig, RunConfig, save_config
+from lfdm.data.factory import DataConfig, build_dataset
+from lfdm.training.config import RunConfig, save_config
 
 logger = logging.getLogger(__name__)
 
@@ -285,45 +286,14 @@ def progress_bar(total: int, initial: int, *, enabled: bool):
 SYNTHFACE_EPOCH_LENGTH = 100_000
 
 
-def build_dataset(data: DataConfig, *, view: str, split: str = "train") -> Dataset:
-    """The data set a `DataConfig` names, in the `view` "pair" (stage one) or "clip" (stage two).
+def training_dataset(data: DataConfig, *, view: str) -> Dataset:
+    """The training split a `DataConfig` names, in the `view` "pair" (stage one) or "clip" (stage two); SynthFace
+    as a virtual data set of `SYNTHFACE_EPOCH_LENGTH` items per epoch.
 
     Real videos draw their frames and augmentations from torch's global generator, which `SampleStream` seeds per
     sample, so the stream stays reproducible.
     """
-    if data.dataset == "synthface":
-        from lfdm.data.synthetic import SynthFaceDataset
-
-        return SynthFaceDataset(
-            split,
-            resolution=data.resolution,
-            num_frames=data.num_frames,
-            num_identities=data.num_identities,
-            view=view,
-            seed=data.seed,
-            length=SYNTHFACE_EPOCH_LENGTH if split == "train" else None,
-        )
-    from lfdm.data.videos import VideoFolderDataset
-
-    if not data.root:
-        raise ValueError(
-            f"data.dataset {data.dataset!r} reads videos from data.root, which is not set: add `root: /path/to/videos` "
-            "to the data section, or pass --data-root."
-        )
-    preset = None if data.dataset == "folder" else data.dataset
-    if preset is None and data.label_from == "folder":
-        split = "all"  # a plain folder has no subject split
-    return VideoFolderDataset(
-        data.root,
-        preset=preset,
-        split=split,
-        label_from=data.label_from,
-        view=view,
-        resolution=data.resolution,
-        num_frames=data.num_frames,
-        frame_sampling=data.dm_frame_sampling,
-        augment=data.augment and split == "train",
-    )
+    return build_dataset(data, view=view, split="train", length=SYNTHFACE_EPOCH_LENGTH)
 
 
 @contextlib.contextmanager

@@ -38,7 +38,6 @@ from lfdm.training.common import (
     LOSS_CURVE_FILE,
     JsonlLogger,
     LossWindow,
-    build_dataset,
     default_run_dir,
     find_checkpoint,
     init_weights,
@@ -50,6 +49,7 @@ from lfdm.training.common import (
     run_dir_of,
     save_checkpoint,
     stream_loader,
+    training_dataset,
     write_loss_curve,
 )
 from lfdm.training.config import FlowDiffusionTrainConfig, RunConfig
@@ -185,7 +185,7 @@ def train(
     # frozen autoencoder, trained models, data, optimiser and schedule
     autoencoder = load_frozen_lfae(train_config.lfae).to(accelerator.device)
     _check_resolution(autoencoder, config)
-    clips = dataset if dataset is not None else build_dataset(config.data, view="clip", split="train")
+    clips = dataset if dataset is not None else training_dataset(config.data, view="clip")
     model = build_training_model(config, autoencoder, default_labels=getattr(clips, "labels", None))
     dataset = _training_data(config, clips, autoencoder, list(model.label_encoder.labels), accelerator)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate, betas=train_config.adam_betas)

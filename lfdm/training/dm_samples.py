@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lfdm.data.factory import DataConfig, build_dataset
 from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
 from lfdm.schedulers import make_sampler
 from lfdm.training.common import seeded_global_rngs
-from lfdm.training.config import DataConfig
 from lfdm.video import write_video
 from lfdm.viz import flow_magnitude_max, flow_to_color, occlusion_to_image, panel_strip
 
@@ -36,19 +36,8 @@ def sample_image(data: DataConfig) -> torch.Tensor:
     SynthFace: the neutral face of the first test identity. Real videos: frame 0 of the first test clip (all
     clips when the data set has no split), without augmentation.
     """
-    if data.dataset == "synthface":
-        from lfdm.data.synthetic import SynthFaceDataset
-
-        faces = SynthFaceDataset(
-            "test", resolution=data.resolution, num_frames=data.num_frames, num_identities=1, seed=data.seed,
-            labels=("neutral",),
-        )  # fmt: skip
-        return faces[0]["video"][:, 0].unsqueeze(0)
-    from dataclasses import replace
-
-    from lfdm.training.common import build_dataset
-
-    clips = build_dataset(replace(data, augment=False), view="clip", split="test")
+    first_face = {"num_identities": 1, "labels": ("neutral",)} if data.dataset == "synthface" else {}
+    clips = build_dataset(data, view="clip", split="test", augment=False, **first_face)
     with seeded_global_rngs(0):  # frame 0 is the same for every frame draw; the seed keeps the rest quiet
         return clips[0]["video"][:, 0].unsqueeze(0)
 

@@ -31,7 +31,6 @@ from lfdm.training.common import (
     JsonlLogger,
     LossWindow,
     SampleStream,
-    build_dataset,
     default_run_dir,
     find_checkpoint,
     init_weights,
@@ -43,6 +42,7 @@ from lfdm.training.common import (
     run_dir_of,
     save_checkpoint,
     stream_loader,
+    training_dataset,
     write_loss_curve,
 )
 from lfdm.training.config import AutoencoderTrainConfig, RunConfig
@@ -195,7 +195,7 @@ def train(config: RunConfig, resume: str | None = None, *, dataset: Dataset | No
         # the authors' BatchNorm is synchronised across GPUs; keys and single-device numerics stay the same
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if dataset is None:
-        dataset = build_dataset(config.data, view="pair", split="train")
+        dataset = training_dataset(config.data, view="pair")
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate, betas=train_config.adam_betas)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=train_config.milestone_steps(), gamma=train_config.lr_decay
