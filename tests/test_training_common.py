@@ -187,3 +187,17 @@ def test_stream_batches_split_processes_and_resume_at_a_micro_batch():
     assert batches(0, 0) == [[0, 1], [4, 5], [8, 9]]
     assert batches(0, 1) == [[2, 3], [6, 7], [10, 11]]
     assert batches(1, 0, count=2) == batches(0, 0)[1:], "resuming at micro-batch 1 continues the same stream"
+
+
+def test_training_and_evaluation_do_not_import_each_other():
+    import ast
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "lfdm"
+    for package, other in (("training", "lfdm.evaluation"), ("evaluation", "lfdm.training")):
+        for path in (root / package).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                assert not any(name.startswith(other) for name in names), f"{path.name} imports {other}"
