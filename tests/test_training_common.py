@@ -201,3 +201,34 @@ def test_training_and_evaluation_do_not_import_each_other():
                 if isinstance(node, ast.ImportFrom):
                     names = [node.module or ""]
                 assert not any(name.startswith(other) for name in names), f"{path.name} imports {other}"
+
+
+def test_shipped_run_configs_load_and_hold_only_their_stage_sections():
+    import pathlib
+
+    import yaml
+
+    from lfdm.training.config import STAGE_SECTIONS
+
+    folder = pathlib.Path(__file__).resolve().parents[1] / "checkpoints" / "training"
+    paths = sorted(folder.glob("*.yaml"))
+    assert len(paths) == 19, "one config per shipped run"
+    for path in paths:
+        stage = "dm" if "_dm" in path.stem else "lfae"
+        config = load_config(path)
+        assert tuple(yaml.safe_load(path.read_text())) == STAGE_SECTIONS[stage], path.name
+        assert (config.train_dm is not None) == (stage == "dm"), path.name
+    shipped_lfae = json.loads((folder.parent / "lfae" / "config.json").read_text())
+    trained = load_config(folder / "18_lfae.yaml").lfae
+    assert {key: shipped_lfae[key] for key in trained} == trained, "18_lfae.yaml trained the shipped autoencoder"
+
+
+def test_a_run_saves_the_sections_its_stage_reads_and_older_run_folders_still_load(tmp_path):
+    config = RunConfig.from_dict(
+        {"data": {"lfae_frame_sampling": "pair"}, "lfae": {"image_size": 32}, "unet": {"dim": 8}, "train_dm": {}}
+    )
+    assert list(config.to_dict("lfae")) == ["data", "lfae", "train_lfae"]
+    assert list(config.to_dict("dm")) == ["data", "unet", "train_dm"], "sections that are not set are left out"
+    assert "lfae_frame_sampling" not in config.to_dict()["data"], "the one stage-one sampling is no longer a key"
+    with pytest.raises(ValueError, match="lfae_frame_sampling"):
+        RunConfig.from_dict({"data": {"lfae_frame_sampling": "clip"}})

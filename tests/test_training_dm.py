@@ -384,3 +384,13 @@ def test_command_trains_and_resumes(lfae_dir, tmp_path, monkeypatch):
     assert (run / "checkpoint-1").is_dir() and (run / "model" / "unet").is_dir()
     assert main(["train-dm", "--resume", str(run), "--max-steps", "2"]) == 0, "resume needs neither --config nor --lfae"
     assert (run / "checkpoint-2").is_dir()
+
+
+def test_a_diffusion_run_checks_the_autoencoder_it_loads(lfae_dir, tmp_path):
+    config = make_config(tmp_path / "run", lfae_dir)
+    config.lfae = {"image_size": 32, "num_regions": 99}
+    with pytest.raises(ValueError, match="num_regions: 99 here"):
+        train(config, dataset=Clips())
+    saved = train(make_config(tmp_path / "saved", lfae_dir, max_steps=1), dataset=Clips())
+    assert "lfae" not in load_config(saved / "config.yaml").to_dict("dm"), "a diffusion run saves its own sections"
+    assert not load_config(saved / "config.yaml").lfae

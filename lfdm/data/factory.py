@@ -97,8 +97,8 @@ class DataConfig:
     label_from: str = "folder"  # "folder" data sets: "folder", or a CSV with columns path, label[, subject, split]
     resolution: int = 64  # frame side in px after aspect-preserving resize (INTER_AREA) + black padding
     num_frames: int = 40  # frames per clip for the diffusion model (SynthFace: frames per rendered video)
-    lfae_frame_sampling: str = "pair"  # stage one: "pair" = two frames of a video with replacement, sorted
-    dm_frame_sampling: str = "very_random"  # stage two clip frames: "uniform" | "random" | "very_random"
+    dm_frame_sampling: str = "very_random"  # stage two clip frames: "uniform" | "random" | "very_random" (stage
+    # one always takes two frames of a video, with replacement, sorted: reference first)
     num_identities: int | None = None  # SynthFace: training identities (None: the data set's default, 10 000)
     seed: int = 0  # SynthFace: seed of the identities and renders (same seed = same data set)
     augment: bool = True  # real videos: official augmentation (pairs: time or horizontal flip + colour jitter;
@@ -107,7 +107,6 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check_choice("data.dataset", self.dataset, DATASETS)
-        check_choice("data.lfae_frame_sampling", self.lfae_frame_sampling, ("pair",))
         check_choice("data.dm_frame_sampling", self.dm_frame_sampling, FRAME_SAMPLING_MODES)
         check_positive("data", resolution=self.resolution, num_frames=self.num_frames)
 

@@ -55,8 +55,10 @@ def default_run_dir(stage: str, config_name: str) -> Path:
     return Path("runs") / re.sub(r"\s+", "_", f"{stage}-{config_name}-{stamp}")
 
 
-def prepare_run_dir(run_dir: str | Path, config: RunConfig, *, resuming: bool, is_main_process: bool = True) -> Path:
-    """Create the run folder and write `config.yaml` into it.
+def prepare_run_dir(
+    run_dir: str | Path, config: RunConfig, *, resuming: bool, is_main_process: bool = True, stage: str | None = None
+) -> Path:
+    """Create the run folder and write `config.yaml` into it (the sections `stage` reads, or all).
 
     A new run refuses a folder that already holds checkpoints (pass `--resume` to continue it instead).
     """
@@ -70,7 +72,7 @@ def prepare_run_dir(run_dir: str | Path, config: RunConfig, *, resuming: bool, i
         )
     if is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / CONFIG_FILE)
+        save_config(config, run_dir / CONFIG_FILE, stage)
     return run_dir
 
 

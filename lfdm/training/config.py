@@ -22,10 +22,12 @@ import yaml
 
 from lfdm.configuration import check_choice, check_positive, dataclass_from_dict, plain
 from lfdm.data.factory import DataConfig
+from lfdm.schedulers import DEFAULT_STEPS, PREDICTION_TYPES
 
 MIXED_PRECISION_MODES = ("auto", "no", "fp16", "bf16")
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")  # lfdm.schedulers.PREDICTION_TYPES
-SAMPLE_SCHEDULERS = ("ddpm", "ddim", "dpmsolver", "unipc")  # lfdm.schedulers.make_scheduler names
+# The sections each stage reads, and so what its run folder's config.yaml holds: a diffusion run takes its
+# autoencoder's settings from the autoencoder it loads (its config.json), not from a section of its own.
+STAGE_SECTIONS = {"lfae": ("data", "lfae", "train_lfae"), "dm": ("data", "unet", "labels", "train_dm")}
 
 
 class _StageSchedule:
@@ -142,7 +144,7 @@ class FlowDiffusionTrainConfig(_StageSchedule):
 
     def __post_init__(self) -> None:
         check_choice("train_dm.mixed_precision", self.mixed_precision, MIXED_PRECISION_MODES)
-        check_choice("train_dm.sample_scheduler", self.sample_scheduler, SAMPLE_SCHEDULERS)
+        check_choice("train_dm.sample_scheduler", self.sample_scheduler, tuple(DEFAULT_STEPS))
         check_choice("train_dm.prediction_type", self.prediction_type, PREDICTION_TYPES)
         check_positive(
             "train_dm",
@@ -187,8 +189,12 @@ class RunConfig:
         train_dm = sections.get("train_dm")
         if train_dm is not None:
             train_dm = dataclass_from_dict(FlowDiffusionTrainConfig, train_dm, "train_dm")
+        data = sections.get("data") or {}
+        # Older run folders name the only stage-one frame sampling there is; accepted, and no longer written.
+        if isinstance(data, dict) and data.get("lfae_frame_sampling") == "pair":
+            data = {key: value for key, value in data.items() if key != "lfae_frame_sampling"}
         return cls(
-            data=dataclass_from_dict(DataConfig, sections.get("data") or {}, "data"),
+            data=dataclass_from_dict(DataConfig, data, "data"),
             lfae=dict(sections.get("lfae") or {}),
             train_lfae=dataclass_from_dict(AutoencoderTrainConfig, sections.get("train_lfae") or {}, "train_lfae"),
             unet=sections.get("unet"),
@@ -197,10 +203,13 @@ class RunConfig:
             name=name,
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """The config as plain YAML-ready data (tuples become lists), sections in file order."""
+    def to_dict(self, stage: str | None = None) -> dict[str, Any]:
+        """The config as plain YAML-ready data (tuples become lists), sections in file order; with `stage` ("lfae"
+        or "dm") only the sections that stage reads (`STAGE_SECTIONS`)."""
         sections = {"data": self.data, "lfae": self.lfae, "train_lfae": self.train_lfae}
         sections.update({"unet": self.unet, "labels": self.labels, "train_dm": self.train_dm})
+        if stage is not None:
+            sections = {key: value for key, value in sections.items() if key in STAGE_SECTIONS[stage]}
         return {key: plain(value) for key, value in sections.items() if value is not None}
 
 
@@ -214,8 +223,8 @@ def load_config(path: str | Path) -> RunConfig:
     return RunConfig.from_dict(sections, name=path.stem)
 
 
-def save_config(config: RunConfig, path: str | Path) -> Path:
-    """Write the resolved config as YAML (loadable with `load_config`)."""
+def save_config(config: RunConfig, path: str | Path, stage: str | None = None) -> Path:
+    """Write the resolved config as YAML (loadable with `load_config`): the sections of `stage`, or all."""
     path = Path(path)
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    path.write_text(yaml.safe_dump(config.to_dict(stage), sort_keys=False))
     return path

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from lfdm.configuration import plain
 from lfdm.labelsets import label_set
 from lfdm.latents import flows_to_latents, latents_to_flows
 from lfdm.models.labels import LabelEncoder
@@ -164,6 +165,7 @@ class FlowDiffusionStage(Stage):
     def build(self, accelerator) -> tuple[FlowDiffusionTrainingModel, Dataset]:
         self.autoencoder = load_frozen_lfae(self.train.lfae).to(accelerator.device)
         _check_resolution(self.autoencoder, self.config)
+        _check_autoencoder_section(self.autoencoder, self.config, self.train.lfae)
         clips = self.dataset if self.dataset is not None else training_dataset(self.config.data, view="clip")
         model = build_training_model(self.config, self.autoencoder, default_labels=getattr(clips, "labels", None))
         labels = list(model.label_encoder.labels)
@@ -278,6 +280,22 @@ def _check_resolution(autoencoder: LatentFlowAutoencoder, config: RunConfig) -> 
         raise ValueError(
             f"the autoencoder takes {autoencoder.config.image_size} px images but data.resolution is "
             f"{config.data.resolution}; use the data config the autoencoder was trained with."
+        )
+
+
+def _check_autoencoder_section(autoencoder: LatentFlowAutoencoder, config: RunConfig, source: str) -> None:
+    """A diffusion config's `lfae` section, where it has one (a file for both stages), must describe the autoencoder
+    the run loads: a run folder must not say one thing and train on another."""
+    differing = {
+        key: (value, autoencoder.config[key])
+        for key, value in config.lfae.items()
+        if key in autoencoder.config and plain(value) != plain(autoencoder.config[key])
+    }
+    if differing:
+        details = ", ".join(f"{key}: {ours!r} here, {theirs!r} there" for key, (ours, theirs) in differing.items())
+        raise ValueError(
+            f"the config's lfae section does not describe the autoencoder {source} ({details}). A diffusion run "
+            "takes the autoencoder's settings from its folder: remove the lfae section or make it match."
         )
 
 

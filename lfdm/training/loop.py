@@ -82,7 +82,8 @@ def train(stage: Stage, resume: str | None = None) -> Path:
     accelerator = make_accelerator(settings.mixed_precision, settings.gradient_accumulation_steps)
     checkpoint = find_checkpoint(resume) if resume else None
     run_dir = _run_dir(stage, checkpoint)
-    prepare_run_dir(run_dir, config, resuming=checkpoint is not None, is_main_process=accelerator.is_main_process)
+    resuming, main = checkpoint is not None, accelerator.is_main_process
+    prepare_run_dir(run_dir, config, resuming=resuming, is_main_process=main, stage=stage.name)
     accelerator.wait_for_everyone()
 
     # model, data, optimiser and schedule
