@@ -202,6 +202,7 @@ def test_autoencoder_loss_sums_weighted_terms():
         assert value.item() > 1e-4, f"{name}: the inputs must make every unweighted term non-zero"
         assert output.terms[name].item() == pytest.approx(value.item(), rel=1e-5), f"{name} is not weight * term"
     assert output.total.item() == pytest.approx(sum(v.item() for v in expected.values()), rel=1e-5)
+    assert math.isfinite(output.total.item())
     assert set(criterion(prediction, x).terms) == {"l1", "ssim"}, "no warp: no equivariance terms"
 
 

@@ -12,20 +12,10 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from lfdm.training.common import (
-    JsonlLogger,
-    LossWindow,
-    SampleStream,
-    StreamBatchSampler,
-    find_checkpoint,
-    list_checkpoints,
-    log_means,
-    prepare_run_dir,
-    read_jsonl,
-    resolve_mixed_precision,
-    write_loss_curve,
-)
 from lfdm.training.config import AutoencoderTrainConfig, RunConfig, load_config, save_config
+from lfdm.training.logs import JsonlLogger, LossWindow, log_means, read_jsonl, write_loss_curve
+from lfdm.training.runs import find_checkpoint, list_checkpoints, prepare_run_dir, resolve_mixed_precision
+from lfdm.training.stream import SampleStream, StreamBatchSampler
 
 
 def test_unknown_key_raises_and_lists_the_valid_keys():
@@ -136,7 +126,7 @@ def test_a_run_without_a_progress_bar_logs_how_far_it_is(tmp_path, caplog, termi
     window.add({"loss": 2.0})
     window.add({"loss": 4.0})
     progress = SimpleNamespace(disable=not terminal, set_postfix=lambda **kwargs: None)
-    with caplog.at_level(logging.INFO, logger="lfdm.training.common"):
+    with caplog.at_level(logging.INFO, logger="lfdm.training.logs"):
         log_means(window, 20, 100, progress=progress, log=log, lr=1e-4, main=True)
     (record,) = read_jsonl(tmp_path / "log.jsonl")
     assert record["step"] == 20 and record["loss"] == 3.0 and record["lr"] == 1e-4

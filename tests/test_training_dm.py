@@ -304,7 +304,7 @@ def test_cache_stores_the_targets_of_the_stream_and_is_reused(lfae_dir, tmp_path
     from accelerate import Accelerator
 
     from lfdm.training import dm_targets
-    from lfdm.training.common import SampleStream
+    from lfdm.training.stream import SampleStream
 
     lfae = load_frozen_lfae(lfae_dir)
     config = make_config(tmp_path / "run", lfae_dir, dataset="folder")
@@ -378,7 +378,7 @@ def test_command_trains_and_resumes(lfae_dir, tmp_path, monkeypatch):
         make_config(tmp_path / "unused", lfae_dir, max_steps=1, checkpoint_every=1), tmp_path / "tiny.yaml"
     )
     run = tmp_path / "cli-run"
-    monkeypatch.setattr("lfdm.training.common.training_dataset", lambda *args, **kwargs: Clips())
+    monkeypatch.setattr("lfdm.training.stream.training_dataset", lambda *args, **kwargs: Clips())
     monkeypatch.setattr("lfdm.training.dm.training_dataset", lambda *args, **kwargs: Clips())
     assert main(["train-dm", "--config", str(path), "--lfae", str(lfae_dir), "--output-dir", str(run)]) == 0
     assert (run / "checkpoint-1").is_dir() and (run / "model" / "unet").is_dir()

@@ -35,12 +35,13 @@ from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
 from lfdm.schedulers import diffusion_loss, make_sampler, make_training_scheduler
 from lfdm.training import loop
-from lfdm.training.common import init_weights, training_dataset
 from lfdm.training.config import FlowDiffusionTrainConfig, RunConfig
 from lfdm.training.dm_samples import sample_image, sample_videos, write_samples
 from lfdm.training.dm_targets import TargetCache, compute_targets, load_frozen_lfae
 from lfdm.training.ema import ExponentialMovingAverage
 from lfdm.training.loop import Stage
+from lfdm.training.stream import training_dataset
+from lfdm.training.warm_start import init_weights
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
 from lfdm.schedulers import make_sampler
-from lfdm.training.common import seeded_global_rngs
+from lfdm.training.stream import seeded_global_rngs
 from lfdm.video import write_video
 from lfdm.viz import flow_magnitude_max, flow_to_color, occlusion_to_image, panel_strip
 

@@ -26,10 +26,11 @@ from torch.utils.data import Dataset
 
 from lfdm.models import LatentFlowAutoencoder, LFAEOutput, RegionParams
 from lfdm.training import loop
-from lfdm.training.common import SampleStream, init_weights, training_dataset
 from lfdm.training.config import AutoencoderTrainConfig, RunConfig
-from lfdm.training.losses import AutoencoderLoss, RandomWarp
 from lfdm.training.loop import Stage
+from lfdm.training.losses import AutoencoderLoss, RandomWarp
+from lfdm.training.stream import SampleStream, training_dataset
+from lfdm.training.warm_start import init_weights
 
 logger = logging.getLogger(__name__)
 

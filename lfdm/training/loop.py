@@ -5,7 +5,7 @@ builds its model and data, computes one micro-batch's losses, writes samples and
 One optimiser step: for each of `gradient_accumulation_steps` micro-batches, the stage's losses under
 `accelerator.accumulate`, backward, clip the gradient norm when the gradients sync, step Adam; then step the
 MultiStepLR schedule, the stage's own per-step state (the EMA), log, draw samples and checkpoint on their schedules.
-The run folder's layout and what makes resuming exact are in `lfdm.training.common`.
+The run folder's layout and what makes resuming exact are in `lfdm.training.runs`.
 """
 
 from __future__ import annotations
@@ -18,24 +18,20 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from lfdm.training.common import (
+from lfdm.training.config import RunConfig
+from lfdm.training.logs import JsonlLogger, LossWindow, log_means, progress_bar, write_loss_curve
+from lfdm.training.runs import (
     LOG_FILE,
     LOSS_CURVE_FILE,
-    JsonlLogger,
-    LossWindow,
     default_run_dir,
     find_checkpoint,
     load_checkpoint,
-    log_means,
     make_accelerator,
     prepare_run_dir,
-    progress_bar,
     run_dir_of,
     save_checkpoint,
-    stream_loader,
-    write_loss_curve,
 )
-from lfdm.training.config import RunConfig
+from lfdm.training.stream import stream_loader
 
 logger = logging.getLogger(__name__)
 
