@@ -34,10 +34,10 @@ from einops import rearrange
 from torch.utils.data import Dataset
 
 from lfdm.data.factory import make_dataset
+from lfdm.evaluation.accuracy import AccuracyReport, accuracy_report
 from lfdm.evaluation.classifier import ActionClassifier
 from lfdm.evaluation.frechet import frechet_distance_of_features, i3d_features
 from lfdm.evaluation.lfae import LFAEEvaluation, ReconstructionScores, evaluate_reconstruction
-from lfdm.evaluation.train_classifier import AccuracyReport, accuracy_report
 from lfdm.metrics import psnr
 from lfdm.schedulers import DEFAULT_STEPS, make_scheduler
 
