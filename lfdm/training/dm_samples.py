@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -23,7 +22,7 @@ from lfdm.models.unet3d import FlowUNet3D
 from lfdm.schedulers import make_sampler
 from lfdm.training.stream import seeded_global_rngs
 from lfdm.video import write_video
-from lfdm.viz import flow_magnitude_max, flow_to_color, occlusion_to_image, panel_strip
+from lfdm.viz import captioned_rows, flow_magnitude_max, flow_to_color, occlusion_to_image, panel_strip, tile_grid
 
 logger = logging.getLogger(__name__)
 
@@ -98,31 +97,11 @@ def write_samples(output, stem: str | Path, *, fps: float = 8.0) -> list[Path]:
 def flow_strip(colours: np.ndarray, occlusions: np.ndarray, labels: list[str], gap: int = 2) -> np.ndarray:
     """colours, occlusions uint8 (L, F, h, w, 3) -> one picture: per label a caption column, then a row of flows
     over a row of occlusion maps, frames left to right, tiles of `TILE` pixels (nearest)."""
-    num_labels, num_frames, height = colours.shape[:3]
+    num_frames, height = colours.shape[1:3]
     tile = max(TILE, height)
     repeat = max(1, tile // height)
-
-    def row(images: np.ndarray) -> np.ndarray:  # (F, h, w, 3) -> (h', F * (w' + gap), 3)
-        big = images.repeat(repeat, axis=1).repeat(repeat, axis=2)
-        padded = np.pad(big, ((0, 0), (0, gap), (0, gap), (0, 0)), constant_values=255)
-        return np.concatenate(list(padded), axis=1)
-
-    blocks = []
-    for i in range(num_labels):
-        tiles = np.concatenate([row(colours[i]), row(occlusions[i])], axis=0)
-        caption = _caption_column(labels[i], tiles.shape[0], width=2 * tile)
-        blocks.append(np.concatenate([caption, tiles], axis=1))
-    return np.concatenate(blocks, axis=0)
-
-
-def _caption_column(text: str, height: int, width: int) -> np.ndarray:
-    """A white (height, width, 3) tile with `text` on it, shrunk to fit."""
-    tile = np.full((height, width, 3), 255, np.uint8)
-    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.45
-    (text_width, text_height), _ = cv2.getTextSize(text, font, scale, 1)
-    if text_width > width - 4:
-        scale *= (width - 4) / text_width
-        (text_width, text_height), _ = cv2.getTextSize(text, font, scale, 1)
-    origin = (2, (height + text_height) // 2)
-    cv2.putText(tile, text, origin, font, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    return tile
+    rows = []
+    for label, flows, occlusion in zip(labels, colours, occlusions, strict=True):
+        tiles = np.concatenate([flows, occlusion]).repeat(repeat, axis=1).repeat(repeat, axis=2)
+        rows.append((label, tile_grid(tiles, columns=num_frames, gap=gap)))
+    return captioned_rows(rows, caption_width=2 * tile, gap=gap, font_scale=0.45)

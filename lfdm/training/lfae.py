@@ -232,7 +232,7 @@ def train(config: RunConfig, resume: str | None = None, *, dataset: Dataset | No
 @torch.no_grad()
 def save_sample_grid(model: LatentFlowAutoencoder, batch: dict[str, torch.Tensor], path: Path) -> Path:
     """One row per pair: reference | driving | reconstruction | warped reference | flow | occlusion (PNG)."""
-    from lfdm.viz import flow_to_color, occlusion_to_image, panel_strip
+    from lfdm.viz import flow_to_color, occlusion_to_image, panel_grid
 
     was_training = model.training
     model.eval()  # BatchNorm running statistics, as at inference; and no statistics update on one process only
@@ -252,11 +252,9 @@ def save_sample_grid(model: LatentFlowAutoencoder, batch: dict[str, torch.Tensor
         "flow": flow_to_color(output.flow.float().cpu()),  # one colour scale for the whole grid
         "occlusion": occlusion_to_image(output.occlusion[:, 0].float().cpu()),
     }
-    # the pairs go through panel_strip as "frames": one captioned strip per pair, stacked with the first caption only
+    # the pairs go through the panel as "frames": one row per pair, the captions once on top
     tile = max(reference.shape[-1], 128)
-    strips = panel_strip(columns, scale=tile / reference.shape[-1])
-    caption = strips.shape[1] - tile
-    grid = np.concatenate([strips[0], *(strip[caption:] for strip in strips[1:])], axis=0)
+    grid = panel_grid(columns, scale=tile / reference.shape[-1])
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(path)
     return path
