@@ -107,11 +107,11 @@ def train(stage: Stage, resume: str | None = None) -> Path:
         )
     )
     log = JsonlLogger(run_dir / LOG_FILE)
-    if accelerator.is_main_process:
+    if main:
         log.truncate_after(step)
         stage.prepare_samples(dataset)
 
-    progress = progress_bar(settings.max_steps, step, enabled=accelerator.is_main_process)
+    progress = progress_bar(settings.max_steps, step, enabled=main)
     window = LossWindow()
     while step < settings.max_steps:
         window.add(optimisation_step(stage, accelerator, training_model, optimizer, batches, step))
@@ -124,8 +124,8 @@ def train(stage: Stage, resume: str | None = None) -> Path:
 
         if step % settings.log_every == 0 or step == settings.max_steps:
             lr = lr_schedule.get_last_lr()[0]
-            log_means(window, step, settings.max_steps, progress=progress, log=log, lr=lr, main=accelerator.is_main_process)
-        if accelerator.is_main_process and settings.sample_every and step % settings.sample_every == 0:
+            log_means(window, step, settings.max_steps, progress=progress, log=log, lr=lr, main=main)
+        if main and settings.sample_every and step % settings.sample_every == 0:
             stage.write_samples(unwrapped, run_dir / "samples" / f"step-{step:07d}")
             write_loss_curve(run_dir / LOG_FILE, run_dir / LOSS_CURVE_FILE)
         last = step == settings.max_steps
@@ -133,7 +133,7 @@ def train(stage: Stage, resume: str | None = None) -> Path:
             save_checkpoint(accelerator, run_dir, step, stage.export(unwrapped), keep_last=settings.keep_last)
 
     progress.close()
-    if accelerator.is_main_process:
+    if main:
         stage.export(accelerator.unwrap_model(training_model)).save_pretrained(run_dir / "model")
         write_loss_curve(run_dir / LOG_FILE, run_dir / LOSS_CURVE_FILE)
     accelerator.wait_for_everyone()
