@@ -11,6 +11,7 @@ The run folder's layout and what makes resuming exact are in `lfdm.training.runs
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from lfdm.training.stream import stream_loader
 logger = logging.getLogger(__name__)
 
 
-class Stage:
+class Stage(ABC):
     """What a training stage plugs into `train`. `name` prefixes default run folders; `config` is the whole run
     config and `train` its stage section (`AutoencoderTrainConfig` or `FlowDiffusionTrainConfig`), whose schedule,
     optimiser and bookkeeping fields the loop reads."""
@@ -45,17 +46,17 @@ class Stage:
     config: RunConfig
     train: Any
 
+    @abstractmethod
     def build(self, accelerator) -> tuple[nn.Module, Dataset]:
         """The module whose parameters Adam trains (not yet prepared) and the data set the stream runs over."""
-        raise NotImplementedError
 
     def prepared(self, accelerator, training_model: nn.Module) -> None:
         """After `accelerator.prepare`: register state that must be checkpointed besides the lr schedule."""
 
+    @abstractmethod
     def losses(self, accelerator, training_model: nn.Module, batch, micro_batch: int) -> dict[str, torch.Tensor]:
         """One micro-batch's scalar losses: "loss" (back-propagated) and any terms to log; `micro_batch` numbers
         the micro-batches of the run, for randomness that must repeat on resume."""
-        raise NotImplementedError
 
     def after_step(self, model: nn.Module, step: int) -> None:
         """After optimiser step `step` (1-based), with the unwrapped model."""
@@ -66,9 +67,9 @@ class Stage:
     def write_samples(self, model: nn.Module, stem: Path) -> None:
         """Write the sample pictures of the unwrapped model to `<stem>.*`."""
 
+    @abstractmethod
     def export(self, model: nn.Module):
         """What a checkpoint's `model/` and the run's `model/` hold: an object with `save_pretrained(folder)`."""
-        raise NotImplementedError
 
 
 def train(stage: Stage, resume: str | None = None) -> Path:
