@@ -35,10 +35,10 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from lfdm.data.factory import DataConfig
 from lfdm.evaluation.lfae import evaluation_videos
-from lfdm.evaluation.metrics import psnr
+from lfdm.metrics import psnr
 from lfdm.models import LatentFlowAutoencoder
-from lfdm.training.config import DataConfig
 
 
 def descend(latents: list[torch.Tensor], render, targets: torch.Tensor, iterations: int, lr: float) -> torch.Tensor:

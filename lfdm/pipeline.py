@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from einops import rearrange, repeat
 
-from lfdm.guidance import guided_noise
+from lfdm.guidance import guided_model_output
 from lfdm.images import load_image, preprocess_image
 from lfdm.latents import latents_to_flows
 from lfdm.models.labels import LabelEncoder
@@ -80,8 +81,8 @@ def predicted_clean_sample(scheduler, model_output: torch.Tensor, timestep, samp
     """x_0 from the model output at `timestep`, as DDPM/DDIM compute it (Ho et al. 2020, eq. 15).
 
     For schedulers whose step output has no `pred_original_sample` (DPM-Solver++, UniPC), so that every scheduler
-    gives callbacks and the trace the same quantity: x0 = (x_t - sqrt(1 - acp_t) eps) / sqrt(acp_t), then the
-    scheduler's own dynamic thresholding (or clipping) when its config turns it on.
+    gives callbacks and the trace the same quantity: x0 = (x_t - sqrt(1 - acp_t) eps) / sqrt(acp_t) when the model
+    output is the noise eps, then the scheduler's own dynamic thresholding (or clipping) when its config turns it on.
     """
     alpha_prod = scheduler.alphas_cumprod.to(device=sample.device, dtype=sample.dtype)[int(timestep)]
     beta_prod = 1 - alpha_prod
@@ -237,16 +238,25 @@ class LFDMPipeline(DiffusionPipeline):
         latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
         return latents * self.scheduler.init_noise_sigma
 
-    def predict_noise(self, latents, timestep, image_features, label_embeddings, guidance_scale) -> torch.Tensor:
-        """eps_theta(x_t, t, z_0, e(y)) (B, 3, F, h, w), float32.
+    def predict_model_output(self, latents, timestep, image_features, label_embeddings, guidance_scale) -> torch.Tensor:
+        """The U-Net's output o_theta(x_t, t, z_0, e(y)) (B, 3, F, h, w), float32: the clean sample, the noise or v,
+        as the scheduler's `prediction_type` says.
 
         `guidance_scale == 1` makes one conditional U-Net pass; anything else makes ONE batched pass over
-        [null; cond] and mixes the halves (`lfdm.guidance.guided_noise`, the official `forward_with_cond_scale`).
+        [null; cond] and mixes the halves (`lfdm.guidance.guided_model_output`, the official
+        `forward_with_cond_scale`).
         """
         model_input = self.scheduler.scale_model_input(latents, timestep).to(self.unet.dtype)
         timesteps = timestep.to(latents.device).expand(latents.shape[0])
-        noise = guided_noise(self.unet, model_input, timesteps, image_features, label_embeddings, guidance_scale)
-        return noise.float()
+        model_output = guided_model_output(
+            self.unet, model_input, timesteps, image_features, label_embeddings, guidance_scale
+        )
+        return model_output.float()
+
+    def predict_noise(self, *args, **kwargs) -> torch.Tensor:
+        """Deprecated name of `predict_model_output` (the shipped U-Net predicts the clean sample, not noise)."""
+        warnings.warn("LFDMPipeline.predict_noise is now predict_model_output", FutureWarning, stacklevel=2)
+        return self.predict_model_output(*args, **kwargs)
 
     def decode_flows(self, pixels, pyramid, flows, occlusions, chunk_size: int | None):
         """Warp and decode every frame: flows (B, F, h, w, 2), occlusions (B, F, h, w) -> frames, warped
@@ -354,11 +364,13 @@ class LFDMPipeline(DiffusionPipeline):
         trace, traced_timesteps, clean = [], [], None
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for step_index, timestep in enumerate(timesteps):
-                noise = self.predict_noise(latents, timestep, image_features, label_embeddings, guidance_scale)
-                step = self.scheduler.step(noise, timestep, latents, **step_kwargs)
+                model_output = self.predict_model_output(
+                    latents, timestep, image_features, label_embeddings, guidance_scale
+                )
+                step = self.scheduler.step(model_output, timestep, latents, **step_kwargs)
                 clean = getattr(step, "pred_original_sample", None)
                 if clean is None:
-                    clean = predicted_clean_sample(self.scheduler, noise, timestep, latents)
+                    clean = predicted_clean_sample(self.scheduler, model_output, timestep, latents)
                 latents = step.prev_sample
                 if return_step_trace:
                     trace.append(clean.float().cpu())

@@ -1,4 +1,5 @@
-"""Pictures of latent flows and occlusion maps, and side-by-side panels.
+"""Pictures of latent flows and occlusion maps, and the one set of picture layouts: side-by-side panels
+(`panel_strip`, `panel_grid`), tile grids (`tile_grid`) and captioned rows (`captioned_rows`, `caption_tile`).
 
 Every function takes numpy arrays or CPU torch tensors and returns numpy uint8 RGB images (..., H, W, 3).
 A flow is an absolute backward sampling grid (..., h, w, 2) in [-1, 1], x first (see `lfdm.latents`): pixel (i, j)
@@ -226,10 +227,12 @@ def _as_frames(frames, caption: str) -> np.ndarray:
     return array
 
 
-def _caption_bar(text: str, width: int, height: int) -> np.ndarray:
+def caption_tile(text: str, width: int, height: int, *, font_scale: float | None = None) -> np.ndarray:
+    """A white uint8 (height, width, 3) tile with `text` centred in black; `font_scale` defaults to height / 40, and
+    long text shrinks to fit."""
     bar = np.full((height, width, 3), 255, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
-    scale = height / 40
+    scale = font_scale or height / 40
     (text_width, text_height), baseline = cv2.getTextSize(text, font, scale, 1)
     if text_width > width - 4:  # shrink long captions to fit the tile
         scale *= (width - 4) / text_width
@@ -237,6 +240,34 @@ def _caption_bar(text: str, width: int, height: int) -> np.ndarray:
     top = (height - text_height - baseline) // 2  # centre the glyphs including descenders
     cv2.putText(bar, text, ((width - text_width) // 2, top + text_height), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return bar
+
+
+def tile_grid(tiles, *, columns: int | None = None, gap: int = 2) -> np.ndarray:
+    """Tiles (N, H, W, 3) (uint8, or float in [0, 1]) -> one uint8 picture, left to right in rows of `columns`
+    (default: one row), `gap` white pixels between them."""
+    tiles = _as_frames(tiles, "tiles")
+    count, height, width = tiles.shape[:3]
+    columns = min(columns or count, count)
+    rows = -(-count // columns)
+    grid = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap, 3), 255, np.uint8)
+    for index, tile in enumerate(tiles):
+        top, left = (index // columns) * (height + gap), (index % columns) * (width + gap)
+        grid[top : top + height, left : left + width] = tile
+    return grid
+
+
+def captioned_rows(
+    rows: Sequence[tuple[str, np.ndarray]], *, caption_width: int, gap: int = 2, **caption
+) -> np.ndarray:
+    """Pictures uint8 (H_i, W, 3) stacked top to bottom, each with its caption in a white column on its left
+    (`caption`: `caption_tile` options), `gap` white pixels between rows."""
+    blocks = []
+    for index, (text, picture) in enumerate(rows):
+        label = caption_tile(text, caption_width, picture.shape[0], **caption)
+        blocks.append(np.concatenate([label, picture], axis=1))
+        if gap and index < len(rows) - 1:
+            blocks.append(np.full((gap, blocks[-1].shape[1], 3), 255, np.uint8))
+    return np.concatenate(blocks, axis=0)
 
 
 def panel_strip(
@@ -263,6 +294,24 @@ def panel_strip(
     Returns:
         uint8 (F, caption_height + tile height, total width, 3).
     """
+    captions, frames = _panel(columns, scale, interpolation, caption_height, gap)
+    captions = np.broadcast_to(captions, (frames.shape[0], *captions.shape))
+    return np.ascontiguousarray(np.concatenate([captions, frames], axis=1))
+
+
+def panel_grid(columns: Mapping[str, object] | Sequence[tuple[str, object]], **options) -> np.ndarray:
+    """`panel_strip` with its F frames as the rows of one picture, the captions once on top (e.g. one row per
+    (reference, driving) pair): uint8 (caption_height + F * tile height, total width, 3). `options`: those of
+    `panel_strip`."""
+    captions, frames = _panel(columns, **options)
+    return np.concatenate([captions, *frames], axis=0)
+
+
+def _panel(
+    columns, scale: float = 1.0, interpolation: str = "nearest", caption_height: int | None = None, gap: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """The parts of a panel: the caption bars uint8 (caption_height, width, 3) and the tiles (F, tile height,
+    width, 3), with `gap` white columns between the columns."""
     pairs = list(columns.items()) if isinstance(columns, Mapping) else list(columns)
     if not pairs:
         raise ValueError("`columns` is empty; pass at least one (caption, frames) pair.")
@@ -275,15 +324,13 @@ def panel_strip(
         raise ValueError(f"`scale` must be positive; got {scale}.")
     tile_height = max(1, round(max(frames.shape[1] for _, frames in tiles) * scale))
     caption_height = caption_height or max(12, tile_height // 8)
-    parts = []
+    bars, parts = [], []
     for index, (caption, frames) in enumerate(tiles):
         tile_width = max(1, round(frames.shape[2] * tile_height / frames.shape[1]))
         frames = _resize(frames, tile_height, tile_width, interpolation)
-        frames = np.broadcast_to(frames, (num_frames, *frames.shape[1:]))
-        bar = np.broadcast_to(
-            _caption_bar(caption, tile_width, caption_height), (num_frames, caption_height, tile_width, 3)
-        )
-        parts.append(np.concatenate([bar, frames], axis=1))
+        parts.append(np.broadcast_to(frames, (num_frames, *frames.shape[1:])))
+        bars.append(caption_tile(caption, tile_width, caption_height))
         if gap and index < len(tiles) - 1:
-            parts.append(np.full((num_frames, caption_height + tile_height, gap, 3), 255, np.uint8))
-    return np.ascontiguousarray(np.concatenate(parts, axis=2))
+            parts.append(np.full((num_frames, tile_height, gap, 3), 255, np.uint8))
+            bars.append(np.full((caption_height, gap, 3), 255, np.uint8))
+    return np.concatenate(bars, axis=1), np.concatenate(parts, axis=2)

@@ -333,3 +333,13 @@ def test_api_compare_returns_one_grid_video(client, images, service):
     )
     assert probe_video(_video_path(video)).num_frames == service.pipeline().num_frames
     assert sorted(Path(path).name for path in downloads) == ["compare.gif", "compare.mp4"]
+
+
+def test_about_shows_the_default_models_own_card(tiny_pipeline_dir, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_pipeline_dir, folder)
+    (folder / "README.md").write_text("# tiny\n\nIt moves the mouth and nothing else.\n")
+    service = GenerationService({"tiny": str(folder)}, "tiny", work_dir=tmp_path / "requests")
+    markdown = [str(block.value) for block in build_demo(service).blocks.values() if hasattr(block, "value")]
+    about = [value for value in markdown if "What LFDM is" in value]
+    assert about and "It moves the mouth and nothing else." in about[0], "the card, not facts fixed in the app"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lfdm.evaluation.metrics import psnr
+from lfdm.metrics import psnr
 from lfdm.models import LatentFlowAutoencoder
 from lfdm.testing import tiny_lfae_config
 

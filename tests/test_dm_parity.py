@@ -21,7 +21,7 @@ from lfdm.convert import (
     official_unet_keys,
     unet_config_from_official,
 )
-from lfdm.guidance import guided_noise
+from lfdm.guidance import guided_model_output
 from lfdm.models.unet3d import FlowUNet3D
 from lfdm.schedulers import make_training_scheduler
 
@@ -59,7 +59,7 @@ def loaded(request, parity_device) -> Loaded:
         unet.to(parity_device)
         eps_cond = unet(*inputs).sample.cpu()
         eps_null = unet(*inputs[:3], None).sample.cpu()
-        eps_guided = guided_noise(unet, *inputs, 2.0).cpu()
+        eps_guided = guided_model_output(unet, *inputs, 2.0).cpu()
         unet.cpu()
     return Loaded(unet, io, eps_cond, eps_null, eps_guided, checkpoint, params)
 
@@ -102,7 +102,7 @@ def test_null_label_noise_matches_official(loaded):
     assert_matches(loaded.eps_null, loaded.io["out.unet.eps_null"], "null-label eps")
 
 
-def test_guided_noise_matches_official(loaded):
+def test_guided_model_output_matches_official(loaded):
     assert_matches(loaded.eps_guided, loaded.io["out.unet.eps_guided_cs2"], "guided eps (scale 2)")
 
 

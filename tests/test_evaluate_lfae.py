@@ -9,7 +9,7 @@ import torch
 
 from lfdm.cli import main
 from lfdm.evaluation.lfae import evaluate_reconstruction
-from lfdm.evaluation.metrics import psnr
+from lfdm.metrics import psnr
 from lfdm.models import LatentFlowAutoencoder
 from lfdm.testing import tiny_lfae_config
 
@@ -90,3 +90,18 @@ def test_command_writes_json_with_both_rows(tiny_model, tmp_path, capsys):
 def test_command_rejects_a_folder_without_a_model(tmp_path, capsys):
     assert main(["evaluate-lfae", "--model", str(tmp_path)]) == 1
     assert "save_pretrained" in capsys.readouterr().err
+
+
+def test_data_is_named_as_in_every_command_and_the_older_spelling_still_works():
+    from argparse import Namespace
+
+    from lfdm.commands.evaluate_lfae import _data_source
+
+    def source(data, data_root=None, preset=None):
+        return _data_source(Namespace(data=data, data_root=data_root, preset=preset))
+
+    assert source("mug", "/data/MUG") == ("mug", "/data/MUG")
+    assert source("/data/MUG", preset="mug") == ("mug", "/data/MUG"), "--data DIR --preset NAME"
+    assert source("/data/videos") == ("folder", "/data/videos"), "the older default preset was a plain folder"
+    with pytest.raises(ValueError, match="--data mug --data-root"):
+        source("synthface", preset="mug")

@@ -12,6 +12,7 @@ from PIL import Image
 
 from lfdm.cli import main
 from lfdm.data.synthetic import SYNTHFACE_LABELS, SynthFaceDataset, render_video
+from lfdm.evaluation.accuracy import accuracy_report
 from lfdm.evaluation.classifier import ActionClassifier, resample_clip
 from lfdm.evaluation.frechet import (
     FeatureStatistics,
@@ -24,7 +25,6 @@ from lfdm.evaluation.generation import SamplerSetting, parse_sampler_settings, s
 from lfdm.evaluation.train_classifier import (
     ClassifierTrainConfig,
     ClipPool,
-    accuracy_report,
     augment_clips,
     build_clip_pool,
     train_classifier,
@@ -150,6 +150,7 @@ def test_train_classifier_command_writes_model_summary_and_card(tmp_path):
     assert "--steps 3" in summary["command"]
     card = (tmp_path / "eval" / "README.md").read_text()
     assert "Accuracy on real test videos" in card and "not FVD" in card
+    assert "32 px, 4 frames" in card and "64 px" not in card, "the card says the sizes the run read"
 
 
 # --- Fréchet distances ------------------------------------------------------------------------------------------------

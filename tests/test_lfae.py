@@ -175,7 +175,7 @@ def test_training_step_reaches_every_network():
 
 def test_residual_flow_head_starts_at_zero_then_shifts_the_flow_and_learns(model):
     from lfdm.models.lfae.flow_predictor import RESIDUAL_FLOW_SCALE
-    from lfdm.training.common import init_weights
+    from lfdm.training.warm_start import init_weights
 
     grown = LatentFlowAutoencoder(**{**TINY, "flow_residual": True}).eval()
     init_weights(grown, model, "test")  # the head is new: it keeps its zeros

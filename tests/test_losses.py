@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lfdm.evaluation.metrics import l1_error, psnr, ssim
+from lfdm.metrics import l1_error, psnr, ssim
 from lfdm.training.losses import (
     VGG19_FEATURE_LAYERS,
     AutoencoderLoss,
@@ -182,13 +182,26 @@ def test_equivariance_losses_are_positive_for_a_random_transform_of_a_fixed_pred
 
 def test_autoencoder_loss_sums_weighted_terms():
     x, prediction = images(), images(seed=1)
-    regions = soft_regions(x)
+    generator = torch.Generator().manual_seed(5)
+    warp = RandomWarp(2, sigma_affine=0.1, sigma_tps=0.01, points_tps=5, generator=generator)
+    driving, transformed = soft_regions(x), soft_regions(prediction)
     criterion = AutoencoderLoss(
-        ReconstructionLoss(scales=(1.0,)), equivariance_shift_weight=10, equivariance_affine_weight=0
+        ReconstructionLoss(scales=(1.0,), l1_weight=3.0, ssim_weight=0.5),
+        equivariance_shift_weight=7.0,
+        equivariance_affine_weight=0,
     )
-    output = criterion(prediction, x, regions, regions, identity_warp())
-    assert set(output.terms) == {"l1", "ssim", "equivariance_shift"}
-    assert output.total.item() == pytest.approx(sum(v.item() for v in output.terms.values()), rel=1e-6)
+    output = criterion(prediction, x, driving, transformed, warp)
+    shift_loss, _ = equivariance_losses(driving.shift, driving.affine, transformed.shift, transformed.affine, warp)
+    expected = {
+        "l1": 3.0 * (prediction - x).abs().mean(),
+        "ssim": 0.5 * (1 - ssim(prediction, x)).mean(),
+        "equivariance_shift": 7.0 * shift_loss,
+    }
+    assert set(output.terms) == set(expected), "a zero weight switches its term off"
+    for name, value in expected.items():
+        assert value.item() > 1e-4, f"{name}: the inputs must make every unweighted term non-zero"
+        assert output.terms[name].item() == pytest.approx(value.item(), rel=1e-5), f"{name} is not weight * term"
+    assert output.total.item() == pytest.approx(sum(v.item() for v in expected.values()), rel=1e-5)
     assert math.isfinite(output.total.item())
     assert set(criterion(prediction, x).terms) == {"l1", "ssim"}, "no warp: no equivariance terms"
 

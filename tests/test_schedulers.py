@@ -10,7 +10,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 from safetensors.torch import load_file
 
-from lfdm.guidance import guided_noise
+from lfdm.guidance import guided_model_output
 from lfdm.models.unet3d import FlowUNet3D, UNet3DOutput
 from lfdm.schedulers import (
     DEFAULT_STEPS,
@@ -75,7 +75,9 @@ def test_dynamic_thresholding_rescales_instead_of_clipping():
     thresholded = make_training_scheduler()._threshold_sample(x0)
     torch.testing.assert_close(thresholded, official_threshold(x0), rtol=1e-6, atol=1e-7)
     assert thresholded[0].abs().max() == 1.0 and (thresholded[0].abs() < 0.5).float().mean() > 0.2
-    torch.testing.assert_close(thresholded[1], x0[1].clamp(-1, 1)), "at the floor s = 1 it is plain clipping"
+    torch.testing.assert_close(
+        thresholded[1], x0[1].clamp(-1, 1), msg=lambda default: f"at the floor s = 1 it is plain clipping: {default}"
+    )
 
 
 def test_add_noise_follows_the_forward_process():
@@ -238,7 +240,7 @@ def test_guidance_scale_one_is_a_single_conditional_pass(unet):
     latents, features, labels = toy_batch()
     counting = CountingUNet(unet)
     with torch.no_grad():
-        guided = guided_noise(counting, latents, torch.tensor([10, 900]), features, labels, 1.0)
+        guided = guided_model_output(counting, latents, torch.tensor([10, 900]), features, labels, 1.0)
         plain = unet(latents, torch.tensor([10, 900]), features, labels).sample
     assert counting.batches == [2]
     torch.testing.assert_close(guided, plain, rtol=0, atol=0)
@@ -249,9 +251,30 @@ def test_guidance_runs_one_doubled_batch_equal_to_two_passes(unet):
     counting = CountingUNet(unet)
     timestep = torch.tensor([10, 900])
     with torch.no_grad():
-        guided = guided_noise(counting, latents, timestep, features, labels, 3.0)
+        guided = guided_model_output(counting, latents, timestep, features, labels, 3.0)
         conditional = unet(latents, timestep, features, labels).sample
         unconditional = unet(latents, timestep, features, None).sample
     assert counting.batches == [4], "null and conditional predictions share one U-Net call"
     expected = unconditional + (conditional - unconditional) * 3.0
     torch.testing.assert_close(guided, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_old_noise_names_still_work_and_say_the_new_ones(unet):
+    from lfdm.guidance import guided_noise
+    from lfdm.testing import make_tiny_pipeline
+
+    latents, features, labels = toy_batch()
+    with torch.no_grad(), pytest.warns(FutureWarning, match="guided_model_output"):
+        old = guided_noise(unet, latents, torch.tensor([10, 900]), features, labels, 2.0)
+    with torch.no_grad():
+        new = guided_model_output(unet, latents, torch.tensor([10, 900]), features, labels, 2.0)
+    torch.testing.assert_close(old, new, rtol=0, atol=0)
+    pipe = make_tiny_pipeline()
+    pipe.scheduler.set_timesteps(2)
+    sample = torch.zeros(1, 3, pipe.num_frames, pipe.latent_size, pipe.latent_size)
+    image_features = torch.zeros(1, pipe.unet.config.feature_channels, pipe.latent_size, pipe.latent_size)
+    arguments = (sample, pipe.scheduler.timesteps[0], image_features, None, 1.0)
+    with torch.no_grad(), pytest.warns(FutureWarning, match="predict_model_output"):
+        old = pipe.predict_noise(*arguments)
+    with torch.no_grad():
+        torch.testing.assert_close(old, pipe.predict_model_output(*arguments), rtol=0, atol=0)

@@ -11,8 +11,8 @@ from PIL import Image
 
 from lfdm.data.synthetic import SYNTHFACE_LABELS
 from lfdm.evaluation.classifier import ActionClassifier
-from lfdm.evaluation.metrics import psnr
 from lfdm.images import preprocess_image
+from lfdm.metrics import psnr
 from lfdm.pipeline import load_pipeline
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"

@@ -12,20 +12,10 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from lfdm.training.common import (
-    JsonlLogger,
-    LossWindow,
-    SampleStream,
-    StreamBatchSampler,
-    find_checkpoint,
-    list_checkpoints,
-    log_means,
-    prepare_run_dir,
-    read_jsonl,
-    resolve_mixed_precision,
-    write_loss_curve,
-)
 from lfdm.training.config import AutoencoderTrainConfig, RunConfig, load_config, save_config
+from lfdm.training.logs import JsonlLogger, LossWindow, log_means, read_jsonl, write_loss_curve
+from lfdm.training.runs import find_checkpoint, list_checkpoints, prepare_run_dir, resolve_mixed_precision
+from lfdm.training.stream import SampleStream, StreamBatchSampler
 
 
 def test_unknown_key_raises_and_lists_the_valid_keys():
@@ -136,7 +126,7 @@ def test_a_run_without_a_progress_bar_logs_how_far_it_is(tmp_path, caplog, termi
     window.add({"loss": 2.0})
     window.add({"loss": 4.0})
     progress = SimpleNamespace(disable=not terminal, set_postfix=lambda **kwargs: None)
-    with caplog.at_level(logging.INFO, logger="lfdm.training.common"):
+    with caplog.at_level(logging.INFO, logger="lfdm.training.logs"):
         log_means(window, 20, 100, progress=progress, log=log, lr=1e-4, main=True)
     (record,) = read_jsonl(tmp_path / "log.jsonl")
     assert record["step"] == 20 and record["loss"] == 3.0 and record["lr"] == 1e-4
@@ -187,3 +177,48 @@ def test_stream_batches_split_processes_and_resume_at_a_micro_batch():
     assert batches(0, 0) == [[0, 1], [4, 5], [8, 9]]
     assert batches(0, 1) == [[2, 3], [6, 7], [10, 11]]
     assert batches(1, 0, count=2) == batches(0, 0)[1:], "resuming at micro-batch 1 continues the same stream"
+
+
+def test_training_and_evaluation_do_not_import_each_other():
+    import ast
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "lfdm"
+    for package, other in (("training", "lfdm.evaluation"), ("evaluation", "lfdm.training")):
+        for path in (root / package).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                assert not any(name.startswith(other) for name in names), f"{path.name} imports {other}"
+
+
+def test_shipped_run_configs_load_and_hold_only_their_stage_sections():
+    import pathlib
+
+    import yaml
+
+    from lfdm.training.config import STAGE_SECTIONS
+
+    folder = pathlib.Path(__file__).resolve().parents[1] / "checkpoints" / "training"
+    paths = sorted(folder.glob("*.yaml"))
+    assert len(paths) == 19, "one config per shipped run"
+    for path in paths:
+        stage = "dm" if "_dm" in path.stem else "lfae"
+        config = load_config(path)
+        assert tuple(yaml.safe_load(path.read_text())) == STAGE_SECTIONS[stage], path.name
+        assert (config.train_dm is not None) == (stage == "dm"), path.name
+    shipped_lfae = json.loads((folder.parent / "lfae" / "config.json").read_text())
+    trained = load_config(folder / "18_lfae.yaml").lfae
+    assert {key: shipped_lfae[key] for key in trained} == trained, "18_lfae.yaml trained the shipped autoencoder"
+
+
+def test_a_run_saves_the_sections_its_stage_reads_and_older_run_folders_still_load(tmp_path):
+    config = RunConfig.from_dict(
+        {"data": {"lfae_frame_sampling": "pair"}, "lfae": {"image_size": 32}, "unet": {"dim": 8}, "train_dm": {}}
+    )
+    assert list(config.to_dict("lfae")) == ["data", "lfae", "train_lfae"]
+    assert list(config.to_dict("dm")) == ["data", "unet", "train_dm"], "sections that are not set are left out"
+    assert "lfae_frame_sampling" not in config.to_dict()["data"], "the one stage-one sampling is no longer a key"
+    with pytest.raises(ValueError, match="lfae_frame_sampling"):
+        RunConfig.from_dict({"data": {"lfae_frame_sampling": "clip"}})

@@ -304,7 +304,7 @@ def test_cache_stores_the_targets_of_the_stream_and_is_reused(lfae_dir, tmp_path
     from accelerate import Accelerator
 
     from lfdm.training import dm_targets
-    from lfdm.training.common import SampleStream
+    from lfdm.training.stream import SampleStream
 
     lfae = load_frozen_lfae(lfae_dir)
     config = make_config(tmp_path / "run", lfae_dir, dataset="folder")
@@ -378,9 +378,19 @@ def test_command_trains_and_resumes(lfae_dir, tmp_path, monkeypatch):
         make_config(tmp_path / "unused", lfae_dir, max_steps=1, checkpoint_every=1), tmp_path / "tiny.yaml"
     )
     run = tmp_path / "cli-run"
-    monkeypatch.setattr("lfdm.training.common.build_dataset", lambda *args, **kwargs: Clips())
-    monkeypatch.setattr("lfdm.training.dm.build_dataset", lambda *args, **kwargs: Clips())
+    monkeypatch.setattr("lfdm.training.stream.training_dataset", lambda *args, **kwargs: Clips())
+    monkeypatch.setattr("lfdm.training.dm.training_dataset", lambda *args, **kwargs: Clips())
     assert main(["train-dm", "--config", str(path), "--lfae", str(lfae_dir), "--output-dir", str(run)]) == 0
     assert (run / "checkpoint-1").is_dir() and (run / "model" / "unet").is_dir()
     assert main(["train-dm", "--resume", str(run), "--max-steps", "2"]) == 0, "resume needs neither --config nor --lfae"
     assert (run / "checkpoint-2").is_dir()
+
+
+def test_a_diffusion_run_checks_the_autoencoder_it_loads(lfae_dir, tmp_path):
+    config = make_config(tmp_path / "run", lfae_dir)
+    config.lfae = {"image_size": 32, "num_regions": 99}
+    with pytest.raises(ValueError, match="num_regions: 99 here"):
+        train(config, dataset=Clips())
+    saved = train(make_config(tmp_path / "saved", lfae_dir, max_steps=1), dataset=Clips())
+    assert "lfae" not in load_config(saved / "config.yaml").to_dict("dm"), "a diffusion run saves its own sections"
+    assert not load_config(saved / "config.yaml").lfae

@@ -13,9 +13,9 @@ from torch.utils.data import Dataset
 from lfdm.cli import main
 from lfdm.models import LatentFlowAutoencoder
 from lfdm.testing import tiny_lfae_config
-from lfdm.training.common import read_jsonl
 from lfdm.training.config import RunConfig
 from lfdm.training.lfae import train
+from lfdm.training.logs import read_jsonl
 
 TINY_LFAE = tiny_lfae_config(width=8, num_regions=4)
 

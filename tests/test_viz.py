@@ -5,13 +5,16 @@ import torch
 from lfdm.latents import identity_grid, resting_grid
 from lfdm.viz import (
     GRID_COLOR,
+    captioned_rows,
     color_wheel_legend,
     draw_grid,
     flow_magnitude_max,
     flow_to_color,
     make_color_wheel,
     occlusion_to_image,
+    panel_grid,
     panel_strip,
+    tile_grid,
 )
 
 
@@ -177,3 +180,30 @@ def test_panel_strip_rejects_mismatched_frame_counts():
         panel_strip([("a", np.zeros((2, 8, 8, 3))), ("b", np.zeros((3, 8, 8, 3)))])
     with pytest.raises(ValueError, match="empty"):
         panel_strip({})
+
+
+def test_tile_grid_fills_rows_left_to_right_with_white_gaps():
+    tiles = np.stack([np.full((4, 6, 3), value, np.uint8) for value in (10, 20, 30)])
+    grid = tile_grid(tiles, columns=2, gap=1)
+    assert grid.shape == (4 + 1 + 4, 6 + 1 + 6, 3)
+    assert grid[0, 0, 0] == 10 and grid[0, 7, 0] == 20 and grid[5, 0, 0] == 30, "row by row"
+    assert (grid[4] == 255).all() and (grid[:, 6] == 255).all() and (grid[5:, 7:] == 255).all(), "gaps and the rest"
+    assert tile_grid(tiles).shape == (4, 3 * 6 + 2 * 2, 3), "one row by default"
+
+
+def test_captioned_rows_put_a_caption_column_left_of_each_row():
+    rows = [("smile", np.zeros((8, 10, 3), np.uint8)), ("frown", np.zeros((5, 10, 3), np.uint8))]
+    picture = captioned_rows(rows, caption_width=30, gap=2)
+    assert picture.shape == (8 + 2 + 5, 30 + 10, 3)
+    assert (picture[:8, 30:] == 0).all() and (picture[8:10] == 255).all()
+    assert (picture[:8, :30] < 255).any(), "the caption is drawn"
+
+
+def test_panel_grid_is_the_strip_frames_as_rows_under_one_caption_bar():
+    frames = np.random.default_rng(0).random((3, 8, 8, 3))
+    strip = panel_strip({"a": frames, "b": frames}, scale=2)
+    grid = panel_grid({"a": frames, "b": frames}, scale=2)
+    caption = strip.shape[1] - 16
+    assert grid.shape == (caption + 3 * 16, strip.shape[2], 3)
+    np.testing.assert_array_equal(grid[: caption + 16], strip[0])
+    np.testing.assert_array_equal(grid[caption + 32 :], strip[2, caption:])

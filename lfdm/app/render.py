@@ -14,7 +14,15 @@ import cv2
 import numpy as np
 
 from lfdm.video import write_video
-from lfdm.viz import color_wheel_legend, flow_magnitude_max, flow_to_color, occlusion_to_image, panel_strip, to_uint8
+from lfdm.viz import (
+    color_wheel_legend,
+    flow_magnitude_max,
+    flow_to_color,
+    occlusion_to_image,
+    panel_strip,
+    tile_grid,
+    to_uint8,
+)
 
 _STRIP_COLUMNS = 10  # frames per row of an inspector strip; 40 frames make 4 rows
 _COMPARE_COLUMNS = 4  # labels per row of the comparison grid
@@ -116,18 +124,6 @@ def write_display_videos(folder: Path, output, *, fps: float, size: int) -> Disp
     return DisplayVideos(*paths)
 
 
-def frame_grid(frames: np.ndarray, *, columns: int = _STRIP_COLUMNS, gap: int = 2) -> np.ndarray:
-    """uint8 (F, H, W, 3) -> one picture, frames left to right in rows of `columns`, white gaps."""
-    count, height, width = frames.shape[:3]
-    columns = min(columns, count)
-    rows = -(-count // columns)
-    grid = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap, 3), 255, np.uint8)
-    for index, frame in enumerate(frames):
-        top, left = (index // columns) * (height + gap), (index % columns) * (width + gap)
-        grid[top : top + height, left : left + width] = frame
-    return grid
-
-
 @dataclass(frozen=True)
 class StepPictures:
     caption: str
@@ -145,7 +141,9 @@ def render_step(trace: StepTrace, index: int, *, tile: int) -> StepPictures:
         f"{trace.max_magnitude:.3f} (the image is 2 wide) at every step."
     )
     occlusions = occlusion_to_image(trace.occlusions[index].astype(np.float32), tile)
-    return StepPictures(caption, frame_grid(colors), frame_grid(occlusions))
+    return StepPictures(
+        caption, tile_grid(colors, columns=_STRIP_COLUMNS), tile_grid(occlusions, columns=_STRIP_COLUMNS)
+    )
 
 
 def write_step_videos(folder: Path, trace: StepTrace, index: int, *, fps: float, size: int) -> tuple[Path, Path]:

@@ -37,18 +37,15 @@ DDIM or UniPC; the paper used 1000 DDPM steps), and the autoencoder warps and de
 Because the pixels come from your image, the subject keeps its identity.
 
 ## What the models know
-- The model shipped in `checkpoints/` is trained on **SynthFace**, procedurally drawn faces making the seven MUG
-  expressions (anger, disgust, fear, happiness, neutral, sadness, surprise). It has never seen a photograph.
-  Its actions show in the brows, eyes and mouth and in how the head moves, some more weakly than in SynthFace's
-  own videos (sadness's mouth); on a face with glasses, anger's lowered brows hide behind the frames. Guidance
-  above 1 (under *Advanced*) lets the first frame drift from your image and makes some videos harder to read;
-  with DDIM it loses neutral and anger.
+- The model shipped in `checkpoints/` is trained on **SynthFace**, procedurally drawn faces making facial
+  expressions; it has never seen a photograph. What it does well and where it fails is measured in its model card
+  (`checkpoints/README.md`), shown at the end of this page.
 - A converted release of the authors' **MUG** model was trained on the MUG facial expression database: 465 videos
   of 26 people, frontal faces against a plain background, 128x128 pixels, 40 frames. Their **UTD-MHAD** (27 body
   actions, 4 people) and **NATOPS** (24 aircraft-handling gestures) models know whole-body motion of one person
   in a fixed indoor scene.
 - The selected model's own numbers (size, frames, actions, model card) are shown under **Advanced** on the
-  Generate tab.
+  Generate tab, and the default model's at the end of this page.
 
 ## Limits
 - Videos have the model's training resolution (shown under *Advanced*); the display upscales them.

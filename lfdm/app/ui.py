@@ -266,7 +266,7 @@ def build_demo(service: GenerationService, *, examples_dir: str | Path | None = 
             with gr.Tab("Compare"):
                 compare = _compare_tab()
             with gr.Tab("About"):
-                gr.Markdown(text.ABOUT)
+                gr.Markdown(f"{text.ABOUT}\n## The default model\n{service.describe()}")
         _wire(demo, _Handlers(service), inputs, results, inspector, compare, request_id)
     return demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
 

@@ -6,19 +6,22 @@ import argparse
 import dataclasses
 import logging
 
+from lfdm.data.factory import DATASETS
+
 
 def add_run_arguments(parser: argparse.ArgumentParser, section: str) -> None:
-    """--config, --resume, --output-dir, --data-root, --max-steps; `section` is `train_lfae` or `train_dm`."""
+    """--config, --resume, --output-dir, --data, --data-root, --max-steps; `section` is `train_lfae` or `train_dm`."""
     parser.add_argument("--config", help="YAML run config (lfdm/configs/*.yaml); default with --resume: the run's own")
     parser.add_argument("--resume", metavar="DIR", help="continue a run: its folder, or one checkpoint-<step> folder")
     parser.add_argument("--output-dir", help=f"run folder (overrides {section}.output_dir)")
+    parser.add_argument("--data", choices=DATASETS, metavar="NAME", help="training videos (overrides data.dataset)")
     parser.add_argument("--data-root", help="folder of the training videos (overrides data.root)")
     parser.add_argument("--max-steps", type=int, help=f"optimiser steps in total (overrides {section}.max_steps)")
 
 
 def load_run_config(args: argparse.Namespace, section: str, *, start_hint: str):
     """The run config of `--config`, or of the run being resumed, with the command-line overrides applied."""
-    from lfdm.training.common import CONFIG_FILE, find_checkpoint, run_dir_of
+    from lfdm.training.runs import CONFIG_FILE, find_checkpoint, run_dir_of
     from lfdm.training.config import load_config
 
     if args.config is None and args.resume is None:
@@ -34,8 +37,11 @@ def load_run_config(args: argparse.Namespace, section: str, *, start_hint: str):
     }
     if overrides:
         setattr(config, section, dataclasses.replace(getattr(config, section), **overrides))
-    if args.data_root is not None:
-        config.data = dataclasses.replace(config.data, root=args.data_root)
+    data_overrides = {
+        name: value for name, value in (("dataset", args.data), ("root", args.data_root)) if value is not None
+    }
+    if data_overrides:
+        config.data = dataclasses.replace(config.data, **data_overrides)
     return config
 
 

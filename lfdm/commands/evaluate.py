@@ -19,7 +19,7 @@ import json
 import logging
 from pathlib import Path
 
-DATASETS = ("synthface", "mug", "mhad", "natops", "folder")
+from lfdm.commands._data import add_data_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,9 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--classifier", default="checkpoints/eval/action_classifier", help="ActionClassifier save_pretrained folder"
     )
-    parser.add_argument("--data", default="synthface", choices=DATASETS, help="test videos (real: --data-root)")
-    parser.add_argument("--data-root", help="folder of the videos (all but synthface)")
-    parser.add_argument("--label-from", default="folder", help="folder data: 'folder' or a CSV (path,label,split)")
+    add_data_arguments(parser, "test videos")
     parser.add_argument("--num-identities", type=int, default=10, help="SynthFace test identities (x every label)")
     parser.add_argument("--max-videos", type=int, help="real data: evaluate at most this many test videos")
     parser.add_argument("--data-seed", type=int, default=0, help="SynthFace data set seed (identity split)")
@@ -61,21 +59,17 @@ def _cases(args: argparse.Namespace, pipe):
         test = synthface_cases("test", args.num_identities, labels=labels, **common)
         train = synthface_cases("train", args.num_identities, labels=labels, **common)
         return test, train, f"SynthFace, {args.num_identities} test identities x {len(labels)} labels"
-    if not args.data_root:
-        raise ValueError(f"--data {args.data} reads videos from a folder; pass --data-root DIR.")
-    from lfdm.data.videos import VideoFolderDataset
+    from lfdm.data.factory import make_dataset
 
     common = {
-        "preset": None if args.data == "folder" else args.data,
+        "root": args.data_root,
         "label_from": args.label_from,
-        "view": "clip",
         "resolution": pipe.image_size,
         "num_frames": pipe.num_frames,
-        "frame_sampling": "uniform",
         "labels": pipe.labels,
     }
-    test = VideoFolderDataset(args.data_root, split="test", **common)
-    train = VideoFolderDataset(args.data_root, split="train", **common)
+    test = make_dataset(args.data, split="test", **common)
+    train = make_dataset(args.data, split="train", **common)
     count = min(len(test), args.max_videos or len(test))
     # the floor compares as many training videos with the test videos
     test_cases = dataset_cases(test, max_videos=count)

@@ -1,7 +1,9 @@
 """`python -m lfdm evaluate-lfae`: how well an autoencoder reconstructs test videos from their first frame.
 
 python -m lfdm evaluate-lfae --model runs/lfae-synthface64-20250101-120000/model --data synthface
-python -m lfdm evaluate-lfae --model checkpoints/mug/lfae --data /data/MUG --preset mug --out mug_lfae.json
+python -m lfdm evaluate-lfae --model checkpoints/mug/lfae --data mug --data-root /data/MUG --out mug_lfae.json
+
+The older spelling `--data /data/MUG --preset mug` still works.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ import json
 import logging
 from pathlib import Path
 
+from lfdm.data.factory import DATASETS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a LatentFlowAutoencoder save_pretrained folder")
-    parser.add_argument("--data", default="synthface", help="'synthface' (rendered test identities) or a video folder")
-    parser.add_argument(
-        "--preset", default="folder", choices=["mug", "mhad", "natops", "folder"], help="layout of a video folder"
-    )
+    # not `add_data_arguments`: --data also takes a folder here, the older spelling `--data DIR --preset NAME`
+    parser.add_argument("--data", default="synthface", help=f"test videos: {', '.join(DATASETS)} (real: --data-root)")
+    parser.add_argument("--data-root", help="folder of the videos (all but synthface)")
+    parser.add_argument("--label-from", default="folder", help="folder data: 'folder' or a CSV (path,label,split)")
+    parser.add_argument("--preset", choices=DATASETS[1:], help="older spelling: --data DIR --preset NAME")
     parser.add_argument("--num-identities", type=int, default=10, help="SynthFace: test identities (x 7 labels)")
-    parser.add_argument("--seed", type=int, default=0, help="SynthFace: data set seed")
+    parser.add_argument("--data-seed", "--seed", dest="seed", type=int, default=0, help="SynthFace: data set seed")
     parser.add_argument(
         "--num-frames", type=int, help="frames per video, uniformly sampled (default: 16 SynthFace, 40 real)"
     )
@@ -32,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from lfdm.data.factory import DataConfig
     from lfdm.evaluation.lfae import evaluate_reconstruction, evaluation_videos
     from lfdm.models import LatentFlowAutoencoder
-    from lfdm.training.config import DataConfig
 
     logging.basicConfig(level=logging.WARNING)
     if not (Path(args.model) / "config.json").is_file():
@@ -43,10 +48,12 @@ def run(args: argparse.Namespace) -> int:
         )
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model = LatentFlowAutoencoder.from_pretrained(args.model).to(device)
-    synthface = args.data == "synthface"
+    dataset, root = _data_source(args)
+    synthface = dataset == "synthface"
     data = DataConfig(
-        dataset="synthface" if synthface else args.preset,
-        root=None if synthface else args.data,
+        dataset=dataset,
+        root=root,
+        label_from=args.label_from,
         resolution=model.config.image_size,
         num_frames=args.num_frames or (16 if synthface else 40),
         num_identities=args.num_identities,
@@ -55,8 +62,19 @@ def run(args: argparse.Namespace) -> int:
     videos = evaluation_videos(data, max_videos=args.max_videos, labels=True)
     evaluation = evaluate_reconstruction(model, videos, batch_size=args.batch_size)
     print(evaluation.table())
-    record = {"model": str(args.model), "data": args.data, "preset": None if synthface else args.preset}
+    record = {"model": str(args.model), "data": dataset, "data_root": root}
     record |= evaluation.to_dict()
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     print(f"scores written to {args.out}")
     return 0
+
+
+def _data_source(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(data set name, video folder) from `--data NAME --data-root DIR` or the older `--data DIR --preset NAME`."""
+    if args.data in DATASETS:
+        if args.preset is not None:
+            raise ValueError(f"--preset goes with --data DIR; write --data {args.preset} --data-root DIR instead.")
+        return args.data, args.data_root
+    if args.data_root is not None:
+        raise ValueError(f"--data must be one of {list(DATASETS)} with --data-root; got {args.data!r}.")
+    return args.preset or "folder", args.data

@@ -17,13 +17,11 @@ import shlex
 import time
 from pathlib import Path
 
-DATASETS = ("synthface", "mug", "mhad", "natops", "folder")
+from lfdm.commands._data import add_data_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="synthface", choices=DATASETS, help="training videos (real: --data-root)")
-    parser.add_argument("--data-root", help="folder of the videos (all but synthface)")
-    parser.add_argument("--label-from", default="folder", help="folder data: 'folder' or a CSV (path,label,split)")
+    add_data_arguments(parser, "training videos")
     parser.add_argument("--resolution", type=int, help="frame side read from the data, px (default 64 / real 128)")
     parser.add_argument("--video-frames", type=int, help="frames read per video (default 16 / real 40)")
     parser.add_argument("--num-frames", type=int, default=16, help="frames the classifier sees (evenly resampled)")
@@ -43,40 +41,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _datasets(args: argparse.Namespace):
     """(training data set, test data set, labels) for the chosen data."""
-    if args.data == "synthface":
-        from lfdm.data.synthetic import SYNTHFACE_LABELS, SynthFaceDataset
+    from lfdm.data.factory import make_dataset
 
-        common = {"resolution": args.resolution or 64, "num_frames": args.video_frames or 16, "seed": args.data_seed}
-        train = SynthFaceDataset("train", length=args.pool_size, **common)
-        test = SynthFaceDataset("test", num_identities=args.test_identities, **common)
-        return train, test, list(SYNTHFACE_LABELS)
-    if not args.data_root:
-        raise ValueError(f"--data {args.data} reads videos from a folder; pass --data-root DIR.")
-    from lfdm.data.videos import VideoFolderDataset
-
-    preset = None if args.data == "folder" else args.data
+    synthface = args.data == "synthface"
     common = {
-        "preset": preset,
+        "root": args.data_root,
         "label_from": args.label_from,
-        "view": "clip",
-        "resolution": args.resolution or 128,
-        "num_frames": args.video_frames or 40,
+        "resolution": args.resolution or (64 if synthface else 128),
+        "num_frames": args.video_frames or (16 if synthface else 40),
+        "seed": args.data_seed,
     }
-    train = VideoFolderDataset(args.data_root, split="train", frame_sampling="random", augment=True, seed=0, **common)
-    test = VideoFolderDataset(args.data_root, split="test", frame_sampling="uniform", **common)
+    # real videos: fresh frames and augmentation in every training clip, reproducible from draw_seed
+    train = make_dataset(
+        args.data, split="train", length=args.pool_size, frame_sampling="random", augment=True, draw_seed=0, **common
+    )
+    test = make_dataset(args.data, split="test", num_identities=args.test_identities, **common)
     return train, test, list(train.labels)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from lfdm.evaluation.accuracy import classify_dataset
     from lfdm.evaluation.classifier import ActionClassifier
-    from lfdm.evaluation.train_classifier import (
-        ClassifierTrainConfig,
-        build_clip_pool,
-        classify_dataset,
-        train_classifier,
-    )
+    from lfdm.evaluation.classifier_card import model_card
+    from lfdm.evaluation.train_classifier import ClassifierTrainConfig, build_clip_pool, train_classifier
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("lfdm").setLevel(logging.INFO)
@@ -109,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         "data": args.data,
         "data_root": args.data_root,
         "pool_size": len(pool),
+        "video_size": {"resolution": train_data.resolution, "num_frames": train_data.num_frames},
         "num_parameters": sum(p.numel() for p in classifier.parameters()),
         "classifier_config": {key: classifier.config[key] for key in ("num_frames", "input_size", "channels")},
         "train_config": vars(config),
@@ -138,70 +128,3 @@ def command_line(args: argparse.Namespace) -> str:
         if name in defaults and value != defaults[name]:
             options += [f"--{name.replace('_', '-')}", str(value)]
     return shlex.join(["python", "-m", "lfdm", "train-classifier", *options])
-
-
-def model_card(summary: dict, folder: Path) -> str:
-    """The model card (Markdown) of a trained classifier, from its training summary."""
-    test, config, model = summary["test"], summary["train_config"], summary["classifier_config"]
-    synthface = summary["data"] == "synthface"
-    widths = ", ".join(str(width) for width in model["channels"])
-    if synthface:
-        data = (
-            f"{summary['pool_size']} SynthFace training clips (random identities of the train split, random labels "
-            "and takes; 64 px, 16 frames), read once and augmented at every step"
-        )
-        test_set = (
-            f"the SynthFace test split ({test['count'] // len(test['labels'])} identities never seen in training x "
-            f"{len(test['labels'])} labels, take 0, rendered at 64 px / 16 frames)"
-        )
-    else:
-        data = f"the {summary['data']} training subjects under `{summary['data_root']}` ({summary['pool_size']} clips)"
-        test_set = f"the {summary['data']} test subjects"
-    lines = [
-        f"# Action classifier ({summary['data']})",
-        "",
-        f"`{folder.as_posix()}` is an `lfdm.evaluation.classifier.ActionClassifier`, the judge of generated videos in "
-        "`python -m lfdm evaluate` (action accuracy, and the features of the Fréchet classifier distance). It is "
-        f"small ({summary['num_parameters']:,} parameters) and runs on a CPU.",
-        "",
-        "## Model",
-        "",
-        f"A 3D CNN over the clip resized to {model['input_size']} px and evenly resampled to {model['num_frames']} "
-        "frames, plus its difference to frame 0 (6 input channels: the expression is read from how the face moves, "
-        f"not from who it is). Blocks of a 3x3x3 convolution, GroupNorm and ReLU with {widths} channels; strides "
-        "halve space in every block but the last and time in every block but the first and the last. Global average "
-        f"pooling gives the {model['channels'][-1]}-D `features`; a linear layer gives the logits.",
-        "",
-        "## Training",
-        "",
-        f"- Data: {data}.",
-        f"- Augmentation: horizontal flip, brightness and contrast jitter (±{config['brightness']:.0%}), a light "
-        f"Gaussian blur (p {config['blur_probability']}, sigma 0.2-{config['max_blur_sigma']} px at "
-        f"{model['input_size']} px: decoded frames are softer than renders), pixel noise (std up to "
-        f"{config['noise_std']}).",
-        f"- Optimisation: AdamW, lr {config['learning_rate']} with {config['warmup_steps']} warm-up steps and cosine "
-        f"decay, weight decay {config['weight_decay']}, label smoothing {config['label_smoothing']}, "
-        f"{config['steps']} steps of {config['batch_size']} clips, seed {config['seed']}.",
-        f"- Command: `{summary['command']}`",
-        f"- Time: {summary['wall_seconds'] / 60:.1f} min wall clock, {summary['cpu_seconds'] / 60:.1f} min of CPU, "
-        f"on {summary['threads']} CPU thread(s) ({summary['machine']}), reading the data included.",
-        "",
-        "## Accuracy on real test videos",
-        "",
-        f"**{test['accuracy'] * 100:.1f} %** on {test['count']} videos of {test_set}.",
-        "",
-        "| label | accuracy |",
-        "| --- | --- |",
-        *(f"| {label} | {accuracy * 100:.1f} % |" for label, accuracy in test["per_label"].items()),
-        "",
-        "## Limits",
-        "",
-        f"- It knows the {len(test['labels'])} labels above and the look of its training data only: a score on "
-        "other data means nothing.",
-        "- It is a proxy. A generated video it labels correctly shows the expression's motion clearly enough for a "
-        f"small CNN at {model['input_size']} px; it says nothing about fine detail, which frame-0 PSNR and the LFAE "
-        "reconstruction PSNR measure.",
-        "- The Fréchet classifier distance (FCD) built on its features is not FVD: FVD uses an I3D network trained on "
-        "Kinetics. FCD values compare only with FCD values from this checkpoint and the same number of videos.",
-    ]
-    return "\n".join(lines) + "\n"

@@ -33,11 +33,12 @@ import torch
 from einops import rearrange
 from torch.utils.data import Dataset
 
+from lfdm.data.factory import make_dataset
+from lfdm.evaluation.accuracy import AccuracyReport, accuracy_report
 from lfdm.evaluation.classifier import ActionClassifier
 from lfdm.evaluation.frechet import frechet_distance_of_features, i3d_features
 from lfdm.evaluation.lfae import LFAEEvaluation, ReconstructionScores, evaluate_reconstruction
-from lfdm.evaluation.metrics import psnr
-from lfdm.evaluation.train_classifier import AccuracyReport, accuracy_report
+from lfdm.metrics import psnr
 from lfdm.schedulers import DEFAULT_STEPS, make_scheduler
 
 logger = logging.getLogger(__name__)
@@ -106,12 +107,13 @@ def synthface_cases(
     split: str, num_identities: int, *, resolution: int, num_frames: int, seed: int = 0, labels=None
 ) -> Iterator[EvaluationCase]:
     """One case per identity of a SynthFace split: take 0 of every label; its frame 0 (neutral) is the input."""
-    from lfdm.data.synthetic import SYNTHFACE_LABELS, SynthFaceDataset
+    from lfdm.data.synthetic import SYNTHFACE_LABELS
 
     labels = list(labels or SYNTHFACE_LABELS)
-    dataset = SynthFaceDataset(
-        split, resolution=resolution, num_frames=num_frames, num_identities=num_identities, seed=seed, labels=labels
-    )
+    dataset = make_dataset(
+        "synthface", split=split, resolution=resolution, num_frames=num_frames, num_identities=num_identities,
+        seed=seed, labels=labels,
+    )  # fmt: skip
     for start in range(0, len(dataset), len(labels)):
         items = [dataset[index] for index in range(start, start + len(labels))]
         real = torch.stack([item["video"] for item in items])

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lfdm.evaluation.metrics import l1_error, psnr, ssim
+from lfdm.data.factory import DataConfig, build_dataset
+from lfdm.metrics import l1_error, psnr, ssim
 from lfdm.models import LatentFlowAutoencoder
-from lfdm.training.common import build_dataset
-from lfdm.training.config import DataConfig
 
 logger = logging.getLogger(__name__)
 

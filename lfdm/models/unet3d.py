@@ -1,4 +1,4 @@
-"""The space-time U-Net of LFDM's diffusion model: it predicts the noise in a sequence of latent flows.
+"""The space-time U-Net of LFDM's diffusion model: it denoises a sequence of latent flows.
 
 Paper: Ni et al., "Conditional Image-to-Video Generation with Latent Flow Diffusion Models", CVPR 2023, Sec. 3.2.
 Notation (variable -> paper):
@@ -6,7 +6,8 @@ Notation (variable -> paper):
 - `image_features` -> z_0 = Φ(x_0), the autoencoder's features of the conditioning image, concatenated to z_t at
   every frame;
 - `label_embedding` -> e(y), the class condition, joined to the timestep embedding;
-- output -> ε_θ(z_t, t, z_0, y), the predicted noise.
+- output -> the model output o_θ(z_t, t, z_0, y): the noise ε as in the paper, or the clean sample (the shipped
+  model) or v, as the training `prediction_type` says.
 
 Factorised space-time design: per-frame 2D convolutions (kernels (1, k, k)), spatial linear attention per frame,
 temporal attention per pixel, full spatial attention in the middle, no temporal down-sampling. Every conditioned
@@ -182,7 +183,7 @@ class FlowUNet3D(ModelMixin, ConfigMixin):
                 (classifier-free guidance training).
 
         Returns:
-            `UNet3DOutput` with `sample` (B, 3, F, h, w): the predicted noise ε.
+            `UNet3DOutput` with `sample` (B, 3, F, h, w): the model output (see `UNet3DOutput`).
         """
         self._check_inputs(sample, image_features, label_embedding)
         b, _, f, _, _ = sample.shape
@@ -211,10 +212,10 @@ class FlowUNet3D(ModelMixin, ConfigMixin):
             x = level.resample(x)
 
         x = torch.cat([x, init_features], dim=1)
-        noise = torch.cat([self.flow_head(x), self.occlusion_head(x)], dim=1).contiguous()  # back to (b, c, f, h, w)
+        output = torch.cat([self.flow_head(x), self.occlusion_head(x)], dim=1).contiguous()  # back to (b, c, f, h, w)
         if not return_dict:
-            return (noise,)
-        return UNet3DOutput(sample=noise)
+            return (output,)
+        return UNet3DOutput(sample=output)
 
     def initial_convolution(self, sample: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
         """`init_conv(cat(z_t, z_0 repeated over frames))`: sample (b, 3, f, h, w), image_features (b, C, h, w) ->

@@ -2,7 +2,7 @@
 
 A config file (`lfdm/configs/*.yaml`) has the top-level sections
 
-- `data`: `DataConfig`, which frames to train on;
+- `data`: `DataConfig` (`lfdm.data.factory`), which frames to train on;
 - `lfae`: keyword arguments of `LatentFlowAutoencoder(**lfae)` (the model's own config, kept as a dict);
 - `train_lfae`: `AutoencoderTrainConfig`, stage-one optimisation, losses and bookkeeping;
 - `unet`, `labels`: keyword arguments of `FlowUNet3D` and `LabelEncoder` (dicts, used by stage two);
@@ -14,44 +14,20 @@ Unknown keys and unknown sections raise `ValueError` listing the valid ones.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-DATASETS = ("synthface", "mug", "mhad", "natops", "folder")
-FRAME_SAMPLING_MODES = ("uniform", "random", "very_random")
+from lfdm.configuration import check_choice, check_positive, dataclass_from_dict, plain
+from lfdm.data.factory import DataConfig
+from lfdm.schedulers import DEFAULT_STEPS, PREDICTION_TYPES
+
 MIXED_PRECISION_MODES = ("auto", "no", "fp16", "bf16")
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")  # lfdm.schedulers.PREDICTION_TYPES
-SAMPLE_SCHEDULERS = ("ddpm", "ddim", "dpmsolver", "unipc")  # lfdm.schedulers.make_scheduler names
-
-
-@dataclass
-class DataConfig:
-    """Where training frames come from. SynthFace renders on the fly; the others read real videos under `root`."""
-
-    dataset: str = "synthface"  # "synthface" (rendered on demand) | "mug" | "mhad" | "natops" (official layout,
-    # labels and subject split) | "folder" (root/<label>/.../<video>, or labels and splits from a CSV: label_from)
-    root: str | None = None  # folder of the videos (all but synthface); also `--data-root` on the command line
-    label_from: str = "folder"  # "folder" data sets: "folder", or a CSV with columns path, label[, subject, split]
-    resolution: int = 64  # frame side in px after aspect-preserving resize (INTER_AREA) + black padding
-    num_frames: int = 40  # frames per clip for the diffusion model (SynthFace: frames per rendered video)
-    lfae_frame_sampling: str = "pair"  # stage one: "pair" = two frames of a video with replacement, sorted
-    dm_frame_sampling: str = "very_random"  # stage two clip frames: "uniform" | "random" | "very_random"
-    num_identities: int | None = None  # SynthFace: training identities (None: the data set's default, 10 000)
-    seed: int = 0  # SynthFace: seed of the identities and renders (same seed = same data set)
-    augment: bool = True  # real videos: official augmentation (pairs: time or horizontal flip + colour jitter;
-    # clips: colour jitter). SynthFace has none (its items are renders of many random identities)
-    num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
-
-    def __post_init__(self) -> None:
-        _check_choice("data.dataset", self.dataset, DATASETS)
-        _check_choice("data.lfae_frame_sampling", self.lfae_frame_sampling, ("pair",))
-        _check_choice("data.dm_frame_sampling", self.dm_frame_sampling, FRAME_SAMPLING_MODES)
-        _check_positive("data", resolution=self.resolution, num_frames=self.num_frames)
+# The sections each stage reads, and so what its run folder's config.yaml holds: a diffusion run takes its
+# autoencoder's settings from the autoencoder it loads (its config.json), not from a section of its own.
+STAGE_SECTIONS = {"lfae": ("data", "lfae", "train_lfae"), "dm": ("data", "unet", "labels", "train_dm")}
 
 
 class _StageSchedule:
@@ -109,8 +85,8 @@ class AutoencoderTrainConfig(_StageSchedule):
     num_samples: int = 4  # pairs shown in each sample grid
 
     def __post_init__(self) -> None:
-        _check_choice("train_lfae.mixed_precision", self.mixed_precision, MIXED_PRECISION_MODES)
-        _check_positive(
+        check_choice("train_lfae.mixed_precision", self.mixed_precision, MIXED_PRECISION_MODES)
+        check_positive(
             "train_lfae",
             max_steps=self.max_steps,
             batch_size=self.batch_size,
@@ -167,10 +143,10 @@ class FlowDiffusionTrainConfig(_StageSchedule):
     keep_last: int = 3  # checkpoints kept in the run folder (older ones are deleted); >= 1
 
     def __post_init__(self) -> None:
-        _check_choice("train_dm.mixed_precision", self.mixed_precision, MIXED_PRECISION_MODES)
-        _check_choice("train_dm.sample_scheduler", self.sample_scheduler, SAMPLE_SCHEDULERS)
-        _check_choice("train_dm.prediction_type", self.prediction_type, PREDICTION_TYPES)
-        _check_positive(
+        check_choice("train_dm.mixed_precision", self.mixed_precision, MIXED_PRECISION_MODES)
+        check_choice("train_dm.sample_scheduler", self.sample_scheduler, tuple(DEFAULT_STEPS))
+        check_choice("train_dm.prediction_type", self.prediction_type, PREDICTION_TYPES)
+        check_positive(
             "train_dm",
             max_steps=self.max_steps,
             batch_size=self.batch_size,
@@ -213,8 +189,12 @@ class RunConfig:
         train_dm = sections.get("train_dm")
         if train_dm is not None:
             train_dm = dataclass_from_dict(FlowDiffusionTrainConfig, train_dm, "train_dm")
+        data = sections.get("data") or {}
+        # Older run folders name the only stage-one frame sampling there is; accepted, and no longer written.
+        if isinstance(data, dict) and data.get("lfae_frame_sampling") == "pair":
+            data = {key: value for key, value in data.items() if key != "lfae_frame_sampling"}
         return cls(
-            data=dataclass_from_dict(DataConfig, sections.get("data") or {}, "data"),
+            data=dataclass_from_dict(DataConfig, data, "data"),
             lfae=dict(sections.get("lfae") or {}),
             train_lfae=dataclass_from_dict(AutoencoderTrainConfig, sections.get("train_lfae") or {}, "train_lfae"),
             unet=sections.get("unet"),
@@ -223,11 +203,14 @@ class RunConfig:
             name=name,
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """The config as plain YAML-ready data (tuples become lists), sections in file order."""
+    def to_dict(self, stage: str | None = None) -> dict[str, Any]:
+        """The config as plain YAML-ready data (tuples become lists), sections in file order; with `stage` ("lfae"
+        or "dm") only the sections that stage reads (`STAGE_SECTIONS`)."""
         sections = {"data": self.data, "lfae": self.lfae, "train_lfae": self.train_lfae}
         sections.update({"unet": self.unet, "labels": self.labels, "train_dm": self.train_dm})
-        return {key: _plain(value) for key, value in sections.items() if value is not None}
+        if stage is not None:
+            sections = {key: value for key, value in sections.items() if key in STAGE_SECTIONS[stage]}
+        return {key: plain(value) for key, value in sections.items() if value is not None}
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -240,88 +223,8 @@ def load_config(path: str | Path) -> RunConfig:
     return RunConfig.from_dict(sections, name=path.stem)
 
 
-def save_config(config: RunConfig, path: str | Path) -> Path:
-    """Write the resolved config as YAML (loadable with `load_config`)."""
+def save_config(config: RunConfig, path: str | Path, stage: str | None = None) -> Path:
+    """Write the resolved config as YAML (loadable with `load_config`): the sections of `stage`, or all."""
     path = Path(path)
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    path.write_text(yaml.safe_dump(config.to_dict(stage), sort_keys=False))
     return path
-
-
-def dataclass_from_dict(cls: type, values: dict[str, Any], section: str):
-    """Build dataclass `cls` from a YAML mapping, converting lists to tuples and ints/strings to floats.
-
-    Raises ValueError on unknown keys (listing the valid ones) and on values of the wrong type.
-    """
-    if not isinstance(values, dict):
-        raise ValueError(f"config section {section!r} must be a mapping; got {type(values).__name__}.")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in section {section!r}; valid keys: {names}.")
-    converted = {key: _convert(value, hints[key], f"{section}.{key}") for key, value in values.items()}
-    return cls(**converted)
-
-
-def _convert(value: Any, annotation: Any, where: str) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in (o for o in options if o is not type(None)):
-            try:
-                return _convert(value, option, where)
-            except ValueError as error:
-                errors.append(str(error))
-        raise ValueError(errors[0])
-    if annotation is Any:
-        return value
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"{where} must be a list; got {value!r}.")
-        args = typing.get_args(annotation)
-        item_types = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
-        if len(item_types) != len(value):
-            raise ValueError(f"{where} must have {len(item_types)} items; got {value!r}.")
-        return tuple(_convert(item, kind, where) for item, kind in zip(value, item_types, strict=True))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{where} must be a mapping; got {value!r}.")
-        return dict(value)
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ValueError(f"{where} must be a number; got {value!r}.")
-        try:
-            return float(value)  # PyYAML reads "2e-4" (no dot) as a string
-        except ValueError:
-            raise ValueError(f"{where} must be a number; got {value!r}.") from None
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where} must be an integer; got {value!r}.")
-        return value
-    if annotation in (bool, str) and not isinstance(value, annotation):
-        raise ValueError(f"{where} must be a {annotation.__name__}; got {value!r}.")
-    return value
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
-
-
-def _check_choice(where: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{where} must be one of {list(choices)}; got {value!r}.")
-
-
-def _check_positive(section: str, **values: float) -> None:
-    for key, value in values.items():
-        if value <= 0:
-            raise ValueError(f"{section}.{key} must be > 0; got {value!r}.")

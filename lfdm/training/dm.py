@@ -7,12 +7,12 @@
 Notation (variable -> paper): `latents` -> z_0 = [f_1..f_K, m_1..m_K] of a clip relative to its frame 0,
 (B, 3, F, h, w); `features` -> Phi(x_0) (B, C, h, w); label embedding -> e(y).
 
-One optimiser step: for each micro-batch of clips, the frozen LFAE gives the targets (or they come from the
-cache), the U-Net and the label table are trained jointly on the loss of eq. 3, ||eps - eps_theta(z_t, t, Phi(x_0),
-y)||^2 at a uniform t with the label dropped to the null embedding 10% of the time (classifier-free guidance);
-then clip, step Adam and the MultiStepLR schedule, update the EMA, log, draw samples and checkpoint on their
-schedules. The targets are never decoded back to frames during training. `train` is importable without side
-effects.
+For each micro-batch of clips, the frozen LFAE gives the targets (or they come from the cache), and the U-Net and
+the label table are trained jointly on the loss of eq. 3, ||eps - eps_theta(z_t, t, Phi(x_0), y)||^2 at a uniform t
+with the label dropped to the null embedding 10% of the time (classifier-free guidance) (`FlowDiffusionStage`);
+after each optimiser step the EMA of the weights is updated. The loop around it (optimiser, schedule, logs,
+samples, checkpoints, resume) is `lfdm.training.loop`. The targets are never decoded back to frames during
+training. `train` is importable without side effects.
 """
 
 from __future__ import annotations
@@ -27,35 +27,21 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from lfdm.configuration import plain
 from lfdm.labelsets import label_set
 from lfdm.latents import flows_to_latents, latents_to_flows
 from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
 from lfdm.schedulers import diffusion_loss, make_sampler, make_training_scheduler
-from lfdm.training.common import (
-    LOG_FILE,
-    LOSS_CURVE_FILE,
-    JsonlLogger,
-    LossWindow,
-    build_dataset,
-    default_run_dir,
-    find_checkpoint,
-    init_weights,
-    load_checkpoint,
-    log_means,
-    make_accelerator,
-    prepare_run_dir,
-    progress_bar,
-    run_dir_of,
-    save_checkpoint,
-    stream_loader,
-    write_loss_curve,
-)
+from lfdm.training import loop
 from lfdm.training.config import FlowDiffusionTrainConfig, RunConfig
 from lfdm.training.dm_samples import sample_image, sample_videos, write_samples
 from lfdm.training.dm_targets import TargetCache, compute_targets, load_frozen_lfae
 from lfdm.training.ema import ExponentialMovingAverage
+from lfdm.training.loop import Stage
+from lfdm.training.stream import training_dataset
+from lfdm.training.warm_start import init_weights
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +153,61 @@ def build_training_model(
     return FlowDiffusionTrainingModel(unet, label_encoder, train.null_label_probability, train.prediction_type).train()
 
 
+class FlowDiffusionStage(Stage):
+    """Stage two in the shared loop (`lfdm.training.loop`): clips (or their cached targets) through the frozen LFAE,
+    the loss of eq. 3, an EMA of the weights, sample videos and the EMA pipeline as the export."""
+
+    name = "dm"
+
+    def __init__(self, config: RunConfig, lfae: str | Path | None = None, dataset: Dataset | None = None) -> None:
+        self.train = _train_config(config, lfae)
+        self.config, self.dataset = config, dataset
+
+    def build(self, accelerator) -> tuple[FlowDiffusionTrainingModel, Dataset]:
+        self.autoencoder = load_frozen_lfae(self.train.lfae).to(accelerator.device)
+        _check_resolution(self.autoencoder, self.config)
+        _check_autoencoder_section(self.autoencoder, self.config, self.train.lfae)
+        clips = self.dataset if self.dataset is not None else training_dataset(self.config.data, view="clip")
+        model = build_training_model(self.config, self.autoencoder, default_labels=getattr(clips, "labels", None))
+        labels = list(model.label_encoder.labels)
+        return model, _training_data(self.config, clips, self.autoencoder, labels, accelerator)
+
+    def prepared(self, accelerator, training_model) -> None:
+        self.ema = ExponentialMovingAverage(
+            accelerator.unwrap_model(training_model),
+            decay=self.train.ema_decay,
+            warmup=self.train.ema_warmup,
+            start_step=self.train.ema_start_step,
+        )
+        # steps once per optimiser step on every process; restored after the lr schedule by load_state
+        accelerator.register_for_checkpointing(self.ema)
+
+    def losses(self, accelerator, training_model, batch, micro_batch: int) -> dict[str, torch.Tensor]:
+        """The loss of eq. 3 on one micro-batch: targets from the cache, or from the frozen LFAE now."""
+        if "latents" in batch:  # cached targets
+            latents = batch["latents"].to(accelerator.device, non_blocking=True)
+            features = batch["features"].to(accelerator.device, non_blocking=True)
+        else:  # clips: the frozen LFAE makes the targets now
+            targets = compute_targets(self.autoencoder, batch["video"].to(accelerator.device, non_blocking=True))
+            latents, features = targets.latents, targets.features
+        generator = step_generator(self.train.seed, micro_batch, accelerator.process_index, latents.device)
+        with accelerator.autocast():
+            loss = training_model(latents, features, list(batch["label"]), generator)
+        return {"loss": loss}
+
+    def after_step(self, model: FlowDiffusionTrainingModel, step: int) -> None:
+        self.ema.update(model, step)
+
+    def prepare_samples(self, dataset: Dataset) -> None:
+        self.image = sample_image(self.config.data) if self.train.sample_every else None
+
+    def write_samples(self, model: FlowDiffusionTrainingModel, stem: Path) -> None:
+        write_step_samples(self.autoencoder, self.ema, self.image, self.train, stem)
+
+    def export(self, model: FlowDiffusionTrainingModel) -> PipelineExport:
+        return PipelineExport(self.autoencoder, self.ema, self.train)
+
+
 def train(
     config: RunConfig, lfae: str | Path | None = None, resume: str | None = None, *, dataset: Dataset | None = None
 ) -> Path:
@@ -175,122 +216,7 @@ def train(
 
     Returns the run folder; its `model/` is an `LFDMPipeline` folder with the EMA weights.
     """
-    train_config = _train_config(config, lfae)
-    accelerator = make_accelerator(train_config.mixed_precision, train_config.gradient_accumulation_steps)
-    checkpoint = find_checkpoint(resume) if resume else None
-    run_dir = _run_dir(config, checkpoint)
-    prepare_run_dir(run_dir, config, resuming=checkpoint is not None, is_main_process=accelerator.is_main_process)
-    accelerator.wait_for_everyone()
-
-    # frozen autoencoder, trained models, data, optimiser and schedule
-    autoencoder = load_frozen_lfae(train_config.lfae).to(accelerator.device)
-    _check_resolution(autoencoder, config)
-    clips = dataset if dataset is not None else build_dataset(config.data, view="clip", split="train")
-    model = build_training_model(config, autoencoder, default_labels=getattr(clips, "labels", None))
-    dataset = _training_data(config, clips, autoencoder, list(model.label_encoder.labels), accelerator)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate, betas=train_config.adam_betas)
-    lr_schedule = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=train_config.milestone_steps(), gamma=train_config.lr_decay
-    )
-    training_model, optimizer = accelerator.prepare(model, optimizer)
-    ema = ExponentialMovingAverage(
-        accelerator.unwrap_model(training_model),
-        decay=train_config.ema_decay,
-        warmup=train_config.ema_warmup,
-        start_step=train_config.ema_start_step,
-    )
-    # Both step once per optimiser step on every process; restored in this order by load_state.
-    accelerator.register_for_checkpointing(lr_schedule)
-    accelerator.register_for_checkpointing(ema)
-
-    step = load_checkpoint(accelerator, checkpoint) if checkpoint is not None else 0
-    if checkpoint is not None:
-        logger.info("resumed from %s at step %d", checkpoint, step)
-    batches = iter(
-        stream_loader(
-            dataset,
-            seed=train_config.seed,
-            batch_size=train_config.batch_size,
-            start=step * train_config.gradient_accumulation_steps,
-            accelerator=accelerator,
-            num_workers=config.data.num_workers,
-        )
-    )
-    log = JsonlLogger(run_dir / LOG_FILE)
-    export = PipelineExport(autoencoder, ema, train_config)
-    if accelerator.is_main_process:
-        log.truncate_after(step)
-        image = sample_image(config.data) if train_config.sample_every else None
-
-    progress = progress_bar(train_config.max_steps, step, enabled=accelerator.is_main_process)
-    window = LossWindow()
-    while step < train_config.max_steps:
-        loss = optimisation_step(accelerator, training_model, autoencoder, optimizer, batches, train_config, step)
-        if not accelerator.optimizer_step_was_skipped:  # fp16 overflow: no step, so no schedule step either
-            lr_schedule.step()
-        step += 1
-        ema.update(accelerator.unwrap_model(training_model), step)
-        progress.update(1)
-        window.add({"loss": loss})
-
-        if step % train_config.log_every == 0 or step == train_config.max_steps:
-            log_means(
-                window,
-                step,
-                train_config.max_steps,
-                progress=progress,
-                log=log,
-                lr=lr_schedule.get_last_lr()[0],
-                main=accelerator.is_main_process,
-            )
-        if accelerator.is_main_process and train_config.sample_every and step % train_config.sample_every == 0:
-            write_step_samples(autoencoder, ema, image, train_config, run_dir / "samples" / f"step-{step:07d}")
-            write_loss_curve(run_dir / LOG_FILE, run_dir / LOSS_CURVE_FILE)
-        last = step == train_config.max_steps
-        if train_config.checkpoint_every and (step % train_config.checkpoint_every == 0 or last):
-            save_checkpoint(accelerator, run_dir, step, export, keep_last=train_config.keep_last)
-
-    progress.close()
-    if accelerator.is_main_process:
-        export.save_pretrained(run_dir / "model")
-        write_loss_curve(run_dir / LOG_FILE, run_dir / LOSS_CURVE_FILE)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return run_dir
-
-
-def optimisation_step(
-    accelerator,
-    training_model,
-    autoencoder: LatentFlowAutoencoder,
-    optimizer,
-    batches,
-    train: FlowDiffusionTrainConfig,
-    step: int,
-) -> float:
-    """One optimiser step over `gradient_accumulation_steps` micro-batches; returns the mean loss."""
-    accumulation = train.gradient_accumulation_steps
-    mean = 0.0
-    for micro in range(accumulation):
-        batch = next(batches)
-        if "latents" in batch:  # cached targets
-            latents = batch["latents"].to(accelerator.device, non_blocking=True)
-            features = batch["features"].to(accelerator.device, non_blocking=True)
-        else:  # clips: the frozen LFAE makes the targets now
-            targets = compute_targets(autoencoder, batch["video"].to(accelerator.device, non_blocking=True))
-            latents, features = targets.latents, targets.features
-        generator = step_generator(train.seed, step * accumulation + micro, accelerator.process_index, latents.device)
-        with accelerator.accumulate(training_model):
-            with accelerator.autocast():
-                loss = training_model(latents, features, list(batch["label"]), generator)
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and train.max_grad_norm:
-                accelerator.clip_grad_norm_(training_model.parameters(), train.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        # .item() waits for the device; once per micro-batch is cheap next to the U-Net's backward pass
-        mean += loss.detach().float().item() / accumulation
-    return mean
+    return loop.train(FlowDiffusionStage(config, lfae, dataset), resume)
 
 
 def step_generator(seed: int, micro_batch: int, process: int, device) -> torch.Generator:
@@ -358,6 +284,22 @@ def _check_resolution(autoencoder: LatentFlowAutoencoder, config: RunConfig) -> 
         )
 
 
+def _check_autoencoder_section(autoencoder: LatentFlowAutoencoder, config: RunConfig, source: str) -> None:
+    """A diffusion config's `lfae` section, where it has one (a file for both stages), must describe the autoencoder
+    the run loads: a run folder must not say one thing and train on another."""
+    differing = {
+        key: (value, autoencoder.config[key])
+        for key, value in config.lfae.items()
+        if key in autoencoder.config and plain(value) != plain(autoencoder.config[key])
+    }
+    if differing:
+        details = ", ".join(f"{key}: {ours!r} here, {theirs!r} there" for key, (ours, theirs) in differing.items())
+        raise ValueError(
+            f"the config's lfae section does not describe the autoencoder {source} ({details}). A diffusion run "
+            "takes the autoencoder's settings from its folder: remove the lfae section or make it match."
+        )
+
+
 def _training_data(config: RunConfig, dataset: Dataset, autoencoder, labels: list[str], accelerator) -> Dataset:
     """Clips to compute targets from on the fly, or, for a fixed data set with `train_dm.cache_dir`, the cache."""
     train_config = config.train_dm
@@ -380,15 +322,3 @@ def _training_data(config: RunConfig, dataset: Dataset, autoencoder, labels: lis
         batch_size=train_config.batch_size,
         accelerator=accelerator,
     )
-
-
-def _run_dir(config: RunConfig, checkpoint: Path | None) -> Path:
-    """The output folder: train_dm.output_dir, else the resumed run's folder, else a new dated one."""
-    if config.train_dm.output_dir:
-        return Path(config.train_dm.output_dir)
-    if checkpoint is not None:
-        return run_dir_of(checkpoint)
-    from accelerate.utils import broadcast_object_list
-
-    # one name for all processes (their clocks may cross a second boundary)
-    return Path(broadcast_object_list([str(default_run_dir("dm", config.name))])[0])

@@ -11,19 +11,18 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
 
+from lfdm.data.factory import DataConfig, build_dataset
 from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
 from lfdm.schedulers import make_sampler
-from lfdm.training.common import seeded_global_rngs
-from lfdm.training.config import DataConfig
+from lfdm.training.stream import seeded_global_rngs
 from lfdm.video import write_video
-from lfdm.viz import flow_magnitude_max, flow_to_color, occlusion_to_image, panel_strip
+from lfdm.viz import captioned_rows, flow_magnitude_max, flow_to_color, occlusion_to_image, panel_strip, tile_grid
 
 logger = logging.getLogger(__name__)
 
@@ -36,19 +35,8 @@ def sample_image(data: DataConfig) -> torch.Tensor:
     SynthFace: the neutral face of the first test identity. Real videos: frame 0 of the first test clip (all
     clips when the data set has no split), without augmentation.
     """
-    if data.dataset == "synthface":
-        from lfdm.data.synthetic import SynthFaceDataset
-
-        faces = SynthFaceDataset(
-            "test", resolution=data.resolution, num_frames=data.num_frames, num_identities=1, seed=data.seed,
-            labels=("neutral",),
-        )  # fmt: skip
-        return faces[0]["video"][:, 0].unsqueeze(0)
-    from dataclasses import replace
-
-    from lfdm.training.common import build_dataset
-
-    clips = build_dataset(replace(data, augment=False), view="clip", split="test")
+    first_face = {"num_identities": 1, "labels": ("neutral",)} if data.dataset == "synthface" else {}
+    clips = build_dataset(data, view="clip", split="test", augment=False, **first_face)
     with seeded_global_rngs(0):  # frame 0 is the same for every frame draw; the seed keeps the rest quiet
         return clips[0]["video"][:, 0].unsqueeze(0)
 
@@ -109,31 +97,11 @@ def write_samples(output, stem: str | Path, *, fps: float = 8.0) -> list[Path]:
 def flow_strip(colours: np.ndarray, occlusions: np.ndarray, labels: list[str], gap: int = 2) -> np.ndarray:
     """colours, occlusions uint8 (L, F, h, w, 3) -> one picture: per label a caption column, then a row of flows
     over a row of occlusion maps, frames left to right, tiles of `TILE` pixels (nearest)."""
-    num_labels, num_frames, height = colours.shape[:3]
+    num_frames, height = colours.shape[1:3]
     tile = max(TILE, height)
     repeat = max(1, tile // height)
-
-    def row(images: np.ndarray) -> np.ndarray:  # (F, h, w, 3) -> (h', F * (w' + gap), 3)
-        big = images.repeat(repeat, axis=1).repeat(repeat, axis=2)
-        padded = np.pad(big, ((0, 0), (0, gap), (0, gap), (0, 0)), constant_values=255)
-        return np.concatenate(list(padded), axis=1)
-
-    blocks = []
-    for i in range(num_labels):
-        tiles = np.concatenate([row(colours[i]), row(occlusions[i])], axis=0)
-        caption = _caption_column(labels[i], tiles.shape[0], width=2 * tile)
-        blocks.append(np.concatenate([caption, tiles], axis=1))
-    return np.concatenate(blocks, axis=0)
-
-
-def _caption_column(text: str, height: int, width: int) -> np.ndarray:
-    """A white (height, width, 3) tile with `text` on it, shrunk to fit."""
-    tile = np.full((height, width, 3), 255, np.uint8)
-    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.45
-    (text_width, text_height), _ = cv2.getTextSize(text, font, scale, 1)
-    if text_width > width - 4:
-        scale *= (width - 4) / text_width
-        (text_width, text_height), _ = cv2.getTextSize(text, font, scale, 1)
-    origin = (2, (height + text_height) // 2)
-    cv2.putText(tile, text, origin, font, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    return tile
+    rows = []
+    for label, flows, occlusion in zip(labels, colours, occlusions, strict=True):
+        tiles = np.concatenate([flows, occlusion]).repeat(repeat, axis=1).repeat(repeat, axis=2)
+        rows.append((label, tile_grid(tiles, columns=num_frames, gap=gap)))
+    return captioned_rows(rows, caption_width=2 * tile, gap=gap, font_scale=0.45)

@@ -27,10 +27,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from lfdm.data.factory import DataConfig
 from lfdm.latents import flows_to_latents
 from lfdm.models.lfae import LatentFlowAutoencoder
-from lfdm.training.common import SampleStream, progress_bar
-from lfdm.training.config import DataConfig
+from lfdm.training.logs import progress_bar
+from lfdm.training.stream import SampleStream
 
 logger = logging.getLogger(__name__)
 

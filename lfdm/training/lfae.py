@@ -6,9 +6,9 @@
     OMP_NUM_THREADS=1 python -m lfdm train-lfae --config ...   # a CPU shared with other jobs: one thread per
                                                                 # process avoids thread contention (several x faster)
 
-One optimiser step: for each micro-batch, reconstruct the driving frame from the reference frame, warp the driving
-frame with a random transform for the equivariance terms, back-propagate; then clip, step Adam and the MultiStepLR
-schedule, log, draw samples and checkpoint on their schedules. `train` is importable without side effects.
+Each micro-batch reconstructs the driving frame from the reference frame and warps the driving frame with a random
+transform for the equivariance terms (`AutoencoderStage.losses`); the loop around it (optimiser, schedule, logs,
+samples, checkpoints, resume) is `lfdm.training.loop`. `train` is importable without side effects.
 """
 
 from __future__ import annotations
@@ -25,28 +25,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from lfdm.models import LatentFlowAutoencoder, LFAEOutput, RegionParams
-from lfdm.training.common import (
-    LOG_FILE,
-    LOSS_CURVE_FILE,
-    JsonlLogger,
-    LossWindow,
-    SampleStream,
-    build_dataset,
-    default_run_dir,
-    find_checkpoint,
-    init_weights,
-    load_checkpoint,
-    log_means,
-    make_accelerator,
-    prepare_run_dir,
-    progress_bar,
-    run_dir_of,
-    save_checkpoint,
-    stream_loader,
-    write_loss_curve,
-)
+from lfdm.training import loop
 from lfdm.training.config import AutoencoderTrainConfig, RunConfig
+from lfdm.training.loop import Stage
 from lfdm.training.losses import AutoencoderLoss, RandomWarp
+from lfdm.training.stream import SampleStream, training_dataset
+from lfdm.training.warm_start import init_weights
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +158,67 @@ def make_warp(train: AutoencoderTrainConfig, batch_size: int, *, micro_batch: in
     )
 
 
+class AutoencoderStage(Stage):
+    """Stage one in the shared loop (`lfdm.training.loop`): pairs of frames, the LFAE's losses, grids of
+    reconstructions, the LFAE as the export."""
+
+    name = "lfae"
+
+    def __init__(self, config: RunConfig, dataset: Dataset | None = None) -> None:
+        self.config, self.train, self.dataset = config, config.train_lfae, dataset
+
+    def build(self, accelerator) -> tuple[AutoencoderTrainingModel, Dataset]:
+        torch.manual_seed(self.train.seed)  # the same initial weights on every process
+        model = build_model(self.config).train()
+        if accelerator.num_processes > 1 and accelerator.device.type == "cuda":
+            # the authors' BatchNorm is synchronised across GPUs; keys and single-device numerics stay the same
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        dataset = self.dataset if self.dataset is not None else training_dataset(self.config.data, view="pair")
+        self.criterion = AutoencoderLoss.from_config(self.train).to(accelerator.device)
+        keep_logits = self.criterion.occlusion_logit_weight > 0
+        return AutoencoderTrainingModel(model, keep_occlusion_logits=keep_logits), dataset
+
+    def losses(self, accelerator, training_model, batch, micro_batch: int) -> dict[str, torch.Tensor]:
+        """Reconstruct the driving frame from the reference frame; with equivariance terms, also find the regions
+        of the driving frame under a random warp (a function of the micro-batch and process)."""
+        reference = batch["reference"].to(accelerator.device, non_blocking=True)
+        driving = batch["driving"].to(accelerator.device, non_blocking=True)
+        warp = None
+        if self.criterion.uses_equivariance:
+            warp = make_warp(
+                self.train,
+                driving.shape[0],
+                micro_batch=micro_batch,
+                process=accelerator.process_index,
+                device=accelerator.device,
+            )
+        forward = training_model(reference, driving, warp)
+        with accelerator.autocast():
+            output = forward.output
+            losses = self.criterion(
+                output.prediction,
+                driving,
+                output.driving_regions,
+                forward.transformed_regions,
+                warp,
+                reference=reference,
+                occlusion_logits=forward.occlusion_logits,
+            )
+        return {"loss": losses.total, **losses.terms}
+
+    def prepare_samples(self, dataset: Dataset) -> None:
+        """A fixed set of pairs (from its own stream) shown in every sample grid of a run."""
+        stream = SampleStream(dataset, seed=self.train.seed + 1)
+        items = [stream[n] for n in range(self.train.num_samples)]
+        self.sample_batch = {key: torch.stack([item[key] for item in items]) for key in ("reference", "driving")}
+
+    def write_samples(self, model: AutoencoderTrainingModel, stem: Path) -> None:
+        save_sample_grid(model.model, self.sample_batch, stem.with_suffix(".png"))
+
+    def export(self, model: AutoencoderTrainingModel) -> LatentFlowAutoencoder:
+        return model.model
+
+
 def train(config: RunConfig, resume: str | None = None, *, dataset: Dataset | None = None) -> Path:
     """Run stage one as `config` says; `resume`: a run folder or checkpoint folder to continue.
 
@@ -181,159 +226,13 @@ def train(config: RunConfig, resume: str | None = None, *, dataset: Dataset | No
 
     Returns the run folder; the trained model is its `model/` sub-folder (`LatentFlowAutoencoder.from_pretrained`).
     """
-    train_config = config.train_lfae
-    accelerator = make_accelerator(train_config.mixed_precision, train_config.gradient_accumulation_steps)
-    checkpoint = find_checkpoint(resume) if resume else None
-    run_dir = _run_dir(config, checkpoint, accelerator)
-    prepare_run_dir(run_dir, config, resuming=checkpoint is not None, is_main_process=accelerator.is_main_process)
-    accelerator.wait_for_everyone()
-
-    # model, data, optimiser and schedule
-    torch.manual_seed(train_config.seed)  # the same initial weights on every process
-    model = build_model(config).train()
-    if accelerator.num_processes > 1 and accelerator.device.type == "cuda":
-        # the authors' BatchNorm is synchronised across GPUs; keys and single-device numerics stay the same
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if dataset is None:
-        dataset = build_dataset(config.data, view="pair", split="train")
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate, betas=train_config.adam_betas)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=train_config.milestone_steps(), gamma=train_config.lr_decay
-    )
-    criterion = AutoencoderLoss.from_config(train_config).to(accelerator.device)
-    keep_logits = criterion.occlusion_logit_weight > 0
-    training_model = AutoencoderTrainingModel(model, keep_occlusion_logits=keep_logits)
-    training_model, optimizer = accelerator.prepare(training_model, optimizer)
-    # The schedule steps once per optimiser step on every process (not once per process, as a prepared one would).
-    accelerator.register_for_checkpointing(scheduler)
-
-    step = load_checkpoint(accelerator, checkpoint) if checkpoint is not None else 0
-    if checkpoint is not None:
-        logger.info("resumed from %s at step %d", checkpoint, step)
-    batches = iter(
-        stream_loader(
-            dataset,
-            seed=train_config.seed,
-            batch_size=train_config.batch_size,
-            start=step * train_config.gradient_accumulation_steps,  # the stream counts micro-batches
-            accelerator=accelerator,
-            num_workers=config.data.num_workers,
-        )
-    )
-    log = JsonlLogger(run_dir / LOG_FILE)
-    if accelerator.is_main_process:
-        log.truncate_after(step)
-        sample_batch = _sample_batch(dataset, train_config)
-
-    progress = progress_bar(train_config.max_steps, step, enabled=accelerator.is_main_process)
-    window = LossWindow()
-    while step < train_config.max_steps:
-        window.add(optimisation_step(accelerator, training_model, optimizer, criterion, batches, train_config, step))
-        if not accelerator.optimizer_step_was_skipped:  # fp16 overflow: no step, so no schedule step either
-            scheduler.step()
-        step += 1
-        progress.update(1)
-
-        if step % train_config.log_every == 0 or step == train_config.max_steps:
-            log_means(
-                window,
-                step,
-                train_config.max_steps,
-                progress=progress,
-                log=log,
-                lr=scheduler.get_last_lr()[0],
-                main=accelerator.is_main_process,
-            )
-        unwrapped = accelerator.unwrap_model(training_model).model
-        if accelerator.is_main_process and train_config.sample_every and step % train_config.sample_every == 0:
-            save_sample_grid(unwrapped, sample_batch, run_dir / "samples" / f"step-{step:07d}.png")
-            write_loss_curve(run_dir / LOG_FILE, run_dir / LOSS_CURVE_FILE)
-        last = step == train_config.max_steps
-        if train_config.checkpoint_every and (step % train_config.checkpoint_every == 0 or last):
-            save_checkpoint(accelerator, run_dir, step, unwrapped, keep_last=train_config.keep_last)
-
-    progress.close()
-    if accelerator.is_main_process:
-        accelerator.unwrap_model(training_model).model.save_pretrained(run_dir / "model")
-        write_loss_curve(run_dir / LOG_FILE, run_dir / LOSS_CURVE_FILE)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return run_dir
-
-
-def optimisation_step(
-    accelerator,
-    training_model,
-    optimizer,
-    criterion: AutoencoderLoss,
-    batches,
-    train: AutoencoderTrainConfig,
-    step: int,
-) -> dict[str, float]:
-    """One optimiser step over `gradient_accumulation_steps` micro-batches; returns the mean of each loss term."""
-    accumulation = train.gradient_accumulation_steps
-    means: dict[str, float] = {}
-    for micro in range(accumulation):
-        batch = next(batches)
-        reference = batch["reference"].to(accelerator.device, non_blocking=True)
-        driving = batch["driving"].to(accelerator.device, non_blocking=True)
-        warp = None
-        if criterion.uses_equivariance:
-            micro_batch = step * accumulation + micro
-            warp = make_warp(
-                train,
-                driving.shape[0],
-                micro_batch=micro_batch,
-                process=accelerator.process_index,
-                device=accelerator.device,
-            )
-        with accelerator.accumulate(training_model):
-            forward = training_model(reference, driving, warp)
-            with accelerator.autocast():
-                output = forward.output
-                losses = criterion(
-                    output.prediction,
-                    driving,
-                    output.driving_regions,
-                    forward.transformed_regions,
-                    warp,
-                    reference=reference,
-                    occlusion_logits=forward.occlusion_logits,
-                )
-            accelerator.backward(losses.total)
-            if accelerator.sync_gradients and train.max_grad_norm:
-                accelerator.clip_grad_norm_(training_model.parameters(), train.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        for name, value in {"loss": losses.total, **losses.terms}.items():
-            # .item() waits for the device; once per micro-batch is cheap next to the LFAE forward
-            means[name] = means.get(name, 0.0) + value.detach().float().item() / accumulation
-    return means
-
-
-def _run_dir(config: RunConfig, checkpoint: Path | None, accelerator) -> Path:
-    """The output folder: train_lfae.output_dir, else the resumed run's folder, else a new dated one."""
-    if config.train_lfae.output_dir:
-        return Path(config.train_lfae.output_dir)
-    if checkpoint is not None:
-        return run_dir_of(checkpoint)
-    from accelerate.utils import broadcast_object_list
-
-    # one name for all processes (their clocks may cross a second boundary)
-    return Path(broadcast_object_list([str(default_run_dir("lfae", config.name))])[0])
-
-
-def _sample_batch(dataset, train_config: AutoencoderTrainConfig) -> dict[str, torch.Tensor]:
-    """A fixed set of pairs (from its own stream) shown in every sample grid of a run."""
-    stream = SampleStream(dataset, seed=train_config.seed + 1)
-    items = [stream[n] for n in range(train_config.num_samples)]
-    return {key: torch.stack([item[key] for item in items]) for key in ("reference", "driving")}
+    return loop.train(AutoencoderStage(config, dataset), resume)
 
 
 @torch.no_grad()
 def save_sample_grid(model: LatentFlowAutoencoder, batch: dict[str, torch.Tensor], path: Path) -> Path:
     """One row per pair: reference | driving | reconstruction | warped reference | flow | occlusion (PNG)."""
-    from lfdm.viz import flow_to_color, occlusion_to_image, panel_strip
+    from lfdm.viz import flow_to_color, occlusion_to_image, panel_grid
 
     was_training = model.training
     model.eval()  # BatchNorm running statistics, as at inference; and no statistics update on one process only
@@ -353,11 +252,9 @@ def save_sample_grid(model: LatentFlowAutoencoder, batch: dict[str, torch.Tensor
         "flow": flow_to_color(output.flow.float().cpu()),  # one colour scale for the whole grid
         "occlusion": occlusion_to_image(output.occlusion[:, 0].float().cpu()),
     }
-    # the pairs go through panel_strip as "frames": one captioned strip per pair, stacked with the first caption only
+    # the pairs go through the panel as "frames": one row per pair, the captions once on top
     tile = max(reference.shape[-1], 128)
-    strips = panel_strip(columns, scale=tile / reference.shape[-1])
-    caption = strips.shape[1] - tile
-    grid = np.concatenate([strips[0], *(strip[caption:] for strip in strips[1:])], axis=0)
+    grid = panel_grid(columns, scale=tile / reference.shape[-1])
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(path)
     return path

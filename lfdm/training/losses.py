@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from lfdm.evaluation.metrics import ssim
 from lfdm.latents import identity_grid
+from lfdm.metrics import ssim
 from lfdm.models.blocks import AntiAliasDownsample
 from lfdm.training.config import AutoencoderTrainConfig
 

@@ -7,9 +7,7 @@ import numpy as np
 
 from lfdm.data.synthface.expressions import SYNTHFACE_LABELS
 from lfdm.data.synthface.render import render_frames
-
-_BACKGROUND = (250, 250, 250)
-_INK = (40, 40, 40)
+from lfdm.viz import caption_tile, captioned_rows, tile_grid
 
 
 def contact_sheet(
@@ -21,7 +19,7 @@ def contact_sheet(
     take: int = 0,
     labels=SYNTHFACE_LABELS,
 ) -> np.ndarray:
-    """uint8 (rows * resolution + header, label column + columns * resolution, 3) RGB.
+    """uint8 (header + rows * resolution, label column + columns * resolution, 3) RGB.
 
     Row r shows label r of `labels` for `identity_seeds` (one seed for every row, or one seed per row), at
     `columns` frames evenly spaced over the video (first and last included); the header gives the frame numbers.
@@ -30,33 +28,13 @@ def contact_sheet(
     if len(seeds) != len(labels):
         raise ValueError(f"give one identity seed, or one per label ({len(labels)}); got {len(seeds)}.")
     indices = np.unique(np.linspace(0, num_frames - 1, min(columns, num_frames)).round().astype(int))
-    scale = resolution / 64
-    font_scale, thickness = 0.42 * max(scale, 1.0), max(1, round(scale))
-    label_width = int(
-        max(cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)[0][0] for label in labels)
-    ) + int(12 * scale)
-    header = int(18 * max(scale, 1.0))
-    sheet = np.full(
-        (header + len(labels) * resolution, label_width + len(indices) * resolution, 3), _BACKGROUND, np.uint8
-    )
-    for column, index in enumerate(indices):
-        x = label_width + column * resolution + int(4 * scale)
-        cv2.putText(
-            sheet,
-            f"{index}",
-            (x, header - int(5 * max(scale, 1.0))),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            font_scale * 0.85,
-            _INK,
-            thickness,
-            cv2.LINE_AA,
-        )
-    for row, (label, seed) in enumerate(zip(labels, seeds, strict=True)):
+    zoom = max(resolution / 64, 1.0)
+    font_scale = 0.42 * zoom
+    widest = max(cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0] for label in labels)
+    header = int(18 * zoom)
+    numbers = [caption_tile(f"{index}", resolution, header, font_scale=0.85 * font_scale) for index in indices]
+    rows = [("", tile_grid(np.stack(numbers), gap=0))]
+    for label, seed in zip(labels, seeds, strict=True):
         frames = render_frames(seed, label, take, indices, resolution=resolution, num_frames=num_frames)
-        top = header + row * resolution
-        sheet[top : top + resolution, label_width:] = np.concatenate(list(frames), axis=1)
-        baseline = top + resolution // 2 + int(5 * max(scale, 1.0))
-        cv2.putText(
-            sheet, label, (int(6 * scale), baseline), cv2.FONT_HERSHEY_SIMPLEX, font_scale, _INK, thickness, cv2.LINE_AA
-        )
-    return sheet
+        rows.append((label, tile_grid(frames, gap=0)))
+    return captioned_rows(rows, caption_width=int(widest + 12 * zoom), gap=0, font_scale=font_scale)
