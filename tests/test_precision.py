@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from lfdm import runtime
-from lfdm.evaluation.metrics import psnr
+from lfdm.metrics import psnr
 from lfdm.images import preprocess_image
 from lfdm.latents import identity_grid
 from lfdm.models.blocks import AntiAliasDownsample, at_least_float32, warp

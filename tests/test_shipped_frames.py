@@ -51,10 +51,11 @@ def test_shipped_pipeline_reproduces_its_pinned_frames(shipped):
     actual = shipped_outputs(shipped)
     assert sorted(actual) == sorted(expected.files)
     for key, value in actual.items():
-        # float tolerance only: other CPUs may order the same float32 sums differently
-        np.testing.assert_allclose(value, expected[key], rtol=0, atol=1e-5, err_msg=f"{key} moved")
+        # float tolerance only: other CPUs (and the same weights at other addresses) round float32 sums differently,
+        # by up to ~2e-5 after a few steps (tests/test_pipeline.py); a change of behaviour moves values by 1e-2
+        np.testing.assert_allclose(value, expected[key], rtol=0, atol=2e-4, err_msg=f"{key} moved")
 
 
 if __name__ == "__main__":
-    np.savez_compressed(FIXTURE, **shipped_outputs(load_pipeline(ROOT / "checkpoints", device="cpu")))
+    np.savez_compressed(FIXTURE, **shipped_outputs(load_pipeline(ROOT / "checkpoints", device="cpu", dtype=torch.float32)))
     print(f"wrote {FIXTURE}")
