@@ -20,9 +20,12 @@ from lfdm.app.inputs import (
     DEFAULT_SCHEDULER,
     FPS_RANGE,
     GUIDANCE_RANGE,
+    MAX_DRIVING_FRAMES,
+    MOTION_SCALE_RANGE,
     SCHEDULERS,
     SEED_MAX,
     STEPS_RANGE,
+    DrivingSettings,
     GenerationSettings,
     UserInputError,
 )
@@ -95,9 +98,21 @@ class _Handlers:
 
     @_shown_errors
     def generate(
-        self, image, label, model, scheduler, steps, guidance, seed, fps, request: gr.Request, progress=_PROGRESS
+        self,
+        image,
+        label,
+        model,
+        scheduler,
+        steps,
+        guidance,
+        seed,
+        fps,
+        num_frames=None,
+        motion_scale=1.0,
+        request: gr.Request = None,
+        progress=_PROGRESS,
     ):
-        settings = GenerationSettings(label, model, scheduler, steps, guidance, seed, fps)
+        settings = GenerationSettings(label, model, scheduler, steps, guidance, seed, fps, num_frames, motion_scale)
         result = self.service.generate(
             _image_path(image),
             settings,
@@ -120,6 +135,13 @@ class _Handlers:
             progress=lambda fraction, what: progress(fraction, desc=what),
         )
         return str(result.video), [str(path) for path in result.downloads]
+
+    @_shown_errors
+    def animate(self, image, driving_video, model, relative, motion_scale):
+        settings = DrivingSettings(model=model, relative=relative, motion_scale=motion_scale)
+        result = self.service.animate(_image_path(image), _image_path(driving_video), settings)
+        videos = [result.video, result.flow_video, result.occlusion_video, result.panel_video]
+        return *map(str, videos), [str(path) for path in result.downloads], result.note
 
     @_shown_errors
     def show_step(self, request_id, step, as_videos, fps):
@@ -164,6 +186,17 @@ def _inputs(service: GenerationService, examples_dir) -> SimpleNamespace:
         gr.Examples(examples, inputs=[ui.image], label="Examples", examples_per_page=12)
     ui.label = gr.Dropdown(label="Action", choices=[], value=None, elem_id="label")  # filled from the model
     with gr.Row():
+        ui.num_frames = gr.Slider(
+            16,
+            64,
+            value=16,
+            step=1,
+            label="Video length (frames)",
+            info="beyond the model's clip, clips are chained",
+            elem_id="num-frames",
+        )
+        ui.motion_scale = _motion_slider("motion-scale")
+    with gr.Row():
         ui.generate = gr.Button("Generate", variant="primary", elem_id="generate")
         ui.stop = gr.Button("Stop", variant="stop", elem_id="stop")
     with gr.Accordion("Advanced", open=False, elem_id="advanced"):
@@ -192,6 +225,55 @@ def _inputs(service: GenerationService, examples_dir) -> SimpleNamespace:
             ui.dice = gr.Button("Random seed", scale=1)
         ui.fps = gr.Slider(*FPS_RANGE, value=8, step=1, label="Output frames per second")
         ui.model_info = gr.Markdown()
+    return ui
+
+
+def _motion_slider(elem_id: str) -> gr.Slider:
+    return gr.Slider(
+        *MOTION_SCALE_RANGE,
+        value=1.0,
+        step=0.1,
+        label="Motion strength",
+        info="0 = still picture, 1 = as made, 2 = twice",
+        elem_id=elem_id,
+    )
+
+
+def _example_videos(folder: Path | None) -> list[list[str]]:
+    if folder is None or not Path(folder).is_dir():
+        return []
+    return [[str(path)] for path in sorted(Path(folder).glob("*.mp4"))]
+
+
+def _driving_tab(service: GenerationService, examples_dir, driving_dir) -> SimpleNamespace:
+    """Animate a picture with the motion of a driving video (the autoencoder alone, no sampling)."""
+    ui = SimpleNamespace()
+    gr.Markdown(text.DRIVING_HELP.format(max_frames=MAX_DRIVING_FRAMES))
+    with gr.Row():
+        with gr.Column(scale=1, min_width=320):
+            ui.image = gr.Image(
+                label="Picture", type="filepath", image_mode=None, height=220, elem_id="driving-image"
+            )
+            examples = _example_images(examples_dir)
+            if examples:
+                gr.Examples(examples, inputs=[ui.image], label="Example pictures", examples_per_page=12)
+            ui.video = gr.Video(label="Driving video", height=220, sources=["upload"], elem_id="driving-video")
+            clips = _example_videos(driving_dir)
+            if clips:
+                gr.Examples(clips, inputs=[ui.video], label="Example driving videos (SynthFace)")
+            ui.relative = gr.Checkbox(
+                label="Relative motion (keep the picture's own shape)", value=True, elem_id="relative"
+            )
+            ui.motion_scale = _motion_slider("driving-motion-scale")
+            ui.button = gr.Button("Animate", variant="primary", elem_id="animate")
+        with gr.Column(scale=2):
+            ui.note = gr.Markdown(elem_id="driving-note")
+            with gr.Row():
+                ui.result = _video("Animated picture", "driving-result")
+                ui.flow_video = _video("Latent flow, with its colour key", "driving-flow")
+                ui.occlusion_video = _video("Occlusion (white = visible)", "driving-occlusion")
+            ui.panel_video = _video("input | animated | warped input | flow | grid | occlusion", "driving-panels")
+            ui.downloads = gr.File(label="Downloads: video, panels, GIF, flows (.npz)", file_count="multiple")
     return ui
 
 
@@ -247,8 +329,14 @@ def _compare_tab() -> SimpleNamespace:
     return ui
 
 
-def build_demo(service: GenerationService, *, examples_dir: str | Path | None = None) -> gr.Blocks:
-    """The whole app around `service`; `demo.queue(...)` is applied, `launch` is the caller's."""
+def build_demo(
+    service: GenerationService,
+    *,
+    examples_dir: str | Path | None = None,
+    driving_dir: str | Path | None = None,
+) -> gr.Blocks:
+    """The whole app around `service`; `demo.queue(...)` is applied, `launch` is the caller's. `driving_dir` holds
+    the example driving videos (mp4)."""
     with gr.Blocks(title=text.TITLE, analytics_enabled=False, delete_cache=(900, 3600)) as demo:
         request_id = gr.State(None)  # which run the inspector shows; its trace stays on the server
         gr.Markdown(text.HEADER)
@@ -265,9 +353,13 @@ def build_demo(service: GenerationService, *, examples_dir: str | Path | None = 
                     inspector = _inspector()
             with gr.Tab("Compare"):
                 compare = _compare_tab()
+            with gr.Tab("Driving video"):
+                driving = _driving_tab(service, examples_dir, driving_dir)
             with gr.Tab("About"):
                 gr.Markdown(text.ABOUT)
-        _wire(demo, _Handlers(service), inputs, results, inspector, compare, request_id)
+        handlers = _Handlers(service)
+        _wire(demo, handlers, inputs, results, inspector, compare, request_id)
+        _wire_driving(handlers, driving, inputs.model)
     return demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
 
 
@@ -286,8 +378,13 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
         request_id,
     ]
     queued = dict(preprocess=False, concurrency_id="model", concurrency_limit=1)
+    motion = [inputs.num_frames, inputs.motion_scale]  # last, so API calls without them keep working
     generating = inputs.generate.click(
-        _on_gpu(handlers.generate), [inputs.image, inputs.label, *settings], outputs, api_name="generate", **queued
+        _on_gpu(handlers.generate),
+        [inputs.image, inputs.label, *settings, *motion],
+        outputs,
+        api_name="generate",
+        **queued,
     )
     step_inputs = [request_id, inspector.step, inspector.as_videos, inputs.fps]
     generating.success(handlers.show_step, step_inputs, inspector.outputs, queue=False, api_visibility="private")
@@ -319,6 +416,25 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
     )
     inputs.model.input(handlers.choose_model, inputs.model, [inputs.label, inputs.model_info], api_visibility="private")
     demo.load(handlers.page_loaded, None, [inputs.label, inputs.model_info], api_visibility="private")
+
+
+def _wire_driving(handlers: _Handlers, driving, model) -> None:
+    driving.button.click(
+        _on_gpu(handlers.animate),
+        [driving.image, driving.video, model, driving.relative, driving.motion_scale],
+        [
+            driving.result,
+            driving.flow_video,
+            driving.occlusion_video,
+            driving.panel_video,
+            driving.downloads,
+            driving.note,
+        ],
+        api_name="animate",
+        preprocess=False,
+        concurrency_id="model",
+        concurrency_limit=1,
+    )
 
 
 def _session(request: gr.Request | None) -> str | None:
