@@ -52,9 +52,13 @@ def run(args: argparse.Namespace) -> int:
     from lfdm.motion import check_motion_scale
     from lfdm.outputs import write_label_outputs
     from lfdm.pipeline import load_image, load_pipeline, preprocess_image
+    from lfdm.video import probe_video
 
     check_motion_scale(args.motion_scale)
     image = load_image(args.image)  # fail on a bad picture or video before the model loads
+    if not Path(args.driving).exists():
+        raise FileNotFoundError(f"no driving video at {args.driving!r}; pass an mp4, GIF or a folder of frames.")
+    probe_video(args.driving)
     pipe = load_pipeline(args.model, device=args.device)
     driving = load_driving_video(args.driving, pipe.image_size, max_frames=args.max_frames)
     if driving.truncated:
