@@ -112,5 +112,7 @@ def test_stopping_a_long_video_returns_the_frames_made_so_far(tiny_image):
         if step_index == STEPS:
             pipe.interrupt = True
 
-    out = pipe(tiny_image, "smile", num_inference_steps=STEPS, num_frames=12, callback_on_step_end=stop_in_the_second_clip)
+    out = pipe(
+        tiny_image, "smile", num_inference_steps=STEPS, num_frames=12, callback_on_step_end=stop_in_the_second_clip
+    )
     assert out.interrupted and pipe.num_frames < out.frames.shape[1] < 12

@@ -16,12 +16,11 @@ from types import SimpleNamespace
 import gradio as gr
 
 from lfdm.app import text
+from lfdm.app.driving_tab import driving_tab, example_files, motion_slider, wire_driving_tab
 from lfdm.app.inputs import (
     DEFAULT_SCHEDULER,
     FPS_RANGE,
     GUIDANCE_RANGE,
-    MAX_DRIVING_FRAMES,
-    MOTION_SCALE_RANGE,
     SCHEDULERS,
     SEED_MAX,
     STEPS_RANGE,
@@ -81,12 +80,6 @@ def _image_path(payload) -> str | None:
     if isinstance(payload, dict):
         return payload.get("path")
     return payload
-
-
-def _example_images(folder: Path | None) -> list[list[str]]:
-    if folder is None or not Path(folder).is_dir():
-        return []
-    return [[str(path)] for path in sorted(Path(folder).glob("*.png"))]
 
 
 class _Handlers:
@@ -157,12 +150,14 @@ class _Handlers:
     @_shown_errors
     def choose_model(self, model):
         labels = self.service.labels(model)
-        return gr.Dropdown(choices=labels, value=labels[0] if labels else None), self.service.describe(model)
+        frames = self.service.pipeline(model).num_frames  # the model's clip: the default length
+        length = gr.Slider(minimum=min(16, frames), maximum=max(64, frames), value=frames)
+        return gr.Dropdown(choices=labels, value=labels[0] if labels else None), self.service.describe(model), length
 
     @_shown_errors
     def page_loaded(self):
         if not self.service.has_model:
-            return gr.Dropdown(), NO_MODEL_MESSAGE
+            return gr.Dropdown(), NO_MODEL_MESSAGE, gr.Slider()
         return self.choose_model(self.service.default_model)
 
 
@@ -181,7 +176,7 @@ def _inputs(service: GenerationService, examples_dir) -> SimpleNamespace:
         sources=["upload", "clipboard"],
         elem_id="input-image",
     )
-    examples = _example_images(examples_dir)
+    examples = example_files(examples_dir, "*.png")
     if examples:
         gr.Examples(examples, inputs=[ui.image], label="Examples", examples_per_page=12)
     ui.label = gr.Dropdown(label="Action", choices=[], value=None, elem_id="label")  # filled from the model
@@ -195,7 +190,7 @@ def _inputs(service: GenerationService, examples_dir) -> SimpleNamespace:
             info="beyond the model's clip, clips are chained",
             elem_id="num-frames",
         )
-        ui.motion_scale = _motion_slider("motion-scale")
+        ui.motion_scale = motion_slider("motion-scale")
     with gr.Row():
         ui.generate = gr.Button("Generate", variant="primary", elem_id="generate")
         ui.stop = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -225,55 +220,6 @@ def _inputs(service: GenerationService, examples_dir) -> SimpleNamespace:
             ui.dice = gr.Button("Random seed", scale=1)
         ui.fps = gr.Slider(*FPS_RANGE, value=8, step=1, label="Output frames per second")
         ui.model_info = gr.Markdown()
-    return ui
-
-
-def _motion_slider(elem_id: str) -> gr.Slider:
-    return gr.Slider(
-        *MOTION_SCALE_RANGE,
-        value=1.0,
-        step=0.1,
-        label="Motion strength",
-        info="0 = still picture, 1 = as made, 2 = twice",
-        elem_id=elem_id,
-    )
-
-
-def _example_videos(folder: Path | None) -> list[list[str]]:
-    if folder is None or not Path(folder).is_dir():
-        return []
-    return [[str(path)] for path in sorted(Path(folder).glob("*.mp4"))]
-
-
-def _driving_tab(service: GenerationService, examples_dir, driving_dir) -> SimpleNamespace:
-    """Animate a picture with the motion of a driving video (the autoencoder alone, no sampling)."""
-    ui = SimpleNamespace()
-    gr.Markdown(text.DRIVING_HELP.format(max_frames=MAX_DRIVING_FRAMES))
-    with gr.Row():
-        with gr.Column(scale=1, min_width=320):
-            ui.image = gr.Image(
-                label="Picture", type="filepath", image_mode=None, height=220, elem_id="driving-image"
-            )
-            examples = _example_images(examples_dir)
-            if examples:
-                gr.Examples(examples, inputs=[ui.image], label="Example pictures", examples_per_page=12)
-            ui.video = gr.Video(label="Driving video", height=220, sources=["upload"], elem_id="driving-video")
-            clips = _example_videos(driving_dir)
-            if clips:
-                gr.Examples(clips, inputs=[ui.video], label="Example driving videos (SynthFace)")
-            ui.relative = gr.Checkbox(
-                label="Relative motion (keep the picture's own shape)", value=True, elem_id="relative"
-            )
-            ui.motion_scale = _motion_slider("driving-motion-scale")
-            ui.button = gr.Button("Animate", variant="primary", elem_id="animate")
-        with gr.Column(scale=2):
-            ui.note = gr.Markdown(elem_id="driving-note")
-            with gr.Row():
-                ui.result = _video("Animated picture", "driving-result")
-                ui.flow_video = _video("Latent flow, with its colour key", "driving-flow")
-                ui.occlusion_video = _video("Occlusion (white = visible)", "driving-occlusion")
-            ui.panel_video = _video("input | animated | warped input | flow | grid | occlusion", "driving-panels")
-            ui.downloads = gr.File(label="Downloads: video, panels, GIF, flows (.npz)", file_count="multiple")
     return ui
 
 
@@ -354,12 +300,12 @@ def build_demo(
             with gr.Tab("Compare"):
                 compare = _compare_tab()
             with gr.Tab("Driving video"):
-                driving = _driving_tab(service, examples_dir, driving_dir)
+                driving = driving_tab(examples_dir, driving_dir)
             with gr.Tab("About"):
                 gr.Markdown(text.ABOUT)
         handlers = _Handlers(service)
         _wire(demo, handlers, inputs, results, inspector, compare, request_id)
-        _wire_driving(handlers, driving, inputs.model)
+        wire_driving_tab(driving, _on_gpu(handlers.animate), inputs.model)
     return demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
 
 
@@ -414,27 +360,9 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
         queue=False,
         api_visibility="private",
     )
-    inputs.model.input(handlers.choose_model, inputs.model, [inputs.label, inputs.model_info], api_visibility="private")
-    demo.load(handlers.page_loaded, None, [inputs.label, inputs.model_info], api_visibility="private")
-
-
-def _wire_driving(handlers: _Handlers, driving, model) -> None:
-    driving.button.click(
-        _on_gpu(handlers.animate),
-        [driving.image, driving.video, model, driving.relative, driving.motion_scale],
-        [
-            driving.result,
-            driving.flow_video,
-            driving.occlusion_video,
-            driving.panel_video,
-            driving.downloads,
-            driving.note,
-        ],
-        api_name="animate",
-        preprocess=False,
-        concurrency_id="model",
-        concurrency_limit=1,
-    )
+    model_outputs = [inputs.label, inputs.model_info, inputs.num_frames]
+    inputs.model.input(handlers.choose_model, inputs.model, model_outputs, api_visibility="private")
+    demo.load(handlers.page_loaded, None, model_outputs, api_visibility="private")
 
 
 def _session(request: gr.Request | None) -> str | None:

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="take each driving frame's pose and shape (same face); default: relative motion since driving frame 0",
     )
-    parser.add_argument("--motion-scale", type=float, default=1.0, help="0 = still, 1 = as driven, 2 = twice the motion")
+    parser.add_argument("--motion-scale", type=float, default=1.0, help="0 = still, 1 = as driven, 2 = twice as much")
     parser.add_argument(
         "--max-frames", type=int, default=MAX_DRIVING_FRAMES, help="driving frames used at most; longer videos are cut"
     )
