@@ -114,10 +114,14 @@ def relative_regions(picture: RegionParams, driving: RegionParams, start: Region
     shift = mu_picture + (mu_t - mu_0); affine = (A_t A_0^-1) A_picture; covariance = affine affine^T. All (B, K,
     ...) as in `RegionParams`; the picture's and start's batch of 1 broadcasts over the B driving frames.
     """
+    dtype = driving.shift.dtype
+    # coordinates in at least float32 (as the LFAE computes them): a half-precision 2x2 inverse is not available
+    exact = torch.promote_types(dtype, torch.float32)
+    picture, driving, start = picture.to(exact), driving.to(exact), start.to(exact)
     driving_affine = _aligned_affine(driving.affine, driving.u, start.u)
     change = torch.matmul(driving_affine, torch.inverse(start.affine))
     affine = torch.matmul(change, picture.affine)
-    return RegionParams(
+    moved = RegionParams(
         shift=picture.shift + driving.shift - start.shift,
         covar=torch.matmul(affine, affine.transpose(-1, -2)),
         affine=affine,
@@ -125,6 +129,7 @@ def relative_regions(picture: RegionParams, driving: RegionParams, start: Region
         u=driving.u,
         d=driving.d,
     )
+    return moved.to(dtype)
 
 
 def _repeat(regions: RegionParams, count: int) -> RegionParams:

@@ -134,3 +134,11 @@ def test_bad_driving_videos_say_what_to_do(tiny_pipeline, tiny_image, tmp_path, 
         video = driving_frames[0]
     with pytest.raises(error, match=message):
         tiny_pipeline.animate(tiny_image, video)
+
+
+def test_half_precision_animates_and_returns_float32(tiny_image, driving_frames):
+    from lfdm.testing import make_tiny_pipeline
+
+    pipe = make_tiny_pipeline().to(dtype=torch.bfloat16)
+    out = pipe.animate(tiny_image, driving_frames)
+    assert out.frames.dtype == np.float32 and np.isfinite(out.frames).all() and out.frames.shape[1] == 6
