@@ -214,13 +214,14 @@ def generate_chained(
             passes += 1
             interrupted = clip.interrupted
             shared_frames = flows.shape[1] - start
-            composed = compose_flows(flows[:, start], occlusions[:, start], clip.flows, clip.occlusions)
+            anchor = flows[:, start], occlusions[:, start]
+            composed = compose_flows(*anchor, clip.flows, clip.occlusions)
             flows, occlusions = stitch(flows, occlusions, *composed, overlap=shared_frames)
             if trace is not None:
                 # every step's clean estimate of the clip, composed with the same (final) starting frame
                 steps = clip.trace_flows.shape[0]
-                anchor = (flows[:, start].expand(steps, -1, -1, -1), occlusions[:, start].expand(steps, -1, -1))
-                composed = compose_flows(*anchor, clip.trace_flows[:, 0], clip.trace_occlusions[:, 0])
+                anchors = anchor[0].expand(steps, -1, -1, -1), anchor[1].expand(steps, -1, -1)
+                composed = compose_flows(*anchors, clip.trace_flows[:, 0], clip.trace_occlusions[:, 0])
                 trace = stitch(*trace, *composed, overlap=shared_frames)
         videos.append((flows[:, :num_frames], occlusions[:, :num_frames], trace))
 
@@ -230,9 +231,7 @@ def generate_chained(
     occlusions = torch.cat([video[1][:, :length] for video in videos]).to(device)
     flows, occlusions = scale_motion(flows, occlusions, motion_scale)
     frames, warped = pipe.decode_flows(pixels, pyramid, flows, occlusions, decode_chunk_size)
-    output = pipe._make_output(
-        frames, warped, flows, occlusions, labels, [], [], interrupted, output_type, return_dict=True
-    )
+    output = pipe._make_output(frames, warped, flows, occlusions, labels, [], [], interrupted, output_type, True)
     if return_step_trace:
         trace_flows = torch.stack([video[2][0][:, :length] for video in videos], dim=1).float()
         trace_occlusions = torch.stack([video[2][1][:, :length] for video in videos], dim=1).float()
