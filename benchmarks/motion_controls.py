@@ -4,7 +4,7 @@
    over all frames against the video, relative and absolute; and driving another identity's neutral face: frame-0
    PSNR against that face, and how far the last frame moved (mean absolute change, [0, 1] pixels).
 2. Longer videos: 48 frames (chained 16-frame clips) from the example pictures: the largest frame-to-frame change
-   where clips meet (the shared frames and the step into them), as a multiple of the median change.
+   where clips meet (into a later clip's first frame and on to its second), as a multiple of the median change.
 3. Motion strength: the motion the frames show at motion_scale 0, 1 and 2 (the LFAE's flow from frame 0 to each
    frame, mean displacement), and the ratio (2 - 0) / (1 - 0).
 
@@ -23,7 +23,7 @@ from PIL import Image
 
 from lfdm.data.synthface import render_video, split_identities
 from lfdm.evaluation.metrics import psnr
-from lfdm.motion import CLIP_OVERLAP, clip_starts, displacement
+from lfdm.motion import displacement, new_frames_per_clip, num_clips
 from lfdm.pipeline import load_pipeline
 
 EXAMPLES = ("synthface_test_8388608.png", "synthface_test_8388616.png")
@@ -55,7 +55,9 @@ def driving(pipe) -> dict:
 @torch.no_grad()
 def longer(pipe, steps: int) -> list[dict]:
     rows = []
-    seams = [i for start in clip_starts(48, pipe.num_frames)[1:] for i in range(start - 1, start + CLIP_OVERLAP)]
+    clip = pipe.num_frames  # a later clip's frames begin at clip + k * new_frames_per_clip(clip)
+    firsts = [clip + k * new_frames_per_clip(clip) for k in range(num_clips(48, clip) - 1)]
+    seams = [i for first in firsts for i in (first - 1, first) if i < 47]
     for example in EXAMPLES:
         for label in LABELS[:2]:
             generator = torch.Generator().manual_seed(0)
@@ -93,12 +95,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="checkpoints")
     parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="JSON file; with --parts, the other parts are kept")
+    parser.add_argument("--parts", default="driving,longer,strength", help="which measurements to (re)run")
     args = parser.parse_args()
     pipe = load_pipeline(args.model, device="cpu")
     pipe.set_progress_bar_config(disable=True)
-    record = {"steps": args.steps, "driving": driving(pipe), "longer": longer(pipe, args.steps),
-              "strength": strength(pipe, args.steps)}  # fmt: skip
+    record = json.loads(args.out.read_text()) if args.out is not None and args.out.is_file() else {}
+    record["steps"] = args.steps
+    parts = {"driving": lambda: driving(pipe), "longer": lambda: longer(pipe, args.steps),
+             "strength": lambda: strength(pipe, args.steps)}  # fmt: skip
+    for name in args.parts.split(","):
+        record[name] = parts[name]()
     text = json.dumps(record, indent=2)
     print(text)
     if args.out is not None:

@@ -5,11 +5,13 @@ Flows are absolute backward sampling grids (..., h, w, 2) in [-1, 1], x first; o
 leaves a picture where it is under the LFAE's `grid_sample(align_corners=False)` (the MRAA "identity grid" of
 `identity_grid` would shrink it), so a zero displacement decodes to the still picture.
 
-Longer videos (`generate_chained`): the U-Net knows `pipe.num_frames` frame positions, so a longer video is made
-of clips. Every frame still warps the ORIGINAL picture: clip k is sampled conditioned on the frame where it starts
-(the picture warped by the video so far, so the model sees the face as it is by then), its flows say how that
-frame moves, and composing them with that frame's flow (`compose_flows`) maps them back onto the picture. Clips
-overlap by `overlap` frames, cross-faded, so there is no jump where they meet.
+Longer videos (`generate_chained`): the U-Net knows `pipe.num_frames` (L) frame positions, so a longer video is
+made of clips, and every frame still warps the ORIGINAL picture (a generated frame is never warped again). The first
+clip is the usual video. Every later clip is sampled from the picture too, and only the motion of its second half
+is used: how its frames L/2 + 1 ... L - 1 move with respect to its frame L/2 (`relative_motion`), composed with the
+flow of the video's last frame so far (`compose_flows`). The motion that made the first clip's action (a model
+trained on clips that start still starts the action in every clip) is thus not started again on top of itself,
+later clips carry on from where the video is, and where clips meet the video moves as it does inside a clip.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, repeat
 
 from lfdm.latents import resting_grid
 
 logger = logging.getLogger(__name__)
 
-CLIP_OVERLAP = 4  # frames two chained clips share and cross-fade over
+INVERSION_ITERATIONS = 8  # fixed-point steps of `invert_at`: the error shrinks ~10x per step for these motions
 MAX_MOTION_SCALE = 10.0  # beyond this the displacement leaves the picture for every frame
 
 
@@ -93,46 +95,56 @@ def compose_flows(
     return flows, occlusions
 
 
-def clip_starts(num_frames: int, clip_frames: int, overlap: int = CLIP_OVERLAP) -> list[int]:
-    """First output frame of every clip needed for `num_frames` frames from clips of `clip_frames`, each clip
-    starting `clip_frames - overlap` frames after the one before."""
-    if clip_frames < 2:
-        raise ValueError(f"chaining needs clips of at least 2 frames; this model makes {clip_frames}.")
-    overlap = min(max(int(overlap), 1), clip_frames - 1)
-    starts, stride = [0], clip_frames - overlap
-    while starts[-1] + clip_frames < num_frames:
-        starts.append(starts[-1] + stride)
-    return starts
+def invert_at(flow: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Where `flow` comes from: for flow (B, h, w, 2) and points (B, F, h, w, 2), the x with flow(x) = point.
 
-
-def stitch(
-    video_flows: torch.Tensor,
-    video_occlusions: torch.Tensor,
-    clip_flows: torch.Tensor,
-    clip_occlusions: torch.Tensor,
-    *,
-    overlap: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Append a clip whose first `overlap` frames cover the last `overlap` frames of the video so far.
-
-    video_* (B, T, h, w[, 2]); clip_* (B, L, h, w[, 2]), already composed onto the picture. Over the shared frames
-    the clip's weight rises linearly, 1 / (overlap + 1) ... overlap / (overlap + 1), so neither clip's motion
-    stops or starts abruptly. Returns (B, T - overlap + L, h, w[, 2]).
+    Fixed-point iteration x <- point - D(x) with D the flow's displacement (read with border padding), which
+    converges while the displacement changes by less than its own distance across the picture (any flow that does
+    not fold the picture over itself).
     """
-    if overlap == 0:
-        return torch.cat([video_flows, clip_flows], 1), torch.cat([video_occlusions, clip_occlusions], 1)
-    weights = torch.arange(1, overlap + 1, dtype=clip_flows.dtype, device=clip_flows.device) / (overlap + 1)
-    weights = weights.view(1, overlap, 1, 1)
-    mixed_flows = torch.lerp(video_flows[:, -overlap:], clip_flows[:, :overlap], weights.unsqueeze(-1))
-    mixed_occlusions = torch.lerp(video_occlusions[:, -overlap:], clip_occlusions[:, :overlap], weights)
-    flows = torch.cat([video_flows[:, :-overlap], mixed_flows, clip_flows[:, overlap:]], dim=1)
-    occlusions = torch.cat([video_occlusions[:, :-overlap], mixed_occlusions, clip_occlusions[:, overlap:]], dim=1)
-    return flows, occlusions
+    frames = points.shape[1]
+    field = rearrange(displacement(flow), "b h w c -> b 1 c h w").expand(-1, frames, -1, -1, -1).flatten(0, 1)
+    targets = rearrange(points, "b f h w c -> (b f) h w c")
+    estimate = targets
+    for _ in range(INVERSION_ITERATIONS):
+        moved = F.grid_sample(field, estimate, mode="bilinear", padding_mode="border", align_corners=False)
+        estimate = targets - rearrange(moved, "n c h w -> n h w c")
+    return rearrange(estimate, "(b f) h w c -> b f h w c", f=frames)
 
 
-def num_clips(num_frames: int, clip_frames: int, overlap: int = CLIP_OVERLAP) -> int:
+def relative_motion(
+    flows: torch.Tensor, occlusions: torch.Tensor, reference: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The motion of frames reference + 1 ... F - 1 of a video with respect to its frame `reference`.
+
+    flows (B, F, h, w, 2) and occlusions (B, F, h, w) describe frames of the picture; returns flows (B, n, h, w, 2)
+    that sample frame `reference` to make each later frame, `reference^-1(flow_t(x))`, and occlusions (B, n, h, w):
+    the part of each frame's occlusion that is new since frame `reference` (its visibility divided by that of the
+    point of frame `reference` it comes from, at most 1).
+    """
+    later = flows[:, reference + 1 :]
+    motion = invert_at(flows[:, reference], later)
+    frames = later.shape[1]
+    reference_occlusion = repeat(occlusions[:, reference], "b h w -> (b f) 1 h w", f=frames)
+    seen = F.grid_sample(reference_occlusion, rearrange(motion, "b f h w c -> (b f) h w c"), padding_mode="border",
+                         align_corners=False)  # fmt: skip
+    seen = rearrange(seen, "(b f) 1 h w -> b f h w", f=frames)
+    relative = (occlusions[:, reference + 1 :] / seen.clamp_min(1e-3)).clamp(0, 1)
+    return motion, relative
+
+
+def new_frames_per_clip(clip_frames: int) -> int:
+    """Frames each later clip adds: those after its middle frame."""
+    return clip_frames - 1 - clip_frames // 2
+
+
+def num_clips(num_frames: int, clip_frames: int) -> int:
     """How many clips (each `clip_frames` long) `num_frames` frames take; 1 when the model's clip is enough."""
-    return 1 if num_frames <= clip_frames else len(clip_starts(num_frames, clip_frames, overlap))
+    if num_frames <= clip_frames:
+        return 1
+    if clip_frames < 3:
+        raise ValueError(f"videos longer than the model's clip need clips of 3 frames or more; it makes {clip_frames}.")
+    return 1 + math.ceil((num_frames - clip_frames) / new_frames_per_clip(clip_frames))
 
 
 def _shifted_callback(callback, offset: int):
@@ -145,8 +157,23 @@ def _shifted_callback(callback, offset: int):
     return lambda pipe, step_index, timestep, tensors: callback(pipe, offset + step_index, timestep, tensors)
 
 
-def _pick(generator, index: int):
-    return generator[index] if isinstance(generator, list) else generator
+def continue_video(
+    flows: torch.Tensor, occlusions: torch.Tensor, clip_flows: torch.Tensor, clip_occlusions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Append a clip's second-half motion to a video: flows (B, T, h, w, 2), occlusions (B, T, h, w) so far; a
+    clip of L frames of the same picture -> (B, T + L - 1 - L // 2, ...), every frame still sampling the picture.
+
+    The first appended frame is the midpoint of the video's last frame and the second appended one: the clip's
+    motion starts from another pose than the video's, and a fast first step of it (a blink, a late rise) would
+    otherwise show as one jump where the clips meet; halving it over two frames keeps the seam as smooth as the
+    inside of a clip.
+    """
+    motion, relative = relative_motion(clip_flows, clip_occlusions, clip_flows.shape[1] // 2)
+    new_flows, new_occlusions = compose_flows(flows[:, -1], occlusions[:, -1], motion, relative)
+    if new_flows.shape[1] >= 2:
+        new_flows[:, 0] = (flows[:, -1] + new_flows[:, 1]) / 2
+        new_occlusions[:, 0] = (occlusions[:, -1] + new_occlusions[:, 1]) / 2
+    return torch.cat([flows, new_flows], dim=1), torch.cat([occlusions, new_occlusions], dim=1)
 
 
 @torch.no_grad()
@@ -166,15 +193,17 @@ def generate_chained(
     motion_scale: float,
     output_type: str,
     return_dict: bool,
-    overlap: int = CLIP_OVERLAP,
 ):
-    """`pipe(image, labels, num_frames=N)` for N beyond the model's clip: clips chained as the module docstring
-    says. Arguments and output are `LFDMPipeline.__call__`'s; `callback_on_step_end` sees the steps of all clips
-    numbered one after the other (clip 0 for every label, then each later clip per label), the step trace holds
-    each step's clean estimate of the whole video (every clip composed with its starting frame's final flow), and
-    an interrupted run returns the frames made so far."""
+    """`pipe(image, labels, num_frames=N)` for N beyond the model's clip, chained as the module docstring says.
+
+    Arguments and output are `LFDMPipeline.__call__`'s. Every clip samples all labels in one batch;
+    `callback_on_step_end` sees the steps of all clips numbered one after the other, the step trace holds each
+    step's clean estimate of the whole video (every clip chained onto the final flows before it), and an
+    interrupted run returns the frames made so far.
+    """
     clip_frames = pipe.num_frames
-    starts = clip_starts(num_frames, clip_frames, overlap)
+    clips = num_clips(num_frames, clip_frames)
+    steps_per_clip = int(num_inference_steps or pipe._default_steps())
     shared = dict(
         num_inference_steps=num_inference_steps,
         guidance_scale=guidance_scale,
@@ -184,58 +213,41 @@ def generate_chained(
         num_frames=clip_frames,
         output_type="pt",
     )
-    pixels = pipe.preprocess_image(image)
-    pyramid = pipe.encode_image(pixels)
-    device, dtype = pixels.device, pixels.dtype
-
-    # 1. The first clip, all labels in one batch, conditioned on the picture itself
-    first = pipe(image, labels, generator=generator, callback_on_step_end=callback_on_step_end, **shared)
-    steps_per_clip = int(num_inference_steps or pipe._default_steps())
-    passes = 1
-    interrupted = first.interrupted
-    videos = []
-    for index, label in enumerate(labels):
-        flows, occlusions = first.flows[index : index + 1], first.occlusions[index : index + 1]
-        trace = (first.trace_flows[:, index], first.trace_occlusions[:, index]) if return_step_trace else None
-        # 2. Each later clip starts where the video so far is `overlap` frames from its end
-        for start in starts[1:]:
-            if interrupted:
-                break
-            anchor_flow, anchor_occlusion = flows[:, start].to(device, dtype), occlusions[:, start].to(device, dtype)
-            anchor_frame = pipe.lfae.decode(pixels, anchor_flow, anchor_occlusion.unsqueeze(1), features=pyramid)
-            offset = passes * steps_per_clip
-            clip = pipe(
-                anchor_frame.prediction.clamp(0, 1).float().cpu(),
-                [label],
-                generator=_pick(generator, index),
-                callback_on_step_end=_shifted_callback(callback_on_step_end, offset),
-                **shared,
-            )
-            passes += 1
-            interrupted = clip.interrupted
-            shared_frames = flows.shape[1] - start
-            anchor = flows[:, start], occlusions[:, start]
-            composed = compose_flows(*anchor, clip.flows, clip.occlusions)
-            flows, occlusions = stitch(flows, occlusions, *composed, overlap=shared_frames)
-            if trace is not None:
-                # every step's clean estimate of the clip, composed with the same (final) starting frame
+    flows = occlusions = trace = None
+    interrupted = False
+    for clip_index in range(clips):
+        # 1. One clip of every label, from the picture itself; its decoded frames are not used
+        callback = _shifted_callback(callback_on_step_end, clip_index * steps_per_clip)
+        clip = pipe(image, labels, generator=generator, callback_on_step_end=callback, **shared)
+        interrupted = clip.interrupted
+        # 2. The first clip as it is; the second half of every later one, chained onto the video's last frame
+        if flows is None:
+            flows, occlusions = clip.flows, clip.occlusions
+            if return_step_trace:
+                trace = clip.trace_flows.flatten(0, 1), clip.trace_occlusions.flatten(0, 1)  # (S B) F h w ...
+        else:
+            last = flows[:, -1:], occlusions[:, -1:]
+            flows, occlusions = continue_video(flows, occlusions, clip.flows, clip.occlusions)
+            if return_step_trace:
+                # each step's estimate of the clip, chained onto the same final frame as the video itself
                 steps = clip.trace_flows.shape[0]
-                anchors = anchor[0].expand(steps, -1, -1, -1), anchor[1].expand(steps, -1, -1)
-                composed = compose_flows(*anchors, clip.trace_flows[:, 0], clip.trace_occlusions[:, 0])
-                trace = stitch(*trace, *composed, overlap=shared_frames)
-        videos.append((flows[:, :num_frames], occlusions[:, :num_frames], trace))
+                anchors = [repeat(tensor, "b 1 ... -> (s b) 1 ...", s=steps) for tensor in last]
+                chained = continue_video(*anchors, clip.trace_flows.flatten(0, 1), clip.trace_occlusions.flatten(0, 1))
+                trace = tuple(torch.cat([old, new[:, 1:]], dim=1) for old, new in zip(trace, chained, strict=True))
+        if interrupted:
+            break
 
-    # 3. Every label's video to the same length (an interrupted run may have fewer frames), scaled, decoded
-    length = min(video[0].shape[1] for video in videos)
-    flows = torch.cat([video[0][:, :length] for video in videos]).to(device)
-    occlusions = torch.cat([video[1][:, :length] for video in videos]).to(device)
+    # 3. Cut to length, scale, warp the picture with every flow and decode
+    pixels = pipe.preprocess_image(image)
+    device = pixels.device
+    flows, occlusions = flows[:, :num_frames].to(device), occlusions[:, :num_frames].to(device)
     flows, occlusions = scale_motion(flows, occlusions, motion_scale)
-    frames, warped = pipe.decode_flows(pixels, pyramid, flows, occlusions, decode_chunk_size)
+    frames, warped = pipe.decode_flows(pixels, pipe.encode_image(pixels), flows, occlusions, decode_chunk_size)
     output = pipe._make_output(frames, warped, flows, occlusions, labels, [], [], interrupted, output_type, True)
     if return_step_trace:
-        trace_flows = torch.stack([video[2][0][:, :length] for video in videos], dim=1).float()
-        trace_occlusions = torch.stack([video[2][1][:, :length] for video in videos], dim=1).float()
-        trace = [trace_flows, trace_occlusions, first.trace_timesteps]
+        steps = len(clip.trace_timesteps)
+        trace = [tensor[:, :num_frames].unflatten(0, (steps, -1)).float() for tensor in trace]
+        trace.append(clip.trace_timesteps)
         if output_type == "np":
             trace = [tensor.numpy() for tensor in trace]
         output = replace(output, trace_flows=trace[0], trace_occlusions=trace[1], trace_timesteps=trace[2])

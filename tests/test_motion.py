@@ -7,7 +7,16 @@ import pytest
 import torch
 
 from lfdm.latents import resting_grid
-from lfdm.motion import clip_starts, compose_flows, displacement, num_clips, scale_motion, stitch
+from lfdm.motion import (
+    compose_flows,
+    continue_video,
+    displacement,
+    invert_at,
+    new_frames_per_clip,
+    num_clips,
+    relative_motion,
+    scale_motion,
+)
 from lfdm.testing import make_tiny_pipeline
 
 STEPS = 2
@@ -52,19 +61,39 @@ def test_composing_translations_adds_them_and_the_resting_grid_changes_nothing()
     torch.testing.assert_close(same, outer[:, None].expand(1, 2, -1, -1, -1))
 
 
-def test_stitch_cross_fades_the_shared_frames():
-    video, clip = torch.zeros(1, 5, 2, 2, 2), torch.ones(1, 4, 2, 2, 2)
-    flows, occlusions = stitch(video, video[..., 0], clip, clip[..., 0], overlap=3)
-    assert flows.shape[1] == 6
-    np.testing.assert_allclose(flows[0, :, 0, 0, 0].numpy(), [0, 0, 0.25, 0.5, 0.75, 1])
-    np.testing.assert_allclose(occlusions[0, :, 0, 0].numpy(), [0, 0, 0.25, 0.5, 0.75, 1])
+def test_inverting_a_translation_moves_back_and_relative_motion_is_the_change_since_the_reference():
+    size = 10
+    flow = shifted_grid(size, 0.1, -0.1)
+    back = invert_at(flow, shifted_grid(size, 0.1, -0.1, frames=1))
+    still = resting_grid(size, size)[None, None]
+    torch.testing.assert_close(back[:, :, 2:-2, 2:-2], still[:, :, 2:-2, 2:-2])
+    video = torch.stack([shifted_grid(size, dx)[0] for dx in (0.0, 0.1, 0.15, 0.3)])[None]  # (1, 4, h, w, 2)
+    visible = torch.ones(1, 4, size, size)
+    visible[:, 3] = 0.5
+    motion, relative = relative_motion(video, visible, reference=1)
+    assert motion.shape == (1, 2, size, size, 2)
+    inner = (slice(None), slice(None), slice(3, -3), slice(3, -3))
+    expected = torch.stack([shifted_grid(size, dx)[0] for dx in (0.05, 0.2)])[None]
+    torch.testing.assert_close(motion[inner], expected[inner])
+    torch.testing.assert_close(relative[:, 1], torch.full((1, size, size), 0.5), msg="newly hidden since frame 1")
 
 
-def test_clip_starts_cover_the_video_with_the_overlap():
-    assert clip_starts(48, 16) == [0, 12, 24, 36]
-    assert num_clips(16, 16) == 1 and num_clips(48, 16) == 4 and num_clips(17, 16) == 2
-    starts = clip_starts(10, 4)  # a 4-frame clip keeps 1 frame of its own beyond 3 shared ones
-    assert starts[-1] + 4 >= 10 and all(b - a == 1 for a, b in zip(starts, starts[1:], strict=False))
+def test_later_clips_add_the_frames_after_their_middle():
+    assert new_frames_per_clip(16) == 7 and num_clips(16, 16) == 1
+    assert num_clips(48, 16) == 6, "16 + 5 x 7 >= 48"
+    assert num_clips(10, 4) == 7, "a 4-frame clip adds 1 frame"
+    with pytest.raises(ValueError, match="3 frames or more"):
+        num_clips(5, 2)
+
+
+def test_continuing_a_video_starts_exactly_where_it_was():
+    size = 8
+    video = shifted_grid(size, 0.2, frames=3).clone()
+    clip = torch.stack([shifted_grid(size, dx)[0] for dx in (0.0, 0.0, 0.05, 0.1)])[None]
+    flows, occlusions = continue_video(video, torch.ones(1, 3, size, size), clip, torch.ones(1, 4, size, size))
+    assert flows.shape[1] == 3 + new_frames_per_clip(4)
+    inner = (slice(None), slice(2, -2), slice(2, -2))
+    torch.testing.assert_close(flows[0, 3][inner], shifted_grid(size, 0.3)[0][inner], msg="0.2 so far, then +0.1")
 
 
 def test_motion_scale_zero_gives_the_still_picture(tiny_pipeline, tiny_image):
@@ -92,7 +121,7 @@ def test_long_video_chains_clips_that_all_warp_the_original_picture(tiny_image):
     )  # fmt: skip
     clips = num_clips(7, pipe.num_frames)
     assert out.frames.shape == (2, 7, 32, 32, 3) and out.flows.shape == (2, 7, 8, 8, 2)
-    assert steps_seen == list(range(STEPS * (1 + (clips - 1) * 2))), "later clips run per label, steps numbered on"
+    assert steps_seen == list(range(STEPS * clips)), "the steps of every clip, numbered on"
     assert out.trace_flows.shape == (STEPS, 2, 7, 8, 8, 2)
     # every frame is the ORIGINAL picture decoded with the output flows, never a re-warped generated frame
     pixels = pipe.preprocess_image(tiny_image)

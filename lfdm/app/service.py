@@ -355,9 +355,8 @@ class GenerationService:
             if stop.is_set():
                 raise GenerationStopped("stopped before it started.")
             pipe.scheduler = make_scheduler(settings.scheduler, base_config=self._scheduler_configs[settings.model])
-            # a video longer than the model's clip samples its first clip for all labels, then each later clip per label
-            clips = num_clips(settings.num_frames or pipe.num_frames, pipe.num_frames)
-            sampling_steps = settings.steps * (1 + (clips - 1) * len(labels))
+            # a video longer than the model's clip samples one clip after the other, each for all labels at once
+            sampling_steps = settings.steps * num_clips(settings.num_frames or pipe.num_frames, pipe.num_frames)
             total = sampling_steps + 1  # the last unit is decoding the frames
 
             def on_step_end(pipe, step_index, timestep, callback_kwargs):
