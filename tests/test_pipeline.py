@@ -168,7 +168,7 @@ def test_a_residual_flow_unet_makes_zero_latents_a_still_video(tiny_image):
 
 def test_a_frame_position_model_chains_clips_for_longer_videos(tiny_image):
     pipe = make_tiny_pipeline()
-    pipe.unet.register_to_config(frame_embedding=True)
+    pipe.unet = type(pipe.unet).from_config({**pipe.unet.config, "frame_embedding": True}).eval()
     lengths = []
     pipe.unet.register_forward_hook(lambda module, args, output: lengths.append(args[0].shape[2]))
     out = pipe(tiny_image, "smile", num_inference_steps=2, num_frames=pipe.num_frames + 1)
