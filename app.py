@@ -19,7 +19,7 @@ def create_service(model: str | None = None, dtype: str = "auto") -> GenerationS
 
 
 service = create_service(os.environ.get("LFDM_MODEL"))
-demo = build_demo(service, examples_dir=ROOT / "assets" / "examples")
+demo = build_demo(service, examples_dir=ROOT / "assets" / "examples", driving_dir=ROOT / "assets" / "driving")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,6 +54,6 @@ if __name__ == "__main__":
     args = parse_args()
     if args.model != os.environ.get("LFDM_MODEL") or args.dtype != "auto":
         service = create_service(args.model, args.dtype)
-        demo = build_demo(service, examples_dir=ROOT / "assets" / "examples")
+        demo = build_demo(service, examples_dir=ROOT / "assets" / "examples", driving_dir=ROOT / "assets" / "driving")
     service.preload()  # the model loads once, before the first visitor
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_OPTIONS)

@@ -26,6 +26,7 @@ COMMANDS: dict[str, Command] = {
     "embed-labels": Command("lfdm.commands.embed_labels", "compute the official BERT label embeddings"),
     "convert": Command("lfdm.commands.convert", "convert the authors' released checkpoints to a pipeline folder"),
     "generate": Command("lfdm.commands.generate", "generate videos from an image and action labels"),
+    "animate": Command("lfdm.commands.animate", "animate an image with the motion of a driving video"),
     "train-classifier": Command("lfdm.commands.train_classifier", "train the action classifier evaluate judges with"),
     "evaluate": Command("lfdm.commands.evaluate", "action accuracy, Frechet distance and identity metrics"),
     "bench": Command("lfdm.commands.bench", "speed and memory benchmarks"),

@@ -28,12 +28,14 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from einops import rearrange, repeat
 
+from lfdm.driving import MAX_DRIVING_FRAMES, animate
 from lfdm.guidance import guided_model_output
 from lfdm.images import load_image, preprocess_image
 from lfdm.latents import latents_to_flows
 from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
+from lfdm.motion import check_motion_scale, generate_chained, scale_motion
 from lfdm.runtime import available_cpus, keep_freed_memory, resolve_dtype
 
 logger = logging.getLogger(__name__)
@@ -203,10 +205,6 @@ class LFDMPipeline(DiffusionPipeline):
             raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}.")
         if int(num_frames) != num_frames or num_frames < 1:
             raise ValueError(f"`num_frames` must be a whole number >= 1; got {num_frames}.")
-        if self.unet.config.frame_embedding and num_frames > self.num_frames:
-            raise ValueError(
-                f"this model learned frame positions for at most {self.num_frames} frames; got num_frames={num_frames}."
-            )
         if decode_chunk_size is not None and decode_chunk_size < 1:
             raise ValueError(f"`decode_chunk_size` must be >= 1 or None (all frames at once); got {decode_chunk_size}.")
         bad = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
@@ -301,6 +299,7 @@ class LFDMPipeline(DiffusionPipeline):
         decode_chunk_size: int | None = None,
         return_step_trace: bool = False,
         num_frames: int | None = None,
+        motion_scale: float = 1.0,
         return_dict: bool = True,
     ) -> LFDMPipelineOutput | tuple:
         r"""Generate one video per label from one image.
@@ -322,7 +321,11 @@ class LFDMPipeline(DiffusionPipeline):
                 replaces x_{t-1}. Setting `pipe.interrupt = True` stops sampling after that step.
             decode_chunk_size: frames per LFAE decoder call (None = all B*F frames in one call).
             return_step_trace: also return every step's predicted clean flows and occlusion maps.
-            num_frames: video length; None = `pipe.num_frames`, the length the model was trained on.
+            num_frames: video length; None = `pipe.num_frames`, the length the model was trained on. Longer videos
+                are chained clips of that length, every frame still warping the input image (`lfdm.motion`).
+            motion_scale: multiplies the generated displacement before decoding: 0 = the still picture, 1 = the
+                model's motion, 2 = twice as much; occlusion follows (`lfdm.motion.scale_motion`). The step trace
+                keeps the model's own estimates.
             return_dict: False gives the tuple (frames, warped, flows, occlusions).
 
         Returns:
@@ -342,6 +345,24 @@ class LFDMPipeline(DiffusionPipeline):
             callback_on_step_end_tensor_inputs,
             num_frames,
         )
+        motion_scale = check_motion_scale(motion_scale)
+        if num_frames > self.num_frames:  # the U-Net knows `self.num_frames` frame positions: chain clips
+            return generate_chained(
+                self,
+                image,
+                labels,
+                num_frames=int(num_frames),
+                num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale,
+                generator=generator,
+                callback_on_step_end=callback_on_step_end,
+                callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+                decode_chunk_size=decode_chunk_size,
+                return_step_trace=return_step_trace,
+                motion_scale=motion_scale,
+                output_type=output_type,
+                return_dict=return_dict,
+            )
         self._interrupt = False
         device = self._execution_device
         batch_size = len(labels)
@@ -388,6 +409,7 @@ class LFDMPipeline(DiffusionPipeline):
         # 6. Final x_0 -> flows (B, F, h, w, 2) and occlusions (B, F, h, w); interrupted: the last clean estimate
         interrupted = self.interrupt
         flows, occlusions = latents_to_flows(clean if interrupted else latents, residual=self.unet.config.residual_flow)
+        flows, occlusions = scale_motion(flows, occlusions, motion_scale)
 
         # 7. Warp and decode every frame in batched LFAE calls
         frames, warped = self.decode_flows(pixels, pyramid, flows, occlusions, decode_chunk_size)
@@ -395,6 +417,51 @@ class LFDMPipeline(DiffusionPipeline):
         return self._make_output(
             frames, warped, flows, occlusions, labels, trace, traced_timesteps, interrupted, output_type, return_dict
         )
+
+    @torch.no_grad()
+    def animate(
+        self,
+        image,
+        driving_video,
+        relative: bool = True,
+        *,
+        motion_scale: float = 1.0,
+        max_frames: int = MAX_DRIVING_FRAMES,
+        decode_chunk_size: int | None = 16,
+        output_type: str = "np",
+        return_dict: bool = True,
+    ) -> LFDMPipelineOutput | tuple:
+        r"""Animate `image` with the motion of a driving video through the LFAE (motion transfer, no sampling).
+
+        Args:
+            image: the picture, as for `__call__`.
+            driving_video: a video file or folder of frames (mp4, GIF, ... as `lfdm.video` reads them), a uint8 or
+                [0, 1] float array (F, H, W, 3), a tensor (F, 3, H, W) in [0, 1], a list of images, or a
+                `lfdm.driving.DrivingVideo`. Frames are resized and padded like the picture.
+            relative: True moves the picture's own regions as the driving regions moved since driving frame 0, so
+                another face keeps its shape and frame 0 is the picture; False warps the picture into each driving
+                frame's pose and shape (for the same face). See `lfdm.driving`.
+            motion_scale: multiplies the displacement, as in `__call__`.
+            max_frames: driving frames used at most; a longer video is cut there (and a warning logged).
+            decode_chunk_size: frames per LFAE call (None = all at once).
+            output_type, return_dict: as in `__call__`.
+
+        Returns:
+            `LFDMPipelineOutput` with B = 1, F = the driving frames used, `labels == ["driving video"]`.
+        """
+        output = animate(
+            self,
+            image,
+            driving_video,
+            relative=relative,
+            motion_scale=motion_scale,
+            max_frames=max_frames,
+            decode_chunk_size=decode_chunk_size,
+            output_type=output_type,
+            return_dict=return_dict,
+        )
+        self.maybe_free_model_hooks()
+        return output
 
     def _make_output(
         self, frames, warped, flows, occlusions, labels, trace, traced_timesteps, interrupted, output_type, return_dict

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -271,3 +271,40 @@ def probe_video(path: str | Path) -> VideoInfo:
     if path.suffix.lower() == ".gif":
         return _probe_gif(path)
     return _probe_ffmpeg(path)
+
+
+def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """The frames of a video file or folder of frames one at a time, uint8 (H, W, 3) RGB, each decoded when it is
+    asked for: stopping early stops decoding, so a long video can be sampled from without holding it in memory.
+
+    Raises:
+        FileNotFoundError: nothing at `path`.
+        ValueError: the file cannot be decoded.
+    """
+    path = Path(path)
+    if path.is_dir():
+        for file in list_frame_files(path):
+            yield _read_image(file)
+        return
+    if not path.is_file():
+        raise FileNotFoundError(f"No video file or folder of frames at {path}.")
+    if path.suffix.lower() == ".gif":
+        try:
+            with Image.open(path) as image:
+                for frame in ImageSequence.Iterator(image):
+                    yield np.asarray(frame.convert("RGB"))
+        except OSError as error:
+            raise ValueError(f"Cannot read the GIF {path}: {error}") from error
+        return
+    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    try:
+        try:
+            meta = reader.__next__()
+        except (RuntimeError, OSError, StopIteration) as error:
+            last_line = str(error).strip().splitlines()[-1:] or ["no output"]
+            raise ValueError(f"ffmpeg cannot read {path}: {last_line[0]}") from error
+        width, height = meta["size"]
+        for buffer in reader:
+            yield np.frombuffer(buffer, np.uint8).reshape(height, width, 3)
+    finally:
+        reader.close()  # stops the ffmpeg process when the caller stops early

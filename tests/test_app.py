@@ -117,7 +117,8 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 
 def generate(client: Client, image, label: str, **overrides):
-    arguments = {"scheduler": "DDIM", "steps": STEPS, "guidance": 1.0, "seed": 0, "fps": 8, **overrides}
+    arguments = {"scheduler": "DDIM", "steps": STEPS, "guidance": 1.0, "seed": 0, "fps": 8, "frames": 4, "motion": 1.0}
+    arguments.update(overrides)
     image = handle_file(str(image)) if image is not None else None
     return client.predict(
         image,
@@ -128,6 +129,8 @@ def generate(client: Client, image, label: str, **overrides):
         arguments["guidance"],
         arguments["seed"],
         arguments["fps"],
+        arguments["frames"],
+        arguments["motion"],
         api_name="/generate",
     )
 
@@ -169,6 +172,8 @@ BAD_INPUTS = [
     ("unknown scheduler", dict(scheduler="euler"), "unknown scheduler"),
     ("negative seed", dict(seed=-5), "seed must be"),
     ("zero fps", dict(fps=0), "fps must be"),
+    ("65 frames", dict(frames=65), "video length (frames) must be"),
+    ("negative motion strength", dict(motion=-1), "motion strength must be"),
 ]
 
 

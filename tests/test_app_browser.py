@@ -1,7 +1,8 @@
 """The app in a real browser: Debian's Chromium driven by Playwright (no browser download).
 
 Upload an image, press Generate, wait until the `<video>` element has decoded a frame, move the step slider and
-check that the flow picture changed. The last screenshot is saved to `tests/artifacts/app.png`.
+check that the flow picture changed; on the Driving video tab, animate a picture with an example clip. The last
+screenshots are saved to `tests/artifacts/`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ VIDEO_DECODED = """() => {
     const video = document.querySelector('#video video');
     return video !== null && video.readyState >= 2 && video.videoWidth > 0;
 }"""
+DRIVING_DECODED = """() => {
+    const video = document.querySelector('#driving-result video');
+    return video !== null && video.readyState >= 2 && video.videoWidth > 0;
+}"""
+DRIVING_CLIP = Path(__file__).resolve().parents[1] / "assets" / "driving" / "synthface_surprise.mp4"
 FLOW_SRC = "() => document.querySelector('#flow-strip img')?.getAttribute('src') ?? null"
 SAME_PICTURE = """async ([first, second]) => {
     const bytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
@@ -132,3 +138,19 @@ def test_stop_ends_a_long_run_and_the_next_run_works(page, app):
     page.wait_for_function(VIDEO_DECODED, timeout=120_000)
     folders = [path for path in service.work_dir.iterdir() if path.is_dir()]
     assert len(folders) == 1, "the stopped run must end without writing files; only the second run's are there"
+
+
+@pytest.mark.parametrize("page", ["app-driving.png"], indirect=True)
+def test_driving_video_tab_animates_a_picture_in_chromium(page, tmp_path):
+    picture = tmp_path / "other-face.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(picture)
+    page.get_by_role("tab", name="Driving video").click()
+    page.locator("#driving-image input[type=file]").set_input_files(picture)
+    page.locator("#driving-image img").wait_for()
+    page.locator("#driving-video input[type=file]").set_input_files(DRIVING_CLIP)
+    page.locator("#driving-video video").wait_for()
+    page.click("#animate")
+    page.wait_for_function(DRIVING_DECODED, timeout=120_000)
+    assert "Animated 32 frames" in page.locator("#driving-note").inner_text()
+    duration = page.evaluate("() => document.querySelector('#driving-result video').duration")
+    assert duration == pytest.approx(32 / 8, abs=0.3), "one frame per driving frame, at the clip's 8 fps"

@@ -166,11 +166,14 @@ def test_a_residual_flow_unet_makes_zero_latents_a_still_video(tiny_image):
     np.testing.assert_allclose(out.flows[0], identity_grid(latent, latent).expand(frames, -1, -1, -1), atol=1e-6)
 
 
-def test_a_frame_position_model_refuses_longer_videos_before_sampling(tiny_image):
+def test_a_frame_position_model_chains_clips_for_longer_videos(tiny_image):
     pipe = make_tiny_pipeline()
-    pipe.unet.register_to_config(frame_embedding=True)
-    with pytest.raises(ValueError, match=f"at most {pipe.num_frames} frames"):
-        pipe(tiny_image, "smile", num_inference_steps=2, num_frames=pipe.num_frames + 1)
+    pipe.unet = type(pipe.unet).from_config({**pipe.unet.config, "frame_embedding": True}).eval()
+    lengths = []
+    pipe.unet.register_forward_hook(lambda module, args, output: lengths.append(args[0].shape[2]))
+    out = pipe(tiny_image, "smile", num_inference_steps=2, num_frames=pipe.num_frames + 1)
+    assert out.frames.shape[1] == pipe.num_frames + 1
+    assert set(lengths) == {pipe.num_frames}, "the U-Net never sees more frames than it learned positions for"
 
 
 def test_interrupt_stops_sampling_and_decodes_the_last_clean_estimate(tiny_image):

@@ -182,3 +182,12 @@ def test_app_says_which_precision_runs(tiny_pipeline_dir, tmp_path, auto_dtype):
     auto_dtype.setattr(runtime, "cpu_flags", lambda: AMX_FLAGS)
     automatic = GenerationService({"tiny": str(tiny_pipeline_dir)}, work_dir=tmp_path / "auto", device="cpu")
     assert "in **bfloat16** (this CPU has AMX-BF16" in automatic.describe()
+
+
+def test_driving_video_animates_a_bfloat16_pipeline(tiny_pipeline_dir):
+    pipe = load_pipeline(tiny_pipeline_dir, device="cpu", dtype="bfloat16")
+    generator = torch.Generator().manual_seed(0)
+    driving = torch.rand(5, 3, pipe.image_size, pipe.image_size, generator=generator)
+    out = pipe.animate(torch.rand(3, pipe.image_size, pipe.image_size, generator=generator), driving)
+    assert out.frames.shape[:2] == (1, 5) and out.frames.dtype == np.float32
+    assert np.isfinite(out.frames).all() and np.isfinite(out.flows).all()

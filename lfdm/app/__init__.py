@@ -3,7 +3,7 @@
 `app.py` at the top of the repository only parses flags and launches; everything it shows is built here.
 """
 
-from lfdm.app.inputs import GenerationSettings, UserInputError
+from lfdm.app.inputs import DrivingSettings, GenerationSettings, UserInputError
 from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines
 from lfdm.app.service import GenerationService, GenerationStopped
 from lfdm.app.ui import LAUNCH_OPTIONS, build_demo
@@ -11,6 +11,7 @@ from lfdm.app.ui import LAUNCH_OPTIONS, build_demo
 __all__ = [
     "LAUNCH_OPTIONS",
     "NO_MODEL_MESSAGE",
+    "DrivingSettings",
     "GenerationService",
     "GenerationSettings",
     "GenerationStopped",

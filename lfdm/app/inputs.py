@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from lfdm.driving import DrivingVideo, load_driving_video
 from lfdm.images import load_image, preprocess_image
 from lfdm.schedulers import DEFAULT_STEPS
 
@@ -22,6 +23,9 @@ GUIDANCE_RANGE = (0.0, 10.0)  # 1.0 = plain conditional sampling (the paper); 0 
 FPS_RANGE = (1.0, 60.0)
 SEED_MAX = 2**31 - 1
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+FRAMES_RANGE = (1, 64)  # video length; beyond the model's clip the pipeline chains clips (the slider shows 16-64)
+MOTION_SCALE_RANGE = (0.0, 3.0)  # 0 = still picture, 1 = the model's motion
+MAX_DRIVING_FRAMES = 128  # frames of a driving video the app animates; longer videos are cut (and told so)
 
 
 class UserInputError(ValueError):
@@ -39,6 +43,8 @@ class GenerationSettings:
     guidance_scale: float = 1.0
     seed: int = 0
     fps: float = 8.0
+    num_frames: int | None = None  # None = the model's clip length
+    motion_scale: float = 1.0
 
 
 def check_settings(settings: GenerationSettings, labels: Sequence[str] | None) -> GenerationSettings:
@@ -56,6 +62,8 @@ def check_settings(settings: GenerationSettings, labels: Sequence[str] | None) -
         guidance_scale=_number("guidance scale", settings.guidance_scale, *GUIDANCE_RANGE),
         seed=int(_number("seed", settings.seed, 0, SEED_MAX, whole=True)),
         fps=_number("fps", settings.fps, *FPS_RANGE),
+        num_frames=_frames(settings.num_frames),
+        motion_scale=_number("motion strength", settings.motion_scale, *MOTION_SCALE_RANGE),
     )
 
 
@@ -74,6 +82,50 @@ def read_image(path: str | Path | None, size: int) -> torch.Tensor:
         return preprocess_image(load_image(path), size)
     except (ValueError, FileNotFoundError, TypeError) as error:
         raise UserInputError(_plain(str(error), path)) from error
+
+
+@dataclass(frozen=True)
+class DrivingSettings:
+    """How to animate a picture with a driving video. `fps=None` keeps the driving video's frame rate."""
+
+    model: str | None = None
+    relative: bool = True
+    motion_scale: float = 1.0
+    fps: float | None = None
+
+
+def check_driving_settings(settings: DrivingSettings) -> DrivingSettings:
+    """Validate and normalise (numbers from the API may be floats or strings)."""
+    fps = None if settings.fps in (None, "", 0) else _number("fps", settings.fps, *FPS_RANGE)
+    return replace(
+        settings,
+        relative=bool(settings.relative),
+        motion_scale=_number("motion strength", settings.motion_scale, *MOTION_SCALE_RANGE),
+        fps=fps,
+    )
+
+
+def read_driving_video(path: str | Path | None, size: int) -> DrivingVideo:
+    """An uploaded driving video -> `lfdm.driving.DrivingVideo` of at most `MAX_DRIVING_FRAMES` frames at the model's
+    size. No file, a file over `MAX_UPLOAD_BYTES`, an unreadable file and a single frame raise UserInputError."""
+    if path is None or str(path) == "":
+        raise UserInputError("no driving video: upload one (mp4, WebM, GIF, ...) or pick one of the example clips.")
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError("the uploaded driving video is gone; upload it again.")
+    if path.stat().st_size > MAX_UPLOAD_BYTES:
+        raise UserInputError(f"the driving video is larger than {MAX_UPLOAD_BYTES // 2**20} MB; use a shorter clip.")
+    try:
+        return load_driving_video(path, size, max_frames=MAX_DRIVING_FRAMES)
+    except (ValueError, FileNotFoundError, TypeError, OSError) as error:
+        message = _plain(str(error), path).replace(f"{path}", "the driving video")
+        raise UserInputError(f"could not read the driving video: {message}") from error
+
+
+def _frames(value) -> int | None:
+    if value in (None, ""):
+        return None
+    return int(_number("video length (frames)", value, *FRAMES_RANGE, whole=True))
 
 
 def _scheduler_key(name: str) -> str:

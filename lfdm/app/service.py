@@ -31,8 +31,18 @@ import numpy as np
 import torch
 
 from lfdm.app import render
-from lfdm.app.inputs import GenerationSettings, UserInputError, check_settings, read_image
+from lfdm.app.inputs import (
+    DrivingSettings,
+    GenerationSettings,
+    UserInputError,
+    check_driving_settings,
+    check_settings,
+    read_driving_video,
+    read_image,
+)
+from lfdm.motion import num_clips
 from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines, read_model_card
+from lfdm.driving import DRIVING_LABEL
 from lfdm.outputs import write_label_outputs
 from lfdm.pipeline import load_pipeline
 from lfdm.runtime import cpu_has_amx_bf16, dtype_name
@@ -72,6 +82,18 @@ class GenerationResult:
     panel_video: Path  # input | generated | warped input | flow | grid | occlusion
     downloads: list[Path]
     num_trace_steps: int
+
+
+@dataclass(frozen=True)
+class AnimationResult:
+    """The files of one picture animated by a driving video; `note` is one line for the page."""
+
+    video: Path
+    flow_video: Path
+    occlusion_video: Path
+    panel_video: Path
+    downloads: list[Path]
+    note: str
 
 
 @dataclass(frozen=True)
@@ -299,6 +321,35 @@ class GenerationService:
         )
         return CompareResult(video=video, downloads=[video, gif])
 
+    def animate(self, image_path, video_path, settings: DrivingSettings) -> AnimationResult:
+        """The picture moved like the driving video (`LFDMPipeline.animate`), with the same views and downloads as a
+        generated video; `note` says when a long driving video was cut."""
+        self.cleanup()
+        settings = check_driving_settings(replace(settings, model=self._model_name(settings.model)))
+        pipe = self.pipeline(settings.model)
+        image = read_image(image_path, pipe.image_size)
+        driving = read_driving_video(video_path, pipe.image_size)
+        with self._run_lock:
+            output = pipe.animate(image, driving, relative=settings.relative, motion_scale=settings.motion_scale)
+        fps = settings.fps or driving.fps or 8.0
+        folder = self.work_dir / uuid.uuid4().hex
+        reference = image[0].permute(1, 2, 0).numpy()  # (3, H, W) -> (H, W, 3)
+        outputs = (DRIVING_LABEL, reference, output.frames[0], output.warped[0], output.flows[0], output.occlusions[0])
+        downloads = write_label_outputs(folder, *outputs, fps=fps, gif=True, panel_size=self.panel_size)
+        displays = render.write_display_videos(folder, output, fps=fps, size=self.display_size)
+        used = len(driving.frames)
+        note = f"Animated {used} frames at {fps:g} frames per second."
+        if driving.truncated:
+            note = f"The driving video has {driving.total_frames} frames; animated the first {used} at {fps:g} fps."
+        return AnimationResult(
+            video=displays.video,
+            flow_video=displays.flow_video,
+            occlusion_video=displays.occlusion_video,
+            panel_video=next(path for path in downloads if path.name == "panels.mp4"),
+            downloads=downloads,
+            note=note,
+        )
+
     @contextmanager
     def _stoppable(self, session: str | None):
         """A stop flag for this run, set by `stop(session)` (the Stop button of the same browser session)."""
@@ -317,13 +368,15 @@ class GenerationService:
             if stop.is_set():
                 raise GenerationStopped("stopped before it started.")
             pipe.scheduler = make_scheduler(settings.scheduler, base_config=self._scheduler_configs[settings.model])
-            total = settings.steps + 1  # the last unit is decoding the frames
+            # a video longer than the model's clip samples one clip after the other, each for all labels at once
+            sampling_steps = settings.steps * num_clips(settings.num_frames or pipe.num_frames, pipe.num_frames)
+            total = sampling_steps + 1  # the last unit is decoding the frames
 
             def on_step_end(pipe, step_index, timestep, callback_kwargs):
                 if progress is not None:
                     done = step_index + 1
                     what = (
-                        "decoding the frames" if done == settings.steps else f"sampling step {done} of {settings.steps}"
+                        "decoding the frames" if done == sampling_steps else f"sampling step {done} of {sampling_steps}"
                     )
                     progress(done / total, what)
                 if stop.is_set():
@@ -338,6 +391,8 @@ class GenerationService:
                 generator=[torch.Generator().manual_seed(settings.seed) for _ in labels],
                 callback_on_step_end=on_step_end,
                 return_step_trace=trace,
+                num_frames=settings.num_frames,
+                motion_scale=settings.motion_scale,
             )
         if output.interrupted or stop.is_set():
             raise GenerationStopped("stopped; press Generate to start again.")

@@ -21,6 +21,14 @@ Generates every action the selected model knows for the image on the **Generate*
 *Advanced* section (same seed for every action), and shows them side by side.
 """
 
+DRIVING_HELP = """\
+Move a picture the way a driving video moves: the autoencoder estimates the motion between the driving video's
+frames and warps your picture with it, one frame per driving frame (no sampling, so it takes seconds). *Relative
+motion* carries over how the driving face moves from its first frame, so another face keeps its own shape; turn it
+off to take each driving frame's pose and shape (right for the same face). Videos longer than {max_frames} frames are
+cut there. The example driving videos are SynthFace test videos.
+"""
+
 ABOUT = """\
 ## What LFDM is
 *Latent Flow Diffusion Models* (Ni et al., "Conditional Image-to-Video Generation with Latent Flow Diffusion

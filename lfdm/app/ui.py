@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from lfdm.app import text
+from lfdm.app.driving_tab import driving_tab, example_files, motion_slider, wire_driving_tab
 from lfdm.app.inputs import (
     DEFAULT_SCHEDULER,
     FPS_RANGE,
@@ -23,6 +24,7 @@ from lfdm.app.inputs import (
     SCHEDULERS,
     SEED_MAX,
     STEPS_RANGE,
+    DrivingSettings,
     GenerationSettings,
     UserInputError,
 )
@@ -80,12 +82,6 @@ def _image_path(payload) -> str | None:
     return payload
 
 
-def _example_images(folder: Path | None) -> list[list[str]]:
-    if folder is None or not Path(folder).is_dir():
-        return []
-    return [[str(path)] for path in sorted(Path(folder).glob("*.png"))]
-
-
 class _Handlers:
     """The event handlers: each turns widget values into one `GenerationService` call and its result into
     widget values."""
@@ -95,9 +91,21 @@ class _Handlers:
 
     @_shown_errors
     def generate(
-        self, image, label, model, scheduler, steps, guidance, seed, fps, request: gr.Request, progress=_PROGRESS
+        self,
+        image,
+        label,
+        model,
+        scheduler,
+        steps,
+        guidance,
+        seed,
+        fps,
+        num_frames=None,
+        motion_scale=1.0,
+        request: gr.Request = None,
+        progress=_PROGRESS,
     ):
-        settings = GenerationSettings(label, model, scheduler, steps, guidance, seed, fps)
+        settings = GenerationSettings(label, model, scheduler, steps, guidance, seed, fps, num_frames, motion_scale)
         result = self.service.generate(
             _image_path(image),
             settings,
@@ -122,6 +130,13 @@ class _Handlers:
         return str(result.video), [str(path) for path in result.downloads]
 
     @_shown_errors
+    def animate(self, image, driving_video, model, relative, motion_scale):
+        settings = DrivingSettings(model=model, relative=relative, motion_scale=motion_scale)
+        result = self.service.animate(_image_path(image), _image_path(driving_video), settings)
+        videos = [result.video, result.flow_video, result.occlusion_video, result.panel_video]
+        return *map(str, videos), [str(path) for path in result.downloads], result.note
+
+    @_shown_errors
     def show_step(self, request_id, step, as_videos, fps):
         if request_id is None:  # "also as videos" ticked before the first generation: nothing to show yet
             return (gr.skip(),) * 6
@@ -135,12 +150,14 @@ class _Handlers:
     @_shown_errors
     def choose_model(self, model):
         labels = self.service.labels(model)
-        return gr.Dropdown(choices=labels, value=labels[0] if labels else None), self.service.describe(model)
+        frames = self.service.pipeline(model).num_frames  # the model's clip: the default length
+        length = gr.Slider(minimum=min(16, frames), maximum=max(64, frames), value=frames)
+        return gr.Dropdown(choices=labels, value=labels[0] if labels else None), self.service.describe(model), length
 
     @_shown_errors
     def page_loaded(self):
         if not self.service.has_model:
-            return gr.Dropdown(), NO_MODEL_MESSAGE
+            return gr.Dropdown(), NO_MODEL_MESSAGE, gr.Slider()
         return self.choose_model(self.service.default_model)
 
 
@@ -159,10 +176,21 @@ def _inputs(service: GenerationService, examples_dir) -> SimpleNamespace:
         sources=["upload", "clipboard"],
         elem_id="input-image",
     )
-    examples = _example_images(examples_dir)
+    examples = example_files(examples_dir, "*.png")
     if examples:
         gr.Examples(examples, inputs=[ui.image], label="Examples", examples_per_page=12)
     ui.label = gr.Dropdown(label="Action", choices=[], value=None, elem_id="label")  # filled from the model
+    with gr.Row():
+        ui.num_frames = gr.Slider(
+            16,
+            64,
+            value=16,
+            step=1,
+            label="Video length (frames)",
+            info="beyond the model's clip, clips are chained",
+            elem_id="num-frames",
+        )
+        ui.motion_scale = motion_slider("motion-scale")
     with gr.Row():
         ui.generate = gr.Button("Generate", variant="primary", elem_id="generate")
         ui.stop = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -247,8 +275,14 @@ def _compare_tab() -> SimpleNamespace:
     return ui
 
 
-def build_demo(service: GenerationService, *, examples_dir: str | Path | None = None) -> gr.Blocks:
-    """The whole app around `service`; `demo.queue(...)` is applied, `launch` is the caller's."""
+def build_demo(
+    service: GenerationService,
+    *,
+    examples_dir: str | Path | None = None,
+    driving_dir: str | Path | None = None,
+) -> gr.Blocks:
+    """The whole app around `service`; `demo.queue(...)` is applied, `launch` is the caller's. `driving_dir` holds
+    the example driving videos (mp4)."""
     with gr.Blocks(title=text.TITLE, analytics_enabled=False, delete_cache=(900, 3600)) as demo:
         request_id = gr.State(None)  # which run the inspector shows; its trace stays on the server
         gr.Markdown(text.HEADER)
@@ -265,9 +299,13 @@ def build_demo(service: GenerationService, *, examples_dir: str | Path | None = 
                     inspector = _inspector()
             with gr.Tab("Compare"):
                 compare = _compare_tab()
+            with gr.Tab("Driving video"):
+                driving = driving_tab(examples_dir, driving_dir)
             with gr.Tab("About"):
                 gr.Markdown(f"{text.ABOUT}\n## The default model\n{service.describe()}")
-        _wire(demo, _Handlers(service), inputs, results, inspector, compare, request_id)
+        handlers = _Handlers(service)
+        _wire(demo, handlers, inputs, results, inspector, compare, request_id)
+        wire_driving_tab(driving, _on_gpu(handlers.animate), inputs.model)
     return demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
 
 
@@ -286,8 +324,13 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
         request_id,
     ]
     queued = dict(preprocess=False, concurrency_id="model", concurrency_limit=1)
+    motion = [inputs.num_frames, inputs.motion_scale]  # last, so API calls without them keep working
     generating = inputs.generate.click(
-        _on_gpu(handlers.generate), [inputs.image, inputs.label, *settings], outputs, api_name="generate", **queued
+        _on_gpu(handlers.generate),
+        [inputs.image, inputs.label, *settings, *motion],
+        outputs,
+        api_name="generate",
+        **queued,
     )
     step_inputs = [request_id, inspector.step, inspector.as_videos, inputs.fps]
     generating.success(handlers.show_step, step_inputs, inspector.outputs, queue=False, api_visibility="private")
@@ -317,8 +360,9 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
         queue=False,
         api_visibility="private",
     )
-    inputs.model.input(handlers.choose_model, inputs.model, [inputs.label, inputs.model_info], api_visibility="private")
-    demo.load(handlers.page_loaded, None, [inputs.label, inputs.model_info], api_visibility="private")
+    model_outputs = [inputs.label, inputs.model_info, inputs.num_frames]
+    inputs.model.input(handlers.choose_model, inputs.model, model_outputs, api_visibility="private")
+    demo.load(handlers.page_loaded, None, model_outputs, api_visibility="private")
 
 
 def _session(request: gr.Request | None) -> str | None:

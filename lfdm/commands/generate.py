@@ -1,7 +1,7 @@
 """`python -m lfdm generate`: one image and action labels -> a folder of videos per label.
 
     python -m lfdm generate --model checkpoints --image face.png --label happiness --label surprise \
-        --steps 25 --scheduler dpmsolver --seed 0 --out outputs
+        --steps 25 --scheduler dpmsolver --seed 0 --out outputs [--frames 48] [--motion-scale 1.5]
 
 writes, for each label, `<out>/<label-slug>/`:
 - `video.mp4`  the generated video (H.264);
@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=8, help="labels sampled together in one batch")
     parser.add_argument("--panel-size", type=int, default=128, help="tile height of panels.mp4, pixels")
+    parser.add_argument(
+        "--frames", type=int, default=None, help="video length (default: the model's clip); longer = chained clips"
+    )
+    parser.add_argument("--motion-scale", type=float, default=1.0, help="0 = still, 1 = the model's motion, 2 = twice")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,13 +53,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}.")
     if not args.fps > 0:
         raise ValueError(f"--fps must be positive; got {args.fps}.")
+    if args.frames is not None and args.frames < 1:
+        raise ValueError(f"--frames must be at least 1; got {args.frames}.")
 
     import torch
 
+    from lfdm.motion import check_motion_scale
     from lfdm.outputs import label_slug, write_label_outputs
     from lfdm.pipeline import load_image, load_pipeline, preprocess_image
     from lfdm.schedulers import make_scheduler
 
+    check_motion_scale(args.motion_scale)
     image = load_image(args.image)  # fail on a bad image before the model loads
     pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype)
     labels = list(dict.fromkeys(args.label or pipe.labels))  # keep order, drop repeats
@@ -70,7 +78,15 @@ def run(args: argparse.Namespace) -> int:
         batch = labels[start : start + args.batch_size]
         # One generator per label: a label's video depends on the seed only, not on the other labels asked for.
         generators = [torch.Generator().manual_seed(args.seed) for _ in batch]
-        result = pipe(image, batch, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=generators)
+        result = pipe(
+            image,
+            batch,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            generator=generators,
+            num_frames=args.frames,
+            motion_scale=args.motion_scale,
+        )
         for index, label in enumerate(batch):
             folder = out / label_slug(label)
             written = write_label_outputs(
