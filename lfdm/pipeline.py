@@ -33,6 +33,7 @@ from lfdm.latents import latents_to_flows
 from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
+from lfdm.photo import check_photo_options, frame_photo, output_size, render_photo_video
 from lfdm.runtime import available_cpus, keep_freed_memory
 
 logger = logging.getLogger(__name__)
@@ -53,9 +54,11 @@ class LFDMPipelineOutput(BaseOutput):
     """What `LFDMPipeline.__call__` returns; B = number of labels, F = frames, S = sampling steps run.
 
     Args:
-        frames: (B, F, H, W, 3) generated video, float32 in [0, 1] (numpy, or a tensor for `output_type="pt"`).
-        warped: (B, F, H, W, 3) the input image warped by each frame's flow, before the decoder inpaints.
-        flows: (B, F, h, w, 2) absolute backward sampling grids in [-1, 1], x first.
+        frames: (B, F, H, W, 3) generated video, float32 in [0, 1] (numpy, or a tensor for `output_type="pt"`): at
+            the model's size S (H = W = S) with `resolution=None`, else at the photo's aspect (`resolution`).
+        warped: (B, F, S, S, 3) the model's input warped by each frame's flow, before the decoder inpaints.
+        flows: (B, F, h, w, 2) absolute backward sampling grids in [-1, 1], x first, of the model's input (the
+            aligned face crop when a face was used).
         occlusions: (B, F, h, w) occlusion maps in [0, 1], 1 = visible.
         labels: the B labels, in order.
         trace_flows: (S, B, F, h, w, 2) each step's predicted clean flows (`return_step_trace=True`), else None.
@@ -63,6 +66,11 @@ class LFDMPipelineOutput(BaseOutput):
         trace_timesteps: (S,) int64 the scheduler timestep of each traced step, else None.
         interrupted: True when `pipe.interrupt` stopped sampling early (the video is then decoded from the last
             step's clean estimate).
+        face_box: (x0, y0, x1, y1) of the face animated, in the input's pixels, or None (whole picture).
+        face_note: what the face search found when it matters (no face, a face too small, several faces), or None.
+        model_input: (S, S, 3) the picture the model animated (the aligned face crop or the padded whole picture).
+        model_frames: (B, F, S, S, 3) the decoder's frames of `model_input` (the same as `frames` when
+            `resolution=None`).
     """
 
     frames: np.ndarray | torch.Tensor
@@ -74,6 +82,10 @@ class LFDMPipelineOutput(BaseOutput):
     trace_occlusions: np.ndarray | torch.Tensor | None = None
     trace_timesteps: np.ndarray | torch.Tensor | None = None
     interrupted: bool = False
+    face_box: tuple[int, int, int, int] | None = None
+    face_note: str | None = None
+    model_input: np.ndarray | torch.Tensor | None = None
+    model_frames: np.ndarray | torch.Tensor | None = None
 
 
 def predicted_clean_sample(scheduler, model_output: torch.Tensor, timestep, sample: torch.Tensor) -> torch.Tensor:
@@ -288,14 +300,18 @@ class LFDMPipeline(DiffusionPipeline):
         decode_chunk_size: int | None = None,
         return_step_trace: bool = False,
         num_frames: int | None = None,
+        face: str = "auto",
+        resolution: int | str | None = None,
+        max_resolution: int = 1024,
         return_dict: bool = True,
     ) -> LFDMPipelineOutput | tuple:
         r"""Generate one video per label from one image.
 
         Args:
             image: PIL image, numpy array (H, W[, 1|3|4], uint8/uint16/float in [0, 1]), tensor (3, H, W) or
-                (1, 3, H, W) in [0, 1], or a file path. Any size and mode: converted to RGB, resized with its aspect
-                kept and padded black to the model's square size, as the training frames were.
+                (1, 3, H, W) in [0, 1], or a file path. Any size and mode: converted to RGB; the model animates
+                its face (see `face`) or the whole picture, resized with its aspect kept and padded black to the
+                model's square size, as the training frames were.
             label: one label or a list; one video per label, sampled as one batch.
             num_inference_steps: sampling steps; None = the scheduler's usual count (DDPM 1000, DDIM 50,
                 DPM-Solver++ / UniPC 25).
@@ -310,6 +326,13 @@ class LFDMPipeline(DiffusionPipeline):
             decode_chunk_size: frames per LFAE decoder call (None = all B*F frames in one call).
             return_step_trace: also return every step's predicted clean flows and occlusion maps.
             num_frames: video length; None = `pipe.num_frames`, the length the model was trained on.
+            face: "auto" animates the largest face found (aligned like the training faces) and else the whole
+                picture, saying so in `face_note`; "none" always the whole picture; "require" raises ValueError
+                when no face of at least 32 px is found (`lfdm.photo.frame_photo`).
+            resolution: None = frames at the model's size, of its input; "input" = the photo's own size; a number
+                = that long side. Then the flows are upsampled, warp the photo's own pixels, and a face crop is
+                pasted back into the photo, so frame 0 is the photo (`lfdm.photo.render_photo_video`).
+            max_resolution: the longest side a `resolution` video may have, pixels.
             return_dict: False gives the tuple (frames, warped, flows, occlusions).
 
         Returns:
@@ -329,12 +352,14 @@ class LFDMPipeline(DiffusionPipeline):
             callback_on_step_end_tensor_inputs,
             num_frames,
         )
+        check_photo_options(face, resolution, max_resolution)
         self._interrupt = False
         device = self._execution_device
         batch_size = len(labels)
 
-        # 2. Image -> (1, 3, H, W) in [0, 1] -> encoder pyramid; z_0 repeated once per label
-        pixels = self.preprocess_image(image)
+        # 2. Image -> the face crop or the whole picture (1, 3, H, W) in [0, 1] -> encoder pyramid; z_0 per label
+        framing = frame_photo(image, self.image_size, face=face)
+        pixels = framing.model_tensor().to(device=device, dtype=self.lfae.dtype)
         pyramid = self.encode_image(pixels)
         image_features = repeat(pyramid[-1], "1 c h w -> b c h w", b=batch_size).to(self.unet.dtype)
 
@@ -377,15 +402,37 @@ class LFDMPipeline(DiffusionPipeline):
         # 7. Warp and decode every frame in batched LFAE calls
         frames, warped = self.decode_flows(pixels, pyramid, flows, occlusions, decode_chunk_size)
         self.maybe_free_model_hooks()
+
+        # 8. At another resolution: the photo's own pixels warped by the upsampled flows, a face pasted back
+        model_frames = frames
+        if resolution is not None:
+            out_size = output_size(*framing.photo.shape[:2], resolution, max_resolution)
+            frames = render_photo_video(framing, flows, occlusions, model_frames, out_size)
         return self._make_output(
-            frames, warped, flows, occlusions, labels, trace, traced_timesteps, interrupted, output_type, return_dict
-        )
+            frames, warped, flows, occlusions, labels, trace, traced_timesteps, interrupted, output_type, return_dict,
+            framing=framing, model_frames=None if resolution is None else model_frames,
+        )  # fmt: skip
 
     def _make_output(
-        self, frames, warped, flows, occlusions, labels, trace, traced_timesteps, interrupted, output_type, return_dict
+        self,
+        frames,
+        warped,
+        flows,
+        occlusions,
+        labels,
+        trace,
+        traced_timesteps,
+        interrupted,
+        output_type,
+        return_dict,
+        framing=None,
+        model_frames=None,
     ):
         # b f c H W -> b f H W c: numpy frame layout
         frames = rearrange(frames, "b f c h w -> b f h w c").clamp(0, 1).cpu()
+        # the model's own frames (only when `frames` were rendered at another size), and its input (S, S, 3)
+        model_frames = frames if model_frames is None else rearrange(model_frames, "b f c h w -> b f h w c").cpu()
+        model_input = None if framing is None else torch.from_numpy(framing.model_input).float() / 255
         warped = rearrange(warped, "b f c h w -> b f h w c").clamp(0, 1).cpu()
         flows, occlusions = flows.float().cpu(), occlusions.float().cpu()
         trace_flows = trace_occlusions = trace_timesteps = None
@@ -399,9 +446,11 @@ class LFDMPipeline(DiffusionPipeline):
             trace_occlusions = trace_occlusions.unflatten(0, (steps, -1))
             trace_timesteps = torch.tensor(traced_timesteps, dtype=torch.int64)
         arrays = [frames, warped, flows, occlusions, trace_flows, trace_occlusions, trace_timesteps]
+        arrays += [model_frames.clamp(0, 1), model_input]
         if output_type == "np":
             arrays = [None if array is None else array.numpy() for array in arrays]
-        frames, warped, flows, occlusions, trace_flows, trace_occlusions, trace_timesteps = arrays
+        frames, warped, flows, occlusions, trace_flows, trace_occlusions, trace_timesteps = arrays[:7]
+        model_frames, model_input = arrays[7:]
         if not return_dict:
             return frames, warped, flows, occlusions
         return LFDMPipelineOutput(
@@ -414,6 +463,10 @@ class LFDMPipeline(DiffusionPipeline):
             trace_occlusions=trace_occlusions,
             trace_timesteps=trace_timesteps,
             interrupted=interrupted,
+            face_box=None if framing is None else framing.face_box,
+            face_note=None if framing is None else framing.note,
+            model_input=model_input,
+            model_frames=model_frames,
         )
 
 
