@@ -248,7 +248,7 @@ def bench_video(pipe: LFDMPipeline, scheduler: str, steps: int, settings: BenchS
         generator = torch.Generator(device=settings.device).manual_seed(settings.seed)
         return pipe(
             image, label, num_inference_steps=num_inference_steps, generator=generator, num_frames=num_frames,
-            decode_chunk_size=settings.decode_chunk_size, output_type="pt",
+            decode_chunk_size=settings.decode_chunk_size, output_type="pt", face="none",
         )  # fmt: skip
 
     generate(1)  # warm-up: every layer once, without paying for a whole video

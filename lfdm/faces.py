@@ -98,7 +98,7 @@ def _detect_turned(gray: np.ndarray, angle: float, scale: float) -> list[Face]:
         turned, scaleFactor=FACE_SCALE_FACTOR, minNeighbors=FACE_MIN_NEIGHBOURS, minSize=(24, 24)
     )
     back = cv2.invertAffineTransform(turn)  # turned pixels -> small pixels
-    to_photo = lambda points: (points @ back[:, :2].T + back[:, 2] + 0.5) / scale - 0.5  # noqa: E731
+    to_photo = lambda points: (points @ back[:, :2].T + back[:, 2] + 0.5) / scale - 0.5
     faces = []
     for x, y, w, h in np.asarray(boxes).reshape(-1, 4).astype(float):
         eyes, found = _find_eyes(turned, (x, y, w, h))

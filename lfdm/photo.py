@@ -229,7 +229,7 @@ def _resized_photo(photo: np.ndarray, height: int, width: int) -> torch.Tensor:
     if photo.shape[:2] != (height, width):
         shrink = height < photo.shape[0]
         photo = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-    return torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1).float() / 255
+    return torch.from_numpy(np.array(photo)).permute(2, 0, 1).float() / 255  # a copy: the photo may be read-only
 
 
 def _model_region(to_model: np.ndarray, size: int, height: int, width: int) -> tuple[int, int, int, int]:

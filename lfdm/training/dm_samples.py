@@ -82,6 +82,7 @@ def sample_videos(
         guidance_scale=guidance_scale,
         generator=generator,
         output_type="np",
+        face="none",  # training frames are framed already
     )
 
 
