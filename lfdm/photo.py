@@ -177,8 +177,8 @@ def render_photo_video(
     flows (B, F, h, w, 2) absolute sampling grids; occlusions (B, F, h, w) in [0, 1]; model_frames (B, F, 3, S, S)
     in [0, 1], the decoder's frames. Returns (B, F, 3, H, W) float32 in [0, 1] on the CPU.
 
-    Per frame f: the displacement d_f = flow_f - flow_0 and the new content n_f = 1 - m_f / m_0 (what was visible
-    in frame 0 and is not now), both upsampled; the photo's pixels at output size warped by d_f, mixed with the
+    Per frame f: the displacement d_f = flow_f - flow_0 and the new content n_f = (m_0 - m_f) / m_0 (what was
+    visible in frame 0 and is not now), both upsampled; the photo's pixels at output size warped by d_f, mixed with the
     decoder's frame where n_f says so; a face crop then fades into the untouched photo near its edge.
     """
     flows, occlusions = flows.float().cpu(), occlusions.float().cpu()
@@ -206,7 +206,8 @@ def render_photo_video(
     back = torch.linalg.inv(linear).float() * (size / 2)  # grid units -> output pixels
     for index in range(flows.shape[0]):
         displacement = rearrange(flows[index] - flows[index, :1], "f h w c -> f c h w")
-        new_content = (1 - occlusions[index] / occlusions[index, :1].clamp_min(_NEW_CONTENT_EPS)).clamp(0, 1)
+        first = occlusions[index, :1]  # frame 0's occlusion map: what the photo itself shows
+        new_content = ((first - occlusions[index]) / first.clamp_min(_NEW_CONTENT_EPS)).clamp(0, 1)
         region_grid = grid.expand(flows.shape[1], -1, -1, -1)
         moved = _sample(displacement, region_grid)  # (F, 2, h', w') grid units
         shift = torch.einsum("ij,fjhw->fihw", back, moved)  # (F, 2, h', w') output pixels
