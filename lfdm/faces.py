@@ -14,10 +14,10 @@ full, mirrored, 12-degree rotated, grayscale, small-JPEG and larger-canvas versi
 faces, and nothing on photos without a face (scikit-image's coffee cup and cat), in about 0.17 s at the 512 px it
 searches. The alternatives carry better models but cannot be installed beside this project's pins: `mediapipe`
 0.10.21 (face mesh) requires numpy < 2 and `facenet-pytorch` (MTCNN, 5 landmarks) requires torch < 2.3.
-The cascade finds upright faces (about +-15 degrees), so a picture where no face with two eyes is found upright is
-searched again turned by +-25 and +-50 degrees (a face found there counts only when the eye cascade finds both its
-eyes: turned pictures give many more false faces); the eyes give the exact angle. Cartoon and drawn faces are mostly not found: the
-caller falls back to the whole picture.
+The cascade finds upright faces (about +-15 degrees), so a picture where no face with two eyes is found upright
+is searched again turned by +-25 and +-50 degrees (a face found there counts only when the eye cascade finds both
+its eyes: turned pictures give many more false faces); the eyes give the exact angle. Cartoon and drawn faces are
+mostly not found: the caller falls back to the whole picture.
 """
 
 from __future__ import annotations

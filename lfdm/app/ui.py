@@ -308,7 +308,8 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
     """The events. Generate and Compare share one queue slot (`concurrency_id="model"`); they skip Gradio's
     preprocessing so the service opens uploads itself. The inspector and the small helpers skip the queue, so they
     answer while a generation runs."""
-    settings = [inputs.model, inputs.scheduler, inputs.steps, inputs.guidance, inputs.seed, inputs.fps, inputs.find_face]
+    settings = [inputs.model, inputs.scheduler, inputs.steps, inputs.guidance, inputs.seed, inputs.fps]
+    settings.append(inputs.find_face)  # last, so that API calls written before it keep working (default: on)
     outputs = [
         results.video,
         results.flow_video,
