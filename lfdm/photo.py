@@ -127,6 +127,8 @@ def frame_photo(image, size: int, *, face: str = "auto") -> Framing:
     if face == "none":
         return whole
     found = faces.detect_faces(photo)
+    if any(candidate.eyes_found for candidate in found):  # then the others are most likely not faces
+        found = [candidate for candidate in found if candidate.eyes_found]
     usable = [candidate for candidate in found if candidate.side >= faces.MIN_FACE_SIDE]
     if not usable:
         if found:
