@@ -11,9 +11,10 @@ ship inside the `opencv-python-headless` 4.x wheel that `requirements.txt` alrea
 licence), so the app finds faces offline with nothing to download and no new dependency. At scale factor 1.1 and
 5 neighbours the face cascade finds the NASA astronaut portrait's face within a few pixels of its centre in the
 full, mirrored, 12-degree rotated, grayscale, small-JPEG and larger-canvas versions, finds the SynthFace example
-faces, and nothing on photos without a face (scikit-image's coffee cup and cat), in about 0.17 s at the 512 px it
-searches. The alternatives carry better models but cannot be installed beside this project's pins: `mediapipe`
-0.10.21 (face mesh) requires numpy < 2 and `facenet-pytorch` (MTCNN, 5 landmarks) requires torch < 2.3.
+faces, and nothing on photos without a face (scikit-image's coffee cup and cat), in about 0.1 s at the 400 px it
+searches a 512 px photo at. The alternatives carry better models but cannot be installed beside this project's
+pins: `mediapipe` 0.10.21 (face mesh) requires numpy < 2 and `facenet-pytorch` (MTCNN, 5 landmarks) requires
+torch < 2.3.
 The cascade finds upright faces (about +-15 degrees), so a picture where no face with two eyes is found upright
 is searched again turned by +-25 and +-50 degrees (a face found there counts only when the eye cascade finds both
 its eyes: turned pictures give many more false faces); the eyes give the exact angle. Cartoon and drawn faces are
@@ -33,7 +34,9 @@ FACE_SCALE_FACTOR = 1.1  # image pyramid step of the face search
 FACE_MIN_NEIGHBOURS = 5  # overlapping detections needed to accept a face (fewer: more false faces)
 EYE_MIN_NEIGHBOURS = 3
 MIN_FACE_SIDE = 32  # pixels of the photo; a smaller face has too few pixels to animate
-DETECTION_SIDE = 512  # the photo is searched at most this large (long side): ~0.17 s on 2 cores
+# The photo is searched at most this large (long side): about 0.1 s on 2 cores. The cascade's smallest window is
+# 24 px, so a 512 px photo still shows its 31 px faces; in a photo of 1024 px faces from about 62 px are found.
+DETECTION_SIDE = 400
 ROTATIONS = (0.0, -25.0, 25.0, -50.0, 50.0)  # degrees; tried in order until a face is found
 _EYE_SEARCH_WIDTH = 200  # the face box is enlarged to this width before the eye search
 # Where the eye centres sit in a frontal-face cascade box when the eye cascade finds no pair (measured on the

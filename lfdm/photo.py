@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 
 from lfdm import faces
@@ -180,59 +179,64 @@ def render_photo_video(
     in [0, 1], the decoder's frames. Returns (B, F, 3, H, W) float32 in [0, 1] on the CPU.
 
     Per frame f: the displacement d_f = flow_f - flow_0 and the new content n_f = (m_0 - m_f) / m_0 (what was
-    visible in frame 0 and is not now), both upsampled; the photo's pixels at output size warped by d_f, mixed with the
-    decoder's frame where n_f says so; a face crop then fades into the untouched photo near its edge.
+    visible in frame 0 and is not now), both upsampled; the photo's pixels at output size warped by d_f, mixed
+    with the decoder's frame where n_f says so; a face crop then fades into the untouched photo near its edge.
+    OpenCV does the resampling (`warpAffine`, `remap`: bilinear, pixel centres on integers, edges repeated).
     """
-    flows, occlusions = flows.float().cpu(), occlusions.float().cpu()
-    model_frames = model_frames.float().cpu()
+    flows = flows.detach().float().cpu().numpy()
+    occlusions = occlusions.detach().float().cpu().numpy()
+    model_frames = rearrange(model_frames.detach().float().cpu(), "b f c h w -> b f h w c").numpy()
     height, width = out_size
-    base = _resized_photo(framing.photo, height, width)  # (3, H, W) float32 in [0, 1]
-    # output pixels -> model-frame pixels: undo the output scaling (centres), then the framing matrix
+    base = _resized_photo(framing.photo, height, width)  # (H, W, 3) float32 in [0, 1]
+    video = np.repeat(np.repeat(base[None, None], flows.shape[1], axis=1), flows.shape[0], axis=0)
+    # output pixels -> photo pixels (centres) -> model-frame pixels
     scale_y, scale_x = height / framing.photo.shape[0], width / framing.photo.shape[1]
     to_photo = np.array([[1 / scale_x, 0, 0.5 / scale_x - 0.5], [0, 1 / scale_y, 0.5 / scale_y - 0.5], [0, 0, 1]])
-    to_model = np.vstack([framing.matrix, [0, 0, 1]]) @ to_photo  # (3, 3)
+    to_model = np.vstack([framing.matrix, [0, 0, 1]]) @ to_photo
     top, bottom, left, right = _model_region(to_model, framing.size, height, width)
-    video = base.expand(flows.shape[0], flows.shape[1], -1, -1, -1).clone()
     if bottom <= top or right <= left:
-        return video  # the face crop lies outside the output
-    ys, xs = torch.meshgrid(
-        torch.arange(top, bottom, dtype=torch.float64), torch.arange(left, right, dtype=torch.float64), indexing="ij"
-    )
-    linear = torch.from_numpy(to_model[:2, :2])
-    model_x = to_model[0, 0] * xs + to_model[0, 1] * ys + to_model[0, 2]
-    model_y = to_model[1, 0] * xs + to_model[1, 1] * ys + to_model[1, 2]
-    size = framing.size
-    grid = torch.stack([(2 * model_x + 1) / size - 1, (2 * model_y + 1) / size - 1], dim=-1).float()  # (h', w', 2)
-    weight = _feather(grid) if framing.aligned else torch.ones(grid.shape[:2])
-    # displacement in model pixels -> output pixels: the inverse of the linear part
-    back = torch.linalg.inv(linear).float() * (size / 2)  # grid units -> output pixels
+        return torch.from_numpy(video).permute(0, 1, 4, 2, 3)  # the face crop lies outside the output
+    region_size = (right - left, bottom - top)
+    region_to_model = to_model @ np.array([[1, 0, left], [0, 1, top], [0, 0, 1]])  # region pixels -> model pixels
+    size, latent = framing.size, flows.shape[2]
+    ratio = latent / size
+    model_to_latent = np.array([[ratio, 0, 0.5 * ratio - 0.5], [0, ratio, 0.5 * ratio - 0.5], [0, 0, 1]])
+    region_to_latent = (model_to_latent @ region_to_model)[:2]  # region pixels -> latent cells
+    # a displacement in grid units (the frame is 2 wide) -> model pixels (size / 2) -> output pixels
+    to_output = np.linalg.inv(region_to_model[:2, :2]) * (size / 2)
+    weight = _feather(region_to_model, size, region_size) if framing.aligned else None
+    ys, xs = np.mgrid[0:region_size[1], 0:region_size[0]].astype(np.float32)
+    xs += left
+    ys += top
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     for index in range(flows.shape[0]):
-        displacement = rearrange(flows[index] - flows[index, :1], "f h w c -> f c h w")
+        shift = (flows[index] - flows[index, :1]) @ to_output.T  # (F, h, w, 2) output pixels, 0 at frame 0
         first = occlusions[index, :1]  # frame 0's occlusion map: what the photo itself shows
-        new_content = ((first - occlusions[index]) / first.clamp_min(_NEW_CONTENT_EPS)).clamp(0, 1)
-        region_grid = grid.expand(flows.shape[1], -1, -1, -1)
-        moved = _sample(displacement, region_grid)  # (F, 2, h', w') grid units
-        shift = torch.einsum("ij,fjhw->fihw", back, moved)  # (F, 2, h', w') output pixels
-        source_x = xs.float() + shift[:, 0]
-        source_y = ys.float() + shift[:, 1]
-        photo_grid = torch.stack([(2 * source_x + 1) / width - 1, (2 * source_y + 1) / height - 1], dim=-1)
-        warped = F.grid_sample(
-            base.expand(flows.shape[1], -1, -1, -1), photo_grid, mode="bilinear", padding_mode="border",
-            align_corners=False,
-        )  # fmt: skip
-        newness = _sample(new_content[:, None], region_grid)  # (F, 1, h', w')
-        decoded = _sample(model_frames[index], region_grid)  # (F, 3, h', w')
-        animated = warped + newness * (decoded - warped)
-        region = video[index, :, :, top:bottom, left:right]
-        video[index, :, :, top:bottom, left:right] = region + weight * (animated - region)
-    return video.clamp_(0, 1)
+        new_content = np.clip((first - occlusions[index]) / np.maximum(first, _NEW_CONTENT_EPS), 0, 1)
+        maps = np.concatenate([shift, new_content[..., None]], axis=-1).astype(np.float32)  # (F, h, w, 3)
+        for frame in range(flows.shape[1]):
+            moved = cv2.warpAffine(
+                maps[frame], region_to_latent, region_size, flags=flags, borderMode=cv2.BORDER_REPLICATE
+            )  # (h', w', 3): shift x, shift y, new content
+            decoded = cv2.warpAffine(
+                model_frames[index, frame], region_to_model[:2], region_size, flags=flags,
+                borderMode=cv2.BORDER_REPLICATE,
+            )  # fmt: skip
+            warped = cv2.remap(
+                base, xs + moved[..., 0], ys + moved[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
+            animated = warped + moved[..., 2:] * (decoded - warped)  # the decoder's pixels where content is new
+            target = video[index, frame, top:bottom, left:right]
+            target += animated - target if weight is None else weight * (animated - target)
+    return torch.from_numpy(video).permute(0, 1, 4, 2, 3)
 
 
-def _resized_photo(photo: np.ndarray, height: int, width: int) -> torch.Tensor:
+def _resized_photo(photo: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 (h, w, 3) -> float32 (height, width, 3) in [0, 1] (area-averaged when shrinking, cubic when enlarging)."""
     if photo.shape[:2] != (height, width):
         shrink = height < photo.shape[0]
         photo = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-    return torch.from_numpy(np.array(photo)).permute(2, 0, 1).float() / 255  # a copy: the photo may be read-only
+    return photo.astype(np.float32) / 255
 
 
 def _model_region(to_model: np.ndarray, size: int, height: int, width: int) -> tuple[int, int, int, int]:
@@ -244,17 +248,16 @@ def _model_region(to_model: np.ndarray, size: int, height: int, width: int) -> t
     return max(top, 0), min(bottom, height), max(left, 0), min(right, width)
 
 
-def _sample(maps: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """maps (F, C, h, w) read at grid (F, h', w', 2) (bilinear, edges repeated) -> (F, C, h', w')."""
-    return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-def _feather(grid: torch.Tensor) -> torch.Tensor:
-    """(h', w') weight of the pasted crop: 1 inside, falling smoothly to 0 at the crop's edge (a rounded square,
-    so the corners, far from the face, keep the photo)."""
-    radius = grid.abs().pow(4).sum(-1).pow(0.25)  # 1 on the rounded square inscribed in the crop
-    ramp = ((1 - radius) / FEATHER).clamp(0, 1)
-    return ramp * ramp * (3 - 2 * ramp)
+def _feather(region_to_model: np.ndarray, size: int, region_size: tuple[int, int]) -> np.ndarray:
+    """(h', w', 1) weight of the pasted crop over the region: 1 inside, falling smoothly to 0 at the crop's edge (a
+    rounded square, so that its corners, far from the face, keep the photo)."""
+    columns, rows = np.meshgrid(np.arange(region_size[0]), np.arange(region_size[1]))
+    model_x = region_to_model[0, 0] * columns + region_to_model[0, 1] * rows + region_to_model[0, 2]
+    model_y = region_to_model[1, 0] * columns + region_to_model[1, 1] * rows + region_to_model[1, 2]
+    grid_x, grid_y = (2 * model_x + 1) / size - 1, (2 * model_y + 1) / size - 1  # the crop spans [-1, 1]
+    radius = (grid_x**4 + grid_y**4) ** 0.25  # 1 on the rounded square inscribed in the crop
+    ramp = np.clip((1 - radius) / FEATHER, 0, 1)
+    return (ramp * ramp * (3 - 2 * ramp)).astype(np.float32)[..., None]
 
 
 def psnr_db(first: np.ndarray, second: np.ndarray) -> float:
