@@ -95,7 +95,8 @@ def main() -> None:
     parser.add_argument("--model", default="checkpoints")
     parser.add_argument("--photos", nargs="+", default=[str(EXAMPLES / "astronaut.png")])
     parser.add_argument("--steps", type=int, default=25, help="DPM-Solver++ steps")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the videos of the photos")
+    parser.add_argument("--reference-seeds", type=int, nargs="+", default=[0, 1], help="seeds on SynthFace faces")
     parser.add_argument("--json", default=None)
     parser.add_argument("--picture", default=None)
     args = parser.parse_args()
@@ -104,7 +105,7 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = make_scheduler("dpmsolver", base_config=pipe.scheduler.config)
     began = time.perf_counter()
-    reference = reference_motion(pipe, args.seeds, args.steps)
+    reference = reference_motion(pipe, args.reference_seeds, args.steps)
     rows = []
     for photo_path in args.photos:
         photo = np.asarray(Image.open(photo_path).convert("RGB"))
