@@ -19,7 +19,6 @@ sampling-grid coordinate (2 c + 1) / S - 1 of `grid_sample(align_corners=False)`
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass
 
@@ -258,9 +257,3 @@ def _feather(region_to_model: np.ndarray, size: int, region_size: tuple[int, int
     radius = (grid_x**4 + grid_y**4) ** 0.25  # 1 on the rounded square inscribed in the crop
     ramp = np.clip((1 - radius) / FEATHER, 0, 1)
     return (ramp * ramp * (3 - 2 * ramp)).astype(np.float32)[..., None]
-
-
-def psnr_db(first: np.ndarray, second: np.ndarray) -> float:
-    """PSNR in dB of two float pictures in [0, 1] (inf when equal)."""
-    error = float(np.mean((np.asarray(first, np.float64) - np.asarray(second, np.float64)) ** 2))
-    return math.inf if error == 0 else 10 * math.log10(1 / error)
