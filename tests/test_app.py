@@ -385,3 +385,11 @@ def test_api_generate_and_find_face_take_the_checkbox(client, label):
     assert (probe_video(_video_path(video)).width, probe_video(_video_path(video)).height) == (320, 320)
     picture, note = client.predict(handle_file(str(ASTRONAUT)), True, "tiny", api_name="/find_face")
     assert "Face found at" in note and Path(picture if isinstance(picture, str) else picture["path"]).is_file()
+
+
+def test_the_image_input_takes_a_webcam_picture_and_finding_the_face_is_on(service):
+    demo = build_demo(service)
+    by_id = {getattr(block, "elem_id", None): block for block in demo.blocks.values()}
+    assert by_id["input-image"].sources == ["upload", "webcam", "clipboard"]
+    assert by_id["find-face"].value is True, "'Find the face' is on by default"
+    assert "face-preview" in by_id and "face-note" in by_id
