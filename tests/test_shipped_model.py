@@ -59,7 +59,7 @@ def test_shipped_pipeline_makes_recognisable_expressions_from_a_still_start(ship
 
 
 def test_shipped_pipeline_animates_the_face_of_a_real_photo_at_the_photos_size(shipped):
-    photo = np.asarray(Image.open(ASTRONAUT).convert("RGB"))
+    photo = np.array(Image.open(ASTRONAUT).convert("RGB"))
     out = shipped(
         photo, ["happiness", "surprise"], num_inference_steps=10, generator=torch.Generator().manual_seed(0),
         resolution="input", output_type="pt",
