@@ -121,19 +121,23 @@ def main() -> None:
                 })  # fmt: skip
                 print(f"{Path(photo_path).name:16s} {name:36s} {mode:6s} {score.num_matches}/{len(score.labels)} "
                       f"energy {score.mean_energy:.2f}x face {output.face_box}", flush=True)  # fmt: skip
+                if args.json:  # after every row: a run stopped early keeps what it measured
+                    _write(args, reference, rows, time.perf_counter() - began)
+    _print_table(rows, len(reference.labels))
+    if args.picture:
+        photo = np.asarray(Image.open(args.photos[0]).convert("RGB"))
+        picture(pipe, photo, args.steps, args.seeds[0]).save(args.picture, quality=90)
+
+
+def _write(args, reference: LabelMotion, rows: list[dict], seconds: float) -> None:
     record = {
         "command": "python benchmarks/real_faces.py " + " ".join(f"{k}={v}" for k, v in vars(args).items()),
         "labels": reference.labels,
         "reference_energy": reference.energy,
-        "seconds": time.perf_counter() - began,
+        "seconds": seconds,
         "rows": rows,
     }
-    _print_table(rows, len(reference.labels))
-    if args.json:
-        Path(args.json).write_text(json.dumps(record, indent=2, default=str) + "\n")
-    if args.picture:
-        photo = np.asarray(Image.open(args.photos[0]).convert("RGB"))
-        picture(pipe, photo, args.steps, args.seeds[0]).save(args.picture, quality=90)
+    Path(args.json).write_text(json.dumps(record, indent=2, default=str) + "\n")
 
 
 def _print_table(rows, num_labels: int) -> None:
