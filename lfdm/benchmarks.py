@@ -251,7 +251,7 @@ def bench_video(pipe: LFDMPipeline, scheduler: str, steps: int, settings: BenchS
         generator = torch.Generator(device=settings.device).manual_seed(settings.seed)
         return pipe(
             image, label, num_inference_steps=num_inference_steps, generator=generator, num_frames=num_frames,
-            decode_chunk_size=settings.decode_chunk_size, output_type="pt",
+            decode_chunk_size=settings.decode_chunk_size, output_type="pt", face="none",
         )  # fmt: skip
 
     generate(1)  # warm-up: every layer once, without paying for a whole video
@@ -294,6 +294,64 @@ def shipped_model_videos(
         bench_video(pipe, name, DEFAULT_STEPS[name], shipped, name=f"shipped_{name}_{DEFAULT_STEPS[name]}")
         for name in schedulers
     ]
+
+
+PHOTO = Path(__file__).resolve().parents[1] / "assets" / "examples" / "astronaut.png"
+
+
+def photo_path_videos(
+    model_dir: str | os.PathLike, settings: BenchSettings, *, steps: int = 25, side: int = 512
+) -> list[Measurement]:
+    """What a real photo costs on top of the model-size path, with the pipeline folder `model_dir` (DPM-Solver++
+    `steps` steps, one label, the app's astronaut portrait enlarged to `side` px):
+
+    - photo_model_size_video: `face="none"`, `resolution=None`: the whole picture, a model-size video;
+    - photo_<side>_video: `face="auto"`, `resolution="input"`: the face found and aligned, the video rendered at
+      `side` px and pasted back into the photo;
+    - photo_<side>_overhead: the photo path's own work timed alone: the face search and crop, then rendering the
+      frames at `side` px (`lfdm.photo`).
+    """
+    import cv2
+    from PIL import Image
+
+    from lfdm.photo import frame_photo, render_photo_video
+    from lfdm.pipeline import load_pipeline
+
+    pipe = load_pipeline(model_dir, device=settings.device, dtype=settings.dtype)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = make_scheduler("dpmsolver", base_config=pipe.scheduler.config)
+    photo = cv2.resize(np.asarray(Image.open(PHOTO).convert("RGB")), (side, side), interpolation=cv2.INTER_CUBIC)
+    label, repeats = pipe.labels[0], settings.video_repeats
+
+    def video(**kwargs):
+        generator = torch.Generator(device=settings.device).manual_seed(settings.seed)
+        return pipe(photo, label, num_inference_steps=steps, generator=generator, output_type="pt", **kwargs)
+
+    output = video(face="auto")
+
+    def overhead():
+        framing = frame_photo(photo, pipe.image_size, face="auto")
+        frames = output.model_frames.permute(0, 1, 4, 2, 3)  # (B, F, S, S, 3) -> (B, F, 3, S, S)
+        return render_photo_video(framing, output.flows, output.occlusions, frames, (side, side))
+
+    shapes = f"{side} px photo + label -> (F, {side}, {side}, 3)"
+    note = f"dpmsolver, {steps} steps"
+    results = [
+        measure("photo_model_size_video", f"{side} px photo + label -> (F, {pipe.image_size}, {pipe.image_size}, 3)",
+                lambda: video(face="none"), repeats=repeats, device=settings.device, note=note),
+        measure(f"photo_{side}_video", shapes, lambda: video(face="auto", resolution="input"), repeats=repeats,
+                device=settings.device, note=note),
+        measure(f"photo_{side}_overhead", shapes, overhead, repeats=settings.repeats, device=settings.device,
+                note="face search + crop + rendering, no sampling"),
+    ]  # fmt: skip
+    # on a shared machine the wall time of a short call mostly measures the other jobs: say its CPU time too
+    cpu_seconds = []
+    for _ in range(settings.repeats):
+        began = time.process_time()
+        overhead()
+        cpu_seconds.append(time.process_time() - began)
+    results[-1].note += f"; process CPU time median {statistics.median(cpu_seconds):.3f} s"
+    return results
 
 
 def machine_info(device: str) -> dict:

@@ -38,7 +38,9 @@ def check_motion_scale(motion_scale: float) -> float:
     try:
         scale = float(motion_scale)
     except (TypeError, ValueError):
-        raise ValueError(f"`motion_scale` must be a number from 0 to {MAX_MOTION_SCALE:g}; got {motion_scale!r}.")
+        raise ValueError(
+            f"`motion_scale` must be a number from 0 to {MAX_MOTION_SCALE:g}; got {motion_scale!r}."
+        ) from None
     if not math.isfinite(scale) or not 0 <= scale <= MAX_MOTION_SCALE:
         raise ValueError(
             f"`motion_scale` must be a number from 0 to {MAX_MOTION_SCALE:g} (0 = still picture, 1 = the model's "
@@ -211,6 +213,7 @@ def generate_chained(
         decode_chunk_size=decode_chunk_size,
         return_step_trace=return_step_trace,
         num_frames=clip_frames,
+        face="none",  # `image` is already the picture the model animates (a face crop or the padded photo)
         output_type="pt",
     )
     flows = occlusions = trace = None

@@ -28,23 +28,27 @@ def write_label_outputs(
     fps: float,
     gif: bool,
     panel_size: int,
+    model_frames: np.ndarray | None = None,
 ) -> list[Path]:
-    """Write one label's files; reference (H, W, 3), frames/warped (F, H, W, 3) in [0, 1], flows (F, h, w, 2),
-    occlusions (F, h, w). Returns the written paths."""
+    """Write one label's files; reference (S, S, 3) the model's input, frames (F, H, W, 3) the video (any size),
+    warped (F, S, S, 3), flows (F, h, w, 2), occlusions (F, h, w); pictures in [0, 1]. The panels show the model's
+    own frames `model_frames` (F, S, S, 3) (default: `frames`) beside its input, flows and occlusion maps.
+    Returns the written paths."""
     folder.mkdir(parents=True, exist_ok=True)
     video = to_uint8(frames)
+    model_video = video if model_frames is None else to_uint8(model_frames)
     # One colour scale for the whole sequence, so the flow pictures do not flicker from frame to frame.
     flow_colors = flow_to_color(flows, max_magnitude=flow_magnitude_max(flows))
     panels = panel_strip(
         [
             ("input", to_uint8(reference)),
-            ("generated", video),
+            ("generated", model_video),
             ("warped", to_uint8(warped)),
             ("flow", flow_colors),
             ("grid", draw_grid(flows, panel_size)),
             ("occlusion", occlusion_to_image(occlusions, panel_size)),
         ],
-        scale=panel_size / max(video.shape[1], panel_size),  # tiles are scaled from the tallest column
+        scale=panel_size / max(model_video.shape[1], panel_size),  # tiles are scaled from the tallest column
     )
     written = [write_video(folder / "video.mp4", video, fps), write_video(folder / "panels.mp4", panels, fps)]
     if gif:

@@ -18,7 +18,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
 from lfdm.motion import check_motion_scale, generate_chained, scale_motion
+from lfdm.photo import check_photo_options, frame_photo, output_size, render_photo_video
 from lfdm.runtime import available_cpus, keep_freed_memory, resolve_dtype
 
 logger = logging.getLogger(__name__)
@@ -56,9 +57,11 @@ class LFDMPipelineOutput(BaseOutput):
     """What `LFDMPipeline.__call__` returns; B = number of labels, F = frames, S = sampling steps run.
 
     Args:
-        frames: (B, F, H, W, 3) generated video, float32 in [0, 1] (numpy, or a tensor for `output_type="pt"`).
-        warped: (B, F, H, W, 3) the input image warped by each frame's flow, before the decoder inpaints.
-        flows: (B, F, h, w, 2) absolute backward sampling grids in [-1, 1], x first.
+        frames: (B, F, H, W, 3) generated video, float32 in [0, 1] (numpy, or a tensor for `output_type="pt"`): at
+            the model's size S (H = W = S) with `resolution=None`, else at the photo's aspect (`resolution`).
+        warped: (B, F, S, S, 3) the model's input warped by each frame's flow, before the decoder inpaints.
+        flows: (B, F, h, w, 2) absolute backward sampling grids in [-1, 1], x first, of the model's input (the
+            aligned face crop when a face was used).
         occlusions: (B, F, h, w) occlusion maps in [0, 1], 1 = visible.
         labels: the B labels, in order.
         trace_flows: (S, B, F, h, w, 2) each step's predicted clean flows (`return_step_trace=True`), else None.
@@ -66,6 +69,11 @@ class LFDMPipelineOutput(BaseOutput):
         trace_timesteps: (S,) int64 the scheduler timestep of each traced step, else None.
         interrupted: True when `pipe.interrupt` stopped sampling early (the video is then decoded from the last
             step's clean estimate).
+        face_box: (x0, y0, x1, y1) of the face animated, in the input's pixels, or None (whole picture).
+        face_note: what the face search found when it matters (no face, a face too small, several faces), or None.
+        model_input: (S, S, 3) the picture the model animated (the aligned face crop or the padded whole picture).
+        model_frames: (B, F, S, S, 3) the decoder's frames of `model_input` (the same as `frames` when
+            `resolution=None`).
     """
 
     frames: np.ndarray | torch.Tensor
@@ -77,6 +85,10 @@ class LFDMPipelineOutput(BaseOutput):
     trace_occlusions: np.ndarray | torch.Tensor | None = None
     trace_timesteps: np.ndarray | torch.Tensor | None = None
     interrupted: bool = False
+    face_box: tuple[int, int, int, int] | None = None
+    face_note: str | None = None
+    model_input: np.ndarray | torch.Tensor | None = None
+    model_frames: np.ndarray | torch.Tensor | None = None
 
 
 def predicted_clean_sample(scheduler, model_output: torch.Tensor, timestep, sample: torch.Tensor) -> torch.Tensor:
@@ -300,14 +312,18 @@ class LFDMPipeline(DiffusionPipeline):
         return_step_trace: bool = False,
         num_frames: int | None = None,
         motion_scale: float = 1.0,
+        face: str = "auto",
+        resolution: int | str | None = None,
+        max_resolution: int = 1024,
         return_dict: bool = True,
     ) -> LFDMPipelineOutput | tuple:
         r"""Generate one video per label from one image.
 
         Args:
             image: PIL image, numpy array (H, W[, 1|3|4], uint8/uint16/float in [0, 1]), tensor (3, H, W) or
-                (1, 3, H, W) in [0, 1], or a file path. Any size and mode: converted to RGB, resized with its aspect
-                kept and padded black to the model's square size, as the training frames were.
+                (1, 3, H, W) in [0, 1], or a file path. Any size and mode: converted to RGB; the model animates
+                its face (see `face`) or the whole picture, resized with its aspect kept and padded black to the
+                model's square size, as the training frames were.
             label: one label or a list; one video per label, sampled as one batch.
             num_inference_steps: sampling steps; None = the scheduler's usual count (DDPM 1000, DDIM 50,
                 DPM-Solver++ / UniPC 25).
@@ -326,6 +342,13 @@ class LFDMPipeline(DiffusionPipeline):
             motion_scale: multiplies the generated displacement before decoding: 0 = the still picture, 1 = the
                 model's motion, 2 = twice as much; occlusion follows (`lfdm.motion.scale_motion`). The step trace
                 keeps the model's own estimates.
+            face: "auto" animates the largest face found (aligned like the training faces) and else the whole
+                picture, saying so in `face_note`; "none" always the whole picture; "require" raises ValueError
+                when no face of at least 32 px is found (`lfdm.photo.frame_photo`).
+            resolution: None = frames at the model's size, of its input; "input" = the photo's own size; a number
+                = that long side. Then the flows are upsampled, warp the photo's own pixels, and a face crop is
+                pasted back into the photo, so frame 0 is the photo (`lfdm.photo.render_photo_video`).
+            max_resolution: the longest side a `resolution` video may have, pixels.
             return_dict: False gives the tuple (frames, warped, flows, occlusions).
 
         Returns:
@@ -346,10 +369,16 @@ class LFDMPipeline(DiffusionPipeline):
             num_frames,
         )
         motion_scale = check_motion_scale(motion_scale)
+        check_photo_options(face, resolution, max_resolution)
+        photo = dict(resolution=resolution, max_resolution=max_resolution, output_type=output_type)
+        photo["return_dict"] = return_dict
+
+        # 2. Image -> the face crop or the whole picture (1, 3, S, S) in [0, 1]
+        framing = frame_photo(image, self.image_size, face=face)
         if num_frames > self.num_frames:  # the U-Net knows `self.num_frames` frame positions: chain clips
-            return generate_chained(
+            chained = generate_chained(
                 self,
-                image,
+                framing.model_input,  # the crop (or padded picture) the model animates, as it is
                 labels,
                 num_frames=int(num_frames),
                 num_inference_steps=num_inference_steps,
@@ -360,15 +389,16 @@ class LFDMPipeline(DiffusionPipeline):
                 decode_chunk_size=decode_chunk_size,
                 return_step_trace=return_step_trace,
                 motion_scale=motion_scale,
-                output_type=output_type,
-                return_dict=return_dict,
+                output_type="pt",
+                return_dict=True,
             )
+            return self._photo_output(chained, framing, **photo)
         self._interrupt = False
         device = self._execution_device
         batch_size = len(labels)
 
-        # 2. Image -> (1, 3, H, W) in [0, 1] -> encoder pyramid; z_0 repeated once per label
-        pixels = self.preprocess_image(image)
+        # 2b. -> encoder pyramid; z_0 once per label. The pixels stay float32: the decoder warps them.
+        pixels = framing.model_tensor().to(device=device)
         pyramid = self.encode_image(pixels)
         image_features = repeat(pyramid[-1], "1 c h w -> b c h w", b=batch_size).to(self.unet.dtype)
 
@@ -414,9 +444,45 @@ class LFDMPipeline(DiffusionPipeline):
         # 7. Warp and decode every frame in batched LFAE calls
         frames, warped = self.decode_flows(pixels, pyramid, flows, occlusions, decode_chunk_size)
         self.maybe_free_model_hooks()
-        return self._make_output(
-            frames, warped, flows, occlusions, labels, trace, traced_timesteps, interrupted, output_type, return_dict
+
+        output = self._make_output(
+            frames, warped, flows, occlusions, labels, trace, traced_timesteps, interrupted, "pt", True
         )
+        # 8. At another resolution: the photo's own pixels warped by the upsampled flows, a face pasted back
+        return self._photo_output(output, framing, **photo)
+
+    def _photo_output(self, output, framing, *, resolution, max_resolution, output_type, return_dict):
+        """Finish an output of `_make_output(..., "pt", True)` on the model's input: the frames at `resolution`
+        (`lfdm.photo.render_photo_video`; None keeps the model's frames), the face used, and the model's own input
+        and frames."""
+        model_frames = output.frames  # (B, F, S, S, 3)
+        frames = model_frames
+        if resolution is not None:
+            out_size = output_size(*framing.photo.shape[:2], resolution, max_resolution)
+            # b f H W c -> b f c H W and back: the layout of the decoder's frames
+            rendered = render_photo_video(
+                framing,
+                output.flows,
+                output.occlusions,
+                rearrange(model_frames, "b f h w c -> b f c h w"),
+                out_size,
+            )
+            frames = rearrange(rendered, "b f c h w -> b f h w c").clamp(0, 1)
+        output = replace(
+            output,
+            frames=frames,
+            model_frames=model_frames,
+            model_input=torch.from_numpy(framing.model_input).float() / 255,
+            face_box=framing.face_box,
+            face_note=framing.note,
+        )
+        if output_type == "np":
+            output = replace(
+                output, **{field.name: _to_numpy(getattr(output, field.name)) for field in fields(output)}
+            )
+        if not return_dict:
+            return output.frames, output.warped, output.flows, output.occlusions
+        return output
 
     @torch.no_grad()
     def animate(
@@ -482,7 +548,7 @@ class LFDMPipeline(DiffusionPipeline):
             trace_timesteps = torch.tensor(traced_timesteps, dtype=torch.int64)
         arrays = [frames, warped, flows, occlusions, trace_flows, trace_occlusions, trace_timesteps]
         if output_type == "np":
-            arrays = [None if array is None else array.numpy() for array in arrays]
+            arrays = [_to_numpy(array) for array in arrays]
         frames, warped, flows, occlusions, trace_flows, trace_occlusions, trace_timesteps = arrays
         if not return_dict:
             return frames, warped, flows, occlusions
@@ -497,6 +563,11 @@ class LFDMPipeline(DiffusionPipeline):
             trace_timesteps=trace_timesteps,
             interrupted=interrupted,
         )
+
+
+def _to_numpy(value):
+    """A tensor as a numpy array; anything else unchanged."""
+    return value.numpy() if isinstance(value, torch.Tensor) else value
 
 
 def load_pipeline(

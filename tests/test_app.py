@@ -117,7 +117,8 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 
 def generate(client: Client, image, label: str, **overrides):
-    arguments = {"scheduler": "DDIM", "steps": STEPS, "guidance": 1.0, "seed": 0, "fps": 8, "frames": 4, "motion": 1.0}
+    arguments = {"scheduler": "DDIM", "steps": STEPS, "guidance": 1.0, "seed": 0, "fps": 8, "find_face": True}
+    arguments |= {"frames": 4, "motion": 1.0}
     arguments.update(overrides)
     image = handle_file(str(image)) if image is not None else None
     return client.predict(
@@ -129,6 +130,7 @@ def generate(client: Client, image, label: str, **overrides):
         arguments["guidance"],
         arguments["seed"],
         arguments["fps"],
+        arguments["find_face"],
         arguments["frames"],
         arguments["motion"],
         api_name="/generate",
@@ -283,7 +285,8 @@ def test_compare_makes_one_grid_of_every_label(service, images):
     labels = service.labels()
     assert info.num_frames == service.pipeline().num_frames
     columns, rows = min(len(labels), 4), -(-len(labels) // 4)
-    assert info.width >= columns * 32 and info.height >= rows * 32, "up to 4 labels a row, one 32 px tile each"
+    # face.png is 40 x 48 (w x h): each tile keeps the photo's aspect, 32 px high
+    assert info.width >= columns * 26 and info.height >= rows * 32, "up to 4 labels a row, one 32 px high tile each"
 
 
 def test_old_request_folders_are_cleaned_up(service, images, label, monkeypatch):
@@ -348,3 +351,62 @@ def test_about_shows_the_default_models_own_card(tiny_pipeline_dir, tmp_path):
     markdown = [str(block.value) for block in build_demo(service).blocks.values() if hasattr(block, "value")]
     about = [value for value in markdown if "What LFDM is" in value]
     assert about and "It moves the mouth and nothing else." in about[0], "the card, not facts fixed in the app"
+
+
+ASTRONAUT = ROOT / "assets" / "examples" / "astronaut.png"
+
+
+def test_a_photo_comes_back_at_its_own_size_with_the_face_animated(service, label):
+    result = service.generate(ASTRONAUT, GenerationSettings(label=label, scheduler="DDIM", steps=STEPS))
+    info = probe_video(result.video)
+    assert (info.width, info.height) == (320, 320), "the video has the photo's size, not the 32 px model's"
+    assert result.face_box is not None and result.face_note is None
+    x0, y0, x1, y1 = result.face_box
+    assert 100 <= x0 < x1 <= 220 and 50 <= y0 < y1 <= 175, f"the astronaut's face, not {result.face_box}"
+    first = read_video(result.video)[0].astype(float)
+    photo = np.asarray(Image.open(ASTRONAUT).convert("RGB"), float)
+    mse = np.mean((first - photo) ** 2)
+    assert 10 * np.log10(255**2 / mse) >= 33, "frame 0 is the photo (up to H.264)"
+    panels = probe_video(next(path for path in result.downloads if path.name == "panels.mp4"))
+    assert panels.num_frames == service.pipeline().num_frames, "the panels show the model's crop"
+
+
+def test_face_preview_draws_the_box_and_says_what_was_found(service, images):
+    found = service.find_face(ASTRONAUT)
+    assert found.face_box is not None and "Face found at" in found.note
+    photo = np.asarray(Image.open(ASTRONAUT).convert("RGB"))
+    assert found.picture.shape == photo.shape and not np.array_equal(found.picture, photo), "the box is drawn"
+    missing = service.find_face(images["face.png"])
+    assert missing.face_box is None and "no face was found" in missing.note.lower()
+    assert "whole picture" in missing.note
+    off = service.find_face(ASTRONAUT, find_face=False)
+    assert off.face_box is None and "Find the face* is off" in off.note and np.array_equal(off.picture, photo)
+
+
+def test_several_faces_are_noted_and_the_largest_is_used(service, tmp_path):
+    photo = Image.open(ASTRONAUT).convert("RGB")
+    pair = Image.new("RGB", (640 + 160, 320), (120, 120, 120))
+    pair.paste(photo, (0, 0))
+    pair.paste(photo.resize((240, 240)), (640 - 40, 40))
+    path = tmp_path / "pair.png"
+    pair.save(path)
+    preview = service.find_face(path)
+    assert "2 faces were found" in preview.note, preview.note
+    assert preview.face_box[0] < 320, f"the larger face (left) is animated; got {preview.face_box}"
+
+
+def test_api_generate_and_find_face_take_the_checkbox(client, label):
+    video, *_ = client.predict(
+        handle_file(str(ASTRONAUT)), label, "tiny", "DDIM", STEPS, 1.0, 0, 8, False, 4, api_name="/generate"
+    )
+    assert (probe_video(_video_path(video)).width, probe_video(_video_path(video)).height) == (320, 320)
+    picture, note = client.predict(handle_file(str(ASTRONAUT)), True, "tiny", api_name="/find_face")
+    assert "Face found at" in note and Path(picture if isinstance(picture, str) else picture["path"]).is_file()
+
+
+def test_the_image_input_takes_a_webcam_picture_and_finding_the_face_is_on(service):
+    demo = build_demo(service)
+    by_id = {getattr(block, "elem_id", None): block for block in demo.blocks.values()}
+    assert by_id["input-image"].sources == ["upload", "webcam", "clipboard"]
+    assert by_id["find-face"].value is True, "'Find the face' is on by default"
+    assert "face-preview" in by_id and "face-note" in by_id

@@ -1,8 +1,9 @@
 """The app in a real browser: Debian's Chromium driven by Playwright (no browser download).
 
 Upload an image, press Generate, wait until the `<video>` element has decoded a frame, move the step slider and
-check that the flow picture changed; on the Driving video tab, animate a picture with an example clip. The last
-screenshots are saved to `tests/artifacts/`.
+check that the flow picture changed; upload a real photo and get its face found and its video at the photo's size;
+on the Driving video tab, animate a picture with an example clip. The last screenshots are saved to
+`tests/artifacts/`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ASTRONAUT = Path(__file__).resolve().parents[1] / "assets" / "examples" / "astronaut.png"
 VIDEO_DECODED = """() => {
     const video = document.querySelector('#video video');
     return video !== null && video.readyState >= 2 && video.videoWidth > 0;
@@ -67,7 +69,10 @@ def app(tiny_pipeline_dir, tmp_path):
 
 @pytest.fixture
 def page(app, tmp_path, request):
-    """A Chromium page on the app with a picture uploaded; its last state is saved to tests/artifacts/."""
+    """A Chromium page on the app with a picture uploaded; its last state is saved to tests/artifacts/.
+
+    `request.param`: the screenshot's file name, or (file name, picture to upload) for another picture than a
+    random one."""
     if not CHROMIUM.exists():
         message = "Debian's chromium is not installed at /usr/bin/chromium (`apt-get install chromium`; .ci/run does)"
         if os.environ.get("LFDM_REQUIRE_BROWSER"):  # CI installs it: there a missing browser is a failure
@@ -75,8 +80,10 @@ def page(app, tmp_path, request):
         pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
-    picture = tmp_path / "face.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(picture)
+    screenshot, picture = (request.param, None) if isinstance(request.param, str) else request.param
+    if picture is None:
+        picture = tmp_path / "face.png"
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(picture)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -89,7 +96,7 @@ def page(app, tmp_path, request):
             page.click("#advanced button")  # open the accordion for the steps
             yield page
         finally:
-            page.screenshot(path=str(ARTIFACTS / request.param), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
             browser.close()
 
 
@@ -154,3 +161,17 @@ def test_driving_video_tab_animates_a_picture_in_chromium(page, tmp_path):
     assert "Animated 32 frames" in page.locator("#driving-note").inner_text()
     duration = page.evaluate("() => document.querySelector('#driving-result video').duration")
     assert duration == pytest.approx(32 / 8, abs=0.3), "one frame per driving frame, at the clip's 8 fps"
+
+
+@pytest.mark.parametrize("page", [("app-photo.png", ASTRONAUT)], indirect=True)
+def test_a_real_photo_gets_its_face_found_and_a_video_at_its_size(page):
+    page.wait_for_function("() => document.querySelector('#face-preview img')?.getAttribute('src')")
+    page.get_by_text("Face found at").wait_for()
+    set_steps(page, 2)
+    page.click("#generate")
+    page.wait_for_function(VIDEO_DECODED, timeout=120_000)
+    size = page.evaluate("() => [document.querySelector('#video video').videoWidth, "
+                         "document.querySelector('#video video').videoHeight]")  # fmt: skip
+    assert size == [320, 320], f"the video has the photo's size; got {size}"
+    page.uncheck("#find-face input[type=checkbox]")
+    page.get_by_text("The whole picture is animated").wait_for()  # the note follows the checkbox

@@ -115,7 +115,7 @@ def test_api_animate_and_generate_with_length_and_strength(client, files):
     path = video["video"] if isinstance(video, dict) else video
     assert probe_video(path).num_frames == probe_video(DRIVING_EXAMPLES[0]).num_frames and "Animated" in note
     generated, *_ = client.predict(
-        handle_file(str(files["face.png"])), "smile", "tiny", "DDIM", 2, 1.0, 0, 8, 6, 1.5, api_name="/generate"
+        handle_file(str(files["face.png"])), "smile", "tiny", "DDIM", 2, 1.0, 0, 8, True, 6, 1.5, api_name="/generate"
     )
     path = generated["video"] if isinstance(generated, dict) else generated
     assert probe_video(path).num_frames == 6

@@ -83,6 +83,16 @@ def test_shipped_model_is_timed_per_scheduler(tiny_pipeline_dir, tmp_path):
     assert names == ["shipped_ddim_50", "shipped_unipc_25"]
 
 
+def test_photo_path_is_timed_against_the_model_size_path(tiny_pipeline_dir, tmp_path):
+    out = tmp_path / "photo.json"
+    argv = ["bench", "--tiny", "--what", "photo", "--model", str(tiny_pipeline_dir), "--steps", "1", "--repeats",
+            "1", "--video-repeats", "1", "--threads", "1", "--json", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    results = {result["name"]: result for result in json.loads(out.read_text())["results"]}
+    assert list(results) == ["photo_model_size_video", "photo_512_video", "photo_512_overhead"]
+    assert all(result["median_s"] > 0 for result in results.values())
+
+
 def test_bad_repeats_is_a_clear_error(capsys):
     assert main(["bench", "--tiny", "--repeats", "0"]) == 1
     assert "--repeats must be at least 1" in capsys.readouterr().err

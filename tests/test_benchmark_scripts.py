@@ -57,3 +57,22 @@ def test_region_toy_moves_each_square_on_its_own():
     assert not torch.allclose(red(driving) - red(reference), blue(driving) - blue(reference))
     config = toy.toy_config(Path("unused"), steps=5, regions=3)
     assert config.lfae["num_regions"] == 3 and config.train_lfae.max_steps == 5
+
+
+def test_real_faces_variants_and_flows_on_the_tiny_pipeline():
+    import numpy as np
+    from PIL import Image
+
+    from lfdm.testing import make_tiny_pipeline
+
+    real_faces = load_script("real_faces")
+    photo = np.asarray(Image.open(real_faces.EXAMPLES / "astronaut.png").convert("RGB"))
+    pictures = real_faces.variants(photo)
+    assert len(pictures) == 6 and pictures["small JPEG (half size, quality 30)"].shape == (160, 160, 3)
+    assert np.array_equal(pictures["mirrored"], photo[:, ::-1])
+    pipe = make_tiny_pipeline()
+    flows, output = real_faces.generate_flows(pipe, pictures["grayscale"], [0, 1], 1, face="auto")
+    assert set(flows) == set(pipe.labels) and flows["smile"].shape == (2, 4, 8, 8, 2)
+    assert output.face_box is not None, "the grayscale portrait's face is found"
+    sheet = real_faces.picture(pipe, photo, 1, 0)
+    assert sheet.size[0] > 3 * 320 and sheet.size[1] >= 3 * 320, "three full-size frames per label"

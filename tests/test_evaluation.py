@@ -339,3 +339,22 @@ def test_evaluate_needs_a_classifier(evaluation_models, tmp_path, capsys):
     args = ["evaluate", "--model", str(evaluation_models / "model"), "--classifier", str(tmp_path / "none")]
     assert main(args) == 1
     assert "train-classifier" in capsys.readouterr().err
+
+
+def test_label_motion_matches_each_label_to_its_own_typical_displacement():
+    from lfdm.evaluation.motion import LabelMotion, displacement, score_motion
+
+    rng = np.random.default_rng(0)
+    still = np.zeros((4, 8, 8, 2))
+    patterns = {label: rng.normal(size=(4, 8, 8, 2)) * np.arange(4)[:, None, None, None] for label in "abc"}
+    reference = LabelMotion.from_videos(
+        {label: [still + pattern * scale for scale in (0.5, 1.5)] for label, pattern in patterns.items()}
+    )
+    assert np.abs(displacement(still + patterns["a"])[..., 0, :, :, :]).max() == 0, "frame 0 does not move"
+    generated = {label: still + 2 * patterns[label] for label in "abc"}
+    score = score_motion(reference, generated)
+    assert score.num_matches == 3 and np.allclose(list(score.energy.values()), 2.0), score.energy
+    swapped = score_motion(reference, {"a": generated["b"], "b": generated["a"], "c": generated["c"]})
+    assert swapped.matches == {"a": False, "b": False, "c": True}
+    several = score_motion(reference, {label: np.stack([flows, flows]) for label, flows in generated.items()})
+    assert several.num_matches == 3 and np.isclose(several.mean_energy, 2.0)

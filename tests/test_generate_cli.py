@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from PIL import Image
 from lfdm.cli import main
 from lfdm.outputs import label_slug
 from lfdm.video import probe_video, read_video
+
+ASTRONAUT = Path(__file__).resolve().parents[1] / "assets" / "examples" / "astronaut.png"
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +41,47 @@ def test_writes_one_folder_per_label_with_every_file(generated):
         assert names == {"video.mp4", "panels.mp4", "video.gif", "flows.npz"}
 
 
-def test_video_is_h264_with_every_generated_frame(generated):
+def test_video_is_h264_with_every_generated_frame_at_the_photo_size(generated):
     info = probe_video(generated / "smile" / "video.mp4")
-    assert info.codec == "h264" and info.num_frames == 4 and (info.width, info.height) == (32, 32)
-    assert read_video(generated / "smile" / "video.gif").shape == (4, 32, 32, 3)
+    assert info.codec == "h264" and info.num_frames == 4 and (info.width, info.height) == (48, 48), (
+        "--resolution input (the default) gives the 48 px picture's size, not the 32 px model's"
+    )
+    assert read_video(generated / "smile" / "video.gif").shape == (4, 48, 48, 3)
+
+
+@pytest.mark.parametrize(("resolution", "size"), [("model", (32, 32)), ("40", (40, 40))])
+def test_resolution_flag_sets_the_video_size(tiny_pipeline_dir, image_file, tmp_path, resolution, size):
+    argv = ["generate", "--model", str(tiny_pipeline_dir), "--image", str(image_file), "--label", "smile",
+            "--steps", "1", "--resolution", resolution, "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    info = probe_video(tmp_path / "smile" / "video.mp4")
+    assert (info.width, info.height) == size
+
+
+def test_face_flag_finds_the_face_of_a_photo_and_pastes_it_back(tiny_pipeline_dir, tmp_path, capsys):
+    argv = ["generate", "--model", str(tiny_pipeline_dir), "--image", str(ASTRONAUT), "--label", "smile",
+            "--steps", "1", "--face", "require", "--resolution", "input", "--max-resolution", "160",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "face at (" in printed and "video 160x160 px" in printed, printed
+    frames = read_video(tmp_path / "smile" / "video.mp4")
+    assert frames.shape == (4, 160, 160, 3), "the 320 px photo, capped at --max-resolution 160"
+    assert probe_video(tmp_path / "smile" / "panels.mp4").num_frames == 4
+
+
+def test_face_require_on_a_picture_without_a_face_says_so(tiny_pipeline_dir, image_file, tmp_path, capsys):
+    argv = ["generate", "--model", str(tiny_pipeline_dir), "--image", str(image_file), "--face", "require",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 1
+    error = capsys.readouterr().err
+    assert "no face was found" in error and "face='auto' or 'none'" in error, error
+
+
+def test_bad_resolution_flag_is_refused(tiny_pipeline_dir, image_file, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--model", str(tiny_pipeline_dir), "--image", str(image_file), "--resolution", "big"])
+    assert "use 'input', 'model' or a number of pixels" in capsys.readouterr().err
 
 
 def test_panels_put_six_tiles_side_by_side(generated):

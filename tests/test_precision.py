@@ -12,14 +12,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from lfdm import runtime
-from lfdm.metrics import psnr
 from lfdm.images import preprocess_image
 from lfdm.latents import identity_grid
+from lfdm.metrics import psnr
 from lfdm.models.blocks import AntiAliasDownsample, at_least_float32, warp
 from lfdm.pipeline import load_pipeline
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
-EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "assets" / "examples").glob("*.png"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "assets" / "examples").glob("synthface_*.png"))
 AMX_FLAGS = frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
 
 

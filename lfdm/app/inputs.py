@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from lfdm.driving import DrivingVideo, load_driving_video
-from lfdm.images import load_image, preprocess_image
+from lfdm.images import check_image_size, load_image, preprocess_image, to_rgb_uint8
 from lfdm.schedulers import DEFAULT_STEPS
 
 # Shown name -> `lfdm.schedulers.make_scheduler` name. The fast solvers first; the paper samples 1000 DDPM steps.
@@ -45,6 +46,7 @@ class GenerationSettings:
     fps: float = 8.0
     num_frames: int | None = None  # None = the model's clip length
     motion_scale: float = 1.0
+    find_face: bool = True  # animate the largest face found (aligned like the training faces), else the whole picture
 
 
 def check_settings(settings: GenerationSettings, labels: Sequence[str] | None) -> GenerationSettings:
@@ -64,6 +66,7 @@ def check_settings(settings: GenerationSettings, labels: Sequence[str] | None) -
         fps=_number("fps", settings.fps, *FPS_RANGE),
         num_frames=_frames(settings.num_frames),
         motion_scale=_number("motion strength", settings.motion_scale, *MOTION_SCALE_RANGE),
+        find_face=_flag("find the face", settings.find_face),
     )
 
 
@@ -71,6 +74,12 @@ def read_image(path: str | Path | None, size: int) -> torch.Tensor:
     """An uploaded file -> (1, 3, size, size) in [0, 1] (`lfdm.images`: any mode, EXIF turned, first frame of an
     animation, aspect kept and padded). Non-images, truncated files, decompression bombs, tiny or thin pictures
     and files over `MAX_UPLOAD_BYTES` raise UserInputError."""
+    return preprocess_image(read_photo(path), size)
+
+
+def read_photo(path: str | Path | None) -> np.ndarray:
+    """An uploaded file -> uint8 (H, W, 3) RGB at its own size (`lfdm.images.to_rgb_uint8`: any mode, EXIF
+    turned, first frame of an animation), with the checks of `read_image` (UserInputError)."""
     if path is None or str(path) == "":
         raise UserInputError("no image: upload a picture (PNG, JPEG, WebP, ...) or pick one of the examples.")
     path = Path(path)
@@ -79,7 +88,9 @@ def read_image(path: str | Path | None, size: int) -> torch.Tensor:
     if path.stat().st_size > MAX_UPLOAD_BYTES:
         raise UserInputError(f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MB; use a smaller picture.")
     try:
-        return preprocess_image(load_image(path), size)
+        photo = to_rgb_uint8(load_image(path))
+        check_image_size(*photo.shape[:2])
+        return photo
     except (ValueError, FileNotFoundError, TypeError) as error:
         raise UserInputError(_plain(str(error), path)) from error
 
@@ -145,6 +156,14 @@ def _number(what: str, value, low: float, high: float, *, whole: bool = False) -
         kind = "a whole number" if whole else "a number"
         raise UserInputError(f"{what} must be {kind} from {low:g} to {high:g}; got {value!r}.")
     return number
+
+
+def _flag(what: str, value) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if value in (0, 1, "true", "false", "True", "False"):
+        return value in (1, "true", "True")
+    raise UserInputError(f"{what} must be true or false; got {value!r}.")
 
 
 def _plain(message: str, path: Path) -> str:

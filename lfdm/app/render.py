@@ -111,17 +111,29 @@ def flow_frames(flows: np.ndarray, size: int, max_magnitude: float | None = None
 
 
 def write_display_videos(folder: Path, output, *, fps: float, size: int) -> DisplayVideos:
-    """The first video of a pipeline output as three same-length H.264 files: the video upscaled to `size`, the
-    flows (one colour scale over the sequence, with the key) and the occlusion maps. Encoded in parallel: each
-    file is its own ffmpeg process, which mostly waits on pipes."""
+    """The first video of a pipeline output as three same-length H.264 files: the video (at its own size, upscaled
+    to `size` pixels high when smaller), the flows (one colour scale over the sequence, with the key) and the
+    occlusion maps. Encoded in parallel: each file is its own ffmpeg process, which mostly waits on pipes."""
+    video = to_uint8(output.frames[0])
     videos = {
-        "display.mp4": upscale(to_uint8(output.frames[0]), size, smooth=True),
+        "display.mp4": video if video.shape[1] >= size else upscale(video, size, smooth=True),
         "flow.mp4": flow_frames(output.flows[0], size),
         "occlusion.mp4": occlusion_to_image(output.occlusions[0], size),
     }
     with ThreadPoolExecutor(len(videos)) as pool:
         paths = list(pool.map(lambda item: write_video(folder / item[0], item[1], fps), videos.items()))
     return DisplayVideos(*paths)
+
+
+def face_preview(photo: np.ndarray, box: tuple[int, int, int, int] | None, size: int) -> np.ndarray:
+    """uint8 (H, W, 3) photo -> a copy with the long side at most `size` and the face box (photo pixels) drawn."""
+    scale = min(1.0, size / max(photo.shape[:2]))
+    picture = photo.copy() if scale == 1 else cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    if box is not None:
+        x0, y0, x1, y1 = (round(value * scale) for value in box)
+        thickness = max(2, round(max(picture.shape[:2]) / 200))
+        cv2.rectangle(picture, (x0, y0), (x1 - 1, y1 - 1), (40, 220, 90), thickness, cv2.LINE_AA)
+    return picture
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,13 @@ from lfdm.app.inputs import (
     check_settings,
     read_driving_video,
     read_image,
+    read_photo,
 )
-from lfdm.motion import num_clips
 from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines, read_model_card
 from lfdm.driving import DRIVING_LABEL
+from lfdm.motion import num_clips
 from lfdm.outputs import write_label_outputs
+from lfdm.photo import frame_photo
 from lfdm.pipeline import load_pipeline
 from lfdm.runtime import cpu_has_amx_bf16, dtype_name
 from lfdm.schedulers import make_scheduler
@@ -71,17 +73,28 @@ class GenerationStopped(RuntimeError):
 
 
 @dataclass(frozen=True)
+class FacePreview:
+    """The input with the face found drawn on it, and what the person should know about the face search."""
+
+    picture: np.ndarray  # uint8 (H, W, 3), long side at most `GenerationService.preview_size`
+    note: str  # Markdown
+    face_box: tuple[int, int, int, int] | None  # in the photo's pixels
+
+
+@dataclass(frozen=True)
 class GenerationResult:
     """The files of one generated video (all in `folder`) and what the inspector needs to find its trace."""
 
     request_id: str
     folder: Path
-    video: Path  # upscaled for display
+    video: Path  # at the photo's size (upscaled to `display_size` when smaller)
     flow_video: Path  # colour wheel, with its key
     occlusion_video: Path
     panel_video: Path  # input | generated | warped input | flow | grid | occlusion
     downloads: list[Path]
     num_trace_steps: int
+    face_box: tuple[int, int, int, int] | None = None  # in the photo's pixels; None: the whole picture
+    face_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +141,9 @@ class GenerationService:
         max_trace_steps: sampling steps kept for the inspector (evenly spaced, always the last one).
         device: "auto" (CUDA when available) or a torch device string.
         dtype: the networks' precision, "auto" (bfloat16 on a CPU with AMX-BF16, else float32), a name or a dtype.
+        max_resolution: the longest side of a generated video; photos larger than this are scaled down.
+        compare_resolution: the longest side of each video of the Compare grid.
+        preview_size: the longest side of the face preview picture.
     """
 
     def __init__(
@@ -143,6 +159,9 @@ class GenerationService:
         max_trace_steps: int = 100,
         device: str = "auto",
         dtype: str | torch.dtype = "auto",
+        max_resolution: int = 1024,
+        compare_resolution: int = 256,
+        preview_size: int = 512,
     ):
         self.models = dict(models)
         self.default_model = default_model if default_model in self.models else next(iter(self.models), None)
@@ -159,6 +178,9 @@ class GenerationService:
         self.max_trace_steps = max_trace_steps
         self.device = device
         self.dtype = dtype
+        self.max_resolution = max_resolution
+        self.compare_resolution = compare_resolution
+        self.preview_size = preview_size
         self._pipelines: OrderedDict[str, object] = OrderedDict()
         self._scheduler_configs: dict[str, object] = {}
         self._traces: OrderedDict[str, render.StepTrace] = OrderedDict()
@@ -257,16 +279,17 @@ class GenerationService:
         self.cleanup()
         settings = self.check_settings(settings)
         pipe = self.pipeline(settings.model)
-        image = read_image(image_path, pipe.image_size)
+        photo = read_photo(image_path)
         with self._stoppable(session) as stop:
-            output = self._sample(pipe, image, [settings.label], settings, stop, progress, trace=True)
+            output = self._sample(
+                pipe, photo, [settings.label], settings, stop, progress, trace=True, resolution="input"
+            )
 
         request_id = uuid.uuid4().hex
         folder = self.work_dir / request_id
-        reference = image[0].permute(1, 2, 0).numpy()  # (3, H, W) -> (H, W, 3)
         label_outputs = (
             settings.label,
-            reference,
+            output.model_input,
             output.frames[0],
             output.warped[0],
             output.flows[0],
@@ -274,8 +297,9 @@ class GenerationService:
         )
         with ThreadPoolExecutor(1) as pool:  # the download files and the display files are encoded side by side
             written = pool.submit(
-                write_label_outputs, folder, *label_outputs, fps=settings.fps, gif=True, panel_size=self.panel_size
-            )
+                write_label_outputs, folder, *label_outputs, fps=settings.fps, gif=True, panel_size=self.panel_size,
+                model_frames=output.model_frames[0],
+            )  # fmt: skip
             displays = render.write_display_videos(folder, output, fps=settings.fps, size=self.display_size)
             trace = render.StepTrace.from_output(output, max_steps=self.max_trace_steps)
             trace.save(folder / "trace.npz")
@@ -291,6 +315,8 @@ class GenerationService:
             panel_video=panel_video,
             downloads=[*downloads, folder / "trace.npz"],
             num_trace_steps=len(trace.steps),
+            face_box=output.face_box,
+            face_note=output.face_note,
         )
 
     def compare(
@@ -306,7 +332,7 @@ class GenerationService:
         self.cleanup()
         settings = self.check_settings(settings, need_label=False)
         pipe = self.pipeline(settings.model)
-        image = read_image(image_path, pipe.image_size)
+        photo = read_photo(image_path)
         labels = pipe.labels
         videos: dict[str, np.ndarray] = {}
         with self._stoppable(session) as stop:
@@ -314,7 +340,9 @@ class GenerationService:
                 batch = labels[start : start + batch_size]
                 share, done = len(batch) / len(labels), start / len(labels)
                 batch_progress = None if progress is None else (lambda f, d, s=share, o=done: progress(o + f * s, d))
-                output = self._sample(pipe, image, batch, settings, stop, batch_progress, trace=False)
+                output = self._sample(
+                    pipe, photo, batch, settings, stop, batch_progress, trace=False, resolution=self.compare_resolution
+                )
                 videos.update({label: to_uint8(frames) for label, frames in zip(batch, output.frames, strict=True)})
         video, gif = render.write_comparison(
             self.work_dir / uuid.uuid4().hex, videos, fps=settings.fps, size=self.panel_size
@@ -362,8 +390,9 @@ class GenerationService:
             if self._stop_events.get(key) is stop:
                 del self._stop_events[key]
 
-    def _sample(self, pipe, image, labels, settings, stop: threading.Event, progress, *, trace: bool):
-        """Run the pipeline under the run lock; progress per sampling step; `stop` interrupts after a step."""
+    def _sample(self, pipe, image, labels, settings, stop: threading.Event, progress, *, trace: bool, resolution):
+        """Run the pipeline under the run lock; progress per sampling step; `stop` interrupts after a step. The
+        video comes back at `resolution` ("input": the photo's size), at most `max_resolution`."""
         with self._run_lock:
             if stop.is_set():
                 raise GenerationStopped("stopped before it started.")
@@ -393,12 +422,32 @@ class GenerationService:
                 return_step_trace=trace,
                 num_frames=settings.num_frames,
                 motion_scale=settings.motion_scale,
+                face="auto" if settings.find_face else "none",
+                resolution=resolution,
+                max_resolution=self.max_resolution,
             )
         if output.interrupted or stop.is_set():
             raise GenerationStopped("stopped; press Generate to start again.")
         if progress is not None:
             progress(1.0, "writing the videos")
         return output
+
+    def find_face(self, image_path, find_face: bool = True, model: str | None = None) -> FacePreview:
+        """The face the next generation will animate, drawn on the input (no sampling; about 0.2 s)."""
+        photo = read_photo(image_path)
+        size = self.pipeline(model).image_size if self.has_model else 64
+        framing = frame_photo(photo, size, face="auto" if find_face else "none")
+        picture = render.face_preview(photo, framing.face_box, self.preview_size)
+        if not find_face:
+            note = "The whole picture is animated (*Find the face* is off)."
+        elif framing.face_box is None:
+            note = f"**{framing.note}**"
+        else:
+            how = "aligned like the training faces" if framing.aligned else "already framed like the training faces"
+            note = f"Face found at {framing.face_box} (x0, y0, x1, y1), {how}." + (
+                f" **{framing.note}**" if framing.note else ""
+            )
+        return FacePreview(picture=picture, note=note, face_box=framing.face_box)
 
     @property
     def active_runs(self) -> int:

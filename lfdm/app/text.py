@@ -4,9 +4,11 @@ TITLE = "LFDM: latent flow diffusion for image-to-video"
 
 HEADER = """\
 # LFDM: one image + an action -> a video
-Upload a picture (or pick an example), choose an action and press **Generate**. The model does not paint new
-pixels: it generates a sequence of *latent optical flows* and *occlusion maps*, and every frame is your picture
-warped by them. Open the **step inspector** below the results to watch that motion form out of noise.
+Upload a picture or take one with your webcam (or pick an example), choose an action and press **Generate**. With
+**Find the face** on, the largest face is found, framed the way the model's training faces are, animated, and
+pasted back into your photo: the video has your photo's size. The model does not paint new pixels: it generates a
+sequence of *latent optical flows* and *occlusion maps*, and every frame is your picture warped by them. Open the
+**step inspector** below the results to watch that motion form out of noise.
 """
 
 INSPECTOR_HELP = """\
@@ -55,9 +57,21 @@ Because the pixels come from your image, the subject keeps its identity.
 - The selected model's own numbers (size, frames, actions, model card) are shown under **Advanced** on the
   Generate tab, and the default model's at the end of this page.
 
+## Photos
+- **Find the face** (on by default) looks for faces with OpenCV's Haar cascades (frontal faces, turned up to about
+  45 degrees; faces of at least 32 px). The largest face with two eyes is used; the preview under the picture shows
+  its box, and a note says when no face or several faces were found. The face is turned and scaled so that its
+  eyes sit where the training faces have theirs, and the model animates that crop.
+- The flows are then upsampled to your photo's size (long side at most 1024 px) and move your photo's own pixels;
+  the model's decoder paints only where the occlusion map says something new appears (an opening mouth), and the
+  crop fades back into the photo at its edge: frame 0 is your photo, and nothing far from the face moves.
+- Without a face (or with *Find the face* off) the whole picture is animated, as the model's training frames were
+  framed (resized, padded to a square), and rendered at your photo's size the same way.
+
 ## Limits
-- Videos have the model's training resolution (shown under *Advanced*); the display upscales them.
-- Inputs are resized with their aspect ratio kept and padded black to a square, as the training frames were.
+- The model's own frames have its training resolution (shown under *Advanced*); the sharp photo-size video comes
+  from warping your photo, so what the decoder paints (teeth, an open mouth) stays as blurry as the model's frames.
+- The flow, occlusion and panel views show the model's own frames: the face crop it animated.
 - Pictures unlike the training data (other faces, poses, lighting, backgrounds, or not a face at all) degrade:
   the motion becomes weak or wrong and the decoder smears what it has to paint in.
 - Only motion is generated: no new objects, no camera moves, no sound; the action list is fixed by the model.

@@ -100,12 +100,15 @@ class _Handlers:
         guidance,
         seed,
         fps,
+        find_face=True,
         num_frames=None,
         motion_scale=1.0,
         request: gr.Request = None,
         progress=_PROGRESS,
     ):
-        settings = GenerationSettings(label, model, scheduler, steps, guidance, seed, fps, num_frames, motion_scale)
+        settings = GenerationSettings(
+            label, model, scheduler, steps, guidance, seed, fps, num_frames, motion_scale, find_face
+        )
         result = self.service.generate(
             _image_path(image),
             settings,
@@ -119,8 +122,11 @@ class _Handlers:
         return *map(str, videos), [str(path) for path in result.downloads], slider, result.request_id
 
     @_shown_errors
-    def compare(self, image, model, scheduler, steps, guidance, seed, fps, request: gr.Request, progress=_PROGRESS):
-        settings = GenerationSettings(None, model, scheduler, steps, guidance, seed, fps)
+    def compare(
+        self, image, model, scheduler, steps, guidance, seed, fps, find_face=True, request: gr.Request = None,
+        progress=_PROGRESS,
+    ):  # fmt: skip
+        settings = GenerationSettings(None, model, scheduler, steps, guidance, seed, fps, find_face=find_face)
         result = self.service.compare(
             _image_path(image),
             settings,
@@ -143,6 +149,13 @@ class _Handlers:
         view = self.service.inspect(request_id, step, videos=as_videos, fps=fps)
         videos = [str(view.flow_video), str(view.occlusion_video)] if as_videos else [None, None]
         return view.caption, view.flow_strip, view.occlusion_strip, gr.Row(visible=as_videos), *videos
+
+    @_shown_errors
+    def preview_face(self, image, find_face, model):
+        if _image_path(image) is None:  # the picture was cleared
+            return None, ""
+        preview = self.service.find_face(_image_path(image), bool(find_face), model)
+        return preview.picture, preview.note
 
     def stop(self, request: gr.Request):
         self.service.stop(_session(request))
@@ -173,9 +186,21 @@ def _inputs(service: GenerationService, examples_dir) -> SimpleNamespace:
         type="filepath",
         image_mode=None,
         height=280,
-        sources=["upload", "clipboard"],
+        sources=["upload", "webcam", "clipboard"],
         elem_id="input-image",
     )
+    ui.find_face = gr.Checkbox(
+        label="Find the face",
+        value=True,
+        info="animate the largest face, framed like the model's training faces, and paste it back into the photo; "
+        "off: the whole picture",
+        elem_id="find-face",
+    )
+    with gr.Row():
+        ui.face_preview = gr.Image(
+            label="The face to animate", format="png", interactive=False, height=180, elem_id="face-preview"
+        )
+    ui.face_note = gr.Markdown(elem_id="face-note")
     examples = example_files(examples_dir, "*.png")
     if examples:
         gr.Examples(examples, inputs=[ui.image], label="Examples", examples_per_page=12)
@@ -314,6 +339,7 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
     preprocessing so the service opens uploads itself. The inspector and the small helpers skip the queue, so they
     answer while a generation runs."""
     settings = [inputs.model, inputs.scheduler, inputs.steps, inputs.guidance, inputs.seed, inputs.fps]
+    settings.append(inputs.find_face)  # last, so that API calls written before it keep working (default: on)
     outputs = [
         results.video,
         results.flow_video,
@@ -351,6 +377,16 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
             queue=False,
             trigger_mode="always_last",
             api_visibility="private",
+        )
+    for changed in (inputs.image.change, inputs.find_face.change):
+        changed(
+            handlers.preview_face,
+            [inputs.image, inputs.find_face, inputs.model],
+            [inputs.face_preview, inputs.face_note],
+            preprocess=False,
+            queue=False,
+            trigger_mode="always_last",
+            api_name="find_face",
         )
     inputs.dice.click(lambda: random.randint(0, SEED_MAX), None, inputs.seed, queue=False, api_visibility="private")
     inputs.scheduler.input(

@@ -21,8 +21,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, section: str) -> None:
 
 def load_run_config(args: argparse.Namespace, section: str, *, start_hint: str):
     """The run config of `--config`, or of the run being resumed, with the command-line overrides applied."""
-    from lfdm.training.runs import CONFIG_FILE, find_checkpoint, run_dir_of
     from lfdm.training.config import load_config
+    from lfdm.training.runs import CONFIG_FILE, find_checkpoint, run_dir_of
 
     if args.config is None and args.resume is None:
         raise ValueError(f"pass {start_hint} to start a run, or --resume DIR to continue one.")

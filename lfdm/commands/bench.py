@@ -4,6 +4,7 @@
     python -m lfdm bench --what unet decode --repeats 7 --json speed.json
     python -m lfdm bench --what video --steps 25 --device cuda
     python -m lfdm bench --what shipped --model checkpoints
+    python -m lfdm bench --what photo --model checkpoints --video-repeats 5
 
 Figures (medians over --repeats after a warm-up; random weights at the size of --config, mug128 by default):
 - unet_forward: one U-Net forward of a (1, 3, 40, 32, 32) latent with (1, 256, 32, 32) image features;
@@ -13,6 +14,9 @@ Figures (medians over --repeats after a warm-up; random weights at the size of -
 - video_ddpm_1000: the paper's 1000-step sampler, estimated as 1000 x ddpm_step + decode (not run);
 - shipped_<scheduler>_<steps>: the pipeline folder --model, each scheduler at its default steps (skipped, with a
   message, when the folder does not exist).
+- photo_model_size_video, photo_512_video, photo_512_overhead: --model on a 512 px portrait, the whole picture at
+  the model's size against the face found, aligned and rendered at 512 px, and the photo path's own work alone
+  (`lfdm.benchmarks.photo_path_videos`; --steps DPM-Solver++ steps).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import json
 import sys
 from pathlib import Path
 
-PARTS = ("unet", "decode", "video", "shipped")
+PARTS = ("unet", "decode", "video", "shipped", "photo")
 SCHEDULERS = ("ddpm", "ddim", "dpmsolver", "unipc")
 
 
@@ -139,6 +143,8 @@ def _measure(args, parts, settings, lfae, unet, *, benchmarks) -> list:
             results.append(benchmarks.extrapolate_ddpm_video(by_name["ddpm_step"], by_name["decode"]))
         if "shipped" in parts:
             results += _shipped(args, settings, benchmarks)
+        if "photo" in parts:
+            results += _photo(args, settings, benchmarks)
     return results
 
 
@@ -158,6 +164,13 @@ def _shipped(args, settings, benchmarks) -> list:
               "train one or pass --model DIR.")  # fmt: skip
         return []
     return benchmarks.shipped_model_videos(args.model, settings, schedulers=args.schedulers)
+
+
+def _photo(args, settings, benchmarks) -> list:
+    if not (Path(args.model) / "model_index.json").is_file():
+        print(f"photo path: skipped, {args.model} is not a pipeline folder (no model_index.json).")
+        return []
+    return benchmarks.photo_path_videos(args.model, settings, steps=args.steps)
 
 
 def _table(results, *, compare: bool, benchmarks) -> str:

@@ -1,11 +1,15 @@
 """`python -m lfdm generate`: one image and action labels -> a folder of videos per label.
 
     python -m lfdm generate --model checkpoints --image face.png --label happiness --label surprise \
-        --steps 25 --scheduler dpmsolver --seed 0 --out outputs [--frames 48] [--motion-scale 1.5]
+        --steps 25 --scheduler dpmsolver --seed 0 --face auto --resolution input --out outputs \
+        [--frames 48] [--motion-scale 1.5]
 
-writes, for each label, `<out>/<label-slug>/`:
-- `video.mp4`  the generated video (H.264);
-- `panels.mp4` input | generated | warped input | flow colours | warped grid | occlusion, side by side;
+finds the face in the picture (`--face auto`; `none` animates the whole picture, `require` stops when there is
+no face) and writes, for each label, `<out>/<label-slug>/`:
+- `video.mp4`  the generated video (H.264) at the photo's size (`--resolution input`, long side at most
+  `--max-resolution`), the face pasted back into the photo; `--resolution model` gives the model's own frames;
+- `panels.mp4` the model's view: input (the face crop) | generated | warped input | flow colours | warped grid |
+  occlusion, side by side;
 - `video.gif`  with `--gif`;
 - `flows.npz`  `flows` (F, h, w, 2) absolute sampling grids, `occlusions` (F, h, w) in [0, 1], `labels` (1,).
 """
@@ -16,6 +20,17 @@ import argparse
 from pathlib import Path
 
 SCHEDULERS = ("ddpm", "ddim", "dpmsolver", "unipc")
+FACE_MODES = ("auto", "none", "require")
+
+
+def resolution_argument(text: str) -> str | int | None:
+    """--resolution: 'input' (the photo's size), 'model' (the model's own size: None) or a long side in pixels."""
+    if text in ("input", "model"):
+        return None if text == "model" else text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"use 'input', 'model' or a number of pixels; got {text!r}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +59,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--frames", type=int, default=None, help="video length (default: the model's clip); longer = chained clips"
     )
     parser.add_argument("--motion-scale", type=float, default=1.0, help="0 = still, 1 = the model's motion, 2 = twice")
+    parser.add_argument(
+        "--face", choices=FACE_MODES, default="auto", help="animate the largest face (auto), the whole picture "
+        "(none), or stop when there is no face (require)"
+    )  # fmt: skip
+    parser.add_argument(
+        "--resolution", type=resolution_argument, default="input", metavar="{input,model,PIXELS}",
+        help="video size: the photo's (input), the model's (model) or this long side in pixels",
+    )  # fmt: skip
+    parser.add_argument("--max-resolution", type=int, default=1024, help="longest side of the video, pixels")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,10 +84,12 @@ def run(args: argparse.Namespace) -> int:
 
     from lfdm.motion import check_motion_scale
     from lfdm.outputs import label_slug, write_label_outputs
-    from lfdm.pipeline import load_image, load_pipeline, preprocess_image
+    from lfdm.photo import check_photo_options
+    from lfdm.pipeline import load_image, load_pipeline
     from lfdm.schedulers import make_scheduler
 
     check_motion_scale(args.motion_scale)
+    check_photo_options(args.face, args.resolution, args.max_resolution)
     image = load_image(args.image)  # fail on a bad image before the model loads
     pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype)
     labels = list(dict.fromkeys(args.label or pipe.labels))  # keep order, drop repeats
@@ -71,7 +97,6 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown label(s) {unknown}; this model knows: {', '.join(pipe.labels)}.")
     pipe.scheduler = make_scheduler(args.scheduler, base_config=pipe.scheduler.config)
-    reference = preprocess_image(image, pipe.image_size)[0].permute(1, 2, 0).numpy()
 
     out = Path(args.out)
     for start in range(0, len(labels), args.batch_size):
@@ -79,20 +104,18 @@ def run(args: argparse.Namespace) -> int:
         # One generator per label: a label's video depends on the seed only, not on the other labels asked for.
         generators = [torch.Generator().manual_seed(args.seed) for _ in batch]
         result = pipe(
-            image,
-            batch,
-            num_inference_steps=args.steps,
-            guidance_scale=args.guidance,
-            generator=generators,
-            num_frames=args.frames,
-            motion_scale=args.motion_scale,
-        )
+            image, batch, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=generators,
+            num_frames=args.frames, motion_scale=args.motion_scale,
+            face=args.face, resolution=args.resolution, max_resolution=args.max_resolution,
+        )  # fmt: skip
+        if start == 0:
+            print(_face_report(result))
         for index, label in enumerate(batch):
             folder = out / label_slug(label)
             written = write_label_outputs(
                 folder,
                 label,
-                reference,
+                result.model_input,
                 result.frames[index],
                 result.warped[index],
                 result.flows[index],
@@ -100,6 +123,13 @@ def run(args: argparse.Namespace) -> int:
                 fps=args.fps,
                 gif=args.gif,
                 panel_size=args.panel_size,
+                model_frames=result.model_frames[index],
             )
             print(f"{label}: " + ", ".join(str(path) for path in written))
     return 0
+
+
+def _face_report(result) -> str:
+    size = "x".join(str(side) for side in result.frames.shape[3:1:-1])
+    where = f"face at {result.face_box} (x0, y0, x1, y1)" if result.face_box else "whole picture"
+    return f"{where}; video {size} px" + (f". {result.face_note}" if result.face_note else "")

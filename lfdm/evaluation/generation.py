@@ -249,7 +249,7 @@ def generate_case(pipe, case: EvaluationCase, setting: SamplerSetting, *, seed: 
         generators = [torch.Generator().manual_seed(_seed(seed, case_index, label)) for label in labels]
         began = time.perf_counter()
         output = pipe(image, labels, num_inference_steps=setting.steps, guidance_scale=setting.guidance,
-                      generator=generators, output_type="pt")  # fmt: skip
+                      generator=generators, output_type="pt", face="none")  # fmt: skip
         seconds += time.perf_counter() - began
         videos.append(rearrange(output.frames, "b f h w c -> b c f h w"))
     return torch.cat(videos), seconds
@@ -313,7 +313,7 @@ def evaluate_generation(
         for case_index, case in enumerate(cases):
             _check_labels(pipe, classifier, case.labels)
             if case_index == 0:  # the first call pays for allocations and kernel choices: keep it out of the timings
-                pipe(case.image[None], case.labels[:1], num_inference_steps=1, output_type="pt")
+                pipe(case.image[None], case.labels[:1], num_inference_steps=1, output_type="pt", face="none")
             _classify(classifier, case.real, case.labels, real, i3d)
             reconstructions = []
             lfae_scores.append(

@@ -70,6 +70,7 @@ def sample_videos(
         guidance_scale=guidance_scale,
         generator=generator,
         output_type="np",
+        face="none",  # training frames are framed already
     )
 
 

@@ -13,7 +13,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lfdm.data.factory import DataConfig, build_dataset
 
-
 # Items per SynthFace "epoch": the stream's shuffling unit; every epoch renders new videos (`set_epoch`).
 SYNTHFACE_EPOCH_LENGTH = 100_000
 

@@ -295,3 +295,17 @@ def static_layer(identity: Identity, size: int) -> np.ndarray:
     _fill(canvas, to_pixels(neck), neck_color)
     canvas.setflags(write=False)
     return canvas
+
+
+def landmarks(identity: Identity, size: int, pose=(0.0, 0.0, 0.0, 1.0)) -> np.ndarray:
+    """Where the face's fixed points are drawn: float (3, 2) pixel (x, y) of the image-left eye centre, the
+    image-right eye centre and the mouth centre (at rest, before the actions move lids and lips) on a `size`
+    canvas, for head `pose` (see `pose_matrix`; the default is the rest pose, as in a video's frame 0)."""
+    points = np.array(
+        [
+            [-identity.eye_spacing, identity.eye_y, 1.0],
+            [identity.eye_spacing, identity.eye_y, 1.0],
+            [0.0, identity.mouth_y, 1.0],
+        ]
+    )
+    return points @ pose_matrix(identity, pose, size).T

@@ -1,0 +1,259 @@
+"""Photo coordinates: which picture the model animates, and how its flows come back onto the photo at any size.
+
+The models work in their own square frame (`size` px, the LFAE's `image_size`). A `Framing` holds the photo and
+the 2x3 matrix from photo pixels to that frame:
+- the whole picture: resized with its aspect kept and padded black (`lfdm.data.transforms.resize_and_pad`, as the
+  training frames were); the model's input is exactly what `lfdm.images.preprocess_image` gives;
+- a face (`lfdm.faces`): the similarity transform that puts the eyes where SynthFace draws them.
+
+`render_photo_video` turns the model's flows (B, F, h, w, 2), occlusion maps (B, F, h, w) and decoded frames
+(B, F, S, S, 3) into video at the photo's aspect and any size: the flows are upsampled and warp the photo's own
+pixels; the decoder's (upsampled) output is blended in only where the occlusion map says the content is new; a
+face crop goes back into the photo through the inverse transform with a feathered edge. Motion is measured from
+frame 0 (flow minus frame 0's flow, occlusion relative to frame 0's), so frame 0 is the photo itself.
+
+Pixel coordinates put pixel centres on integers (OpenCV's convention); a model-frame coordinate c maps to the
+sampling-grid coordinate (2 c + 1) / S - 1 of `grid_sample(align_corners=False)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from einops import rearrange
+
+from lfdm import faces
+from lfdm.data.transforms import resize_and_pad
+from lfdm.images import check_image_size, load_image, to_rgb_uint8
+
+logger = logging.getLogger(__name__)
+
+FACE_MODES = ("auto", "none", "require")
+MIN_RESOLUTION = 16  # pixels, the shortest long side an output may have
+FEATHER = 0.3  # fraction of the crop's half-side over which a pasted face crop fades into the photo
+_NEW_CONTENT_EPS = 1e-3
+
+
+@dataclass(frozen=True)
+class Framing:
+    """A photo and the frame the model animates.
+
+    Attributes:
+        photo: uint8 (H, W, 3) RGB, the input as given (EXIF turned, any mode made RGB).
+        matrix: float (2, 3) photo pixels -> model-frame pixels.
+        size: side of the model frame, pixels.
+        model_input: uint8 (size, size, 3), the picture the model animates.
+        face: the face used, or None (the whole picture is animated).
+        note: what happened to the face search, for the person (None when a face was found and nothing is odd).
+        aligned: True when the model's frame is a face crop (pasted back with a feathered edge); False when it
+            holds the whole picture.
+    """
+
+    photo: np.ndarray
+    matrix: np.ndarray
+    size: int
+    model_input: np.ndarray
+    face: faces.Face | None = None
+    note: str | None = None
+    aligned: bool = False
+
+    @property
+    def face_box(self) -> tuple[int, int, int, int] | None:
+        """(x0, y0, x1, y1) of the face used, in the photo's pixels (rounded, clipped to the photo), or None."""
+        if self.face is None:
+            return None
+        height, width = self.photo.shape[:2]
+        x0, y0, x1, y1 = self.face.box
+        return (
+            int(np.clip(round(x0), 0, width)),
+            int(np.clip(round(y0), 0, height)),
+            int(np.clip(round(x1), 0, width)),
+            int(np.clip(round(y1), 0, height)),
+        )
+
+    def model_tensor(self) -> torch.Tensor:
+        """The model's input as (1, 3, size, size) float32 in [0, 1] on the CPU (`preprocess_image`'s layout)."""
+        return torch.from_numpy(np.ascontiguousarray(self.model_input)).permute(2, 0, 1)[None].float() / 255
+
+
+def check_photo_options(face: str, resolution, max_resolution: int) -> None:
+    """ValueError for a `face`, `resolution` or `max_resolution` that `frame_photo` / `render_photo_video` refuse."""
+    if face not in FACE_MODES:
+        raise ValueError(f"`face` must be one of {FACE_MODES}; got {face!r}.")
+    if isinstance(max_resolution, bool) or not isinstance(max_resolution, (int, np.integer)):
+        raise ValueError(f"`max_resolution` must be a whole number of pixels; got {max_resolution!r}.")
+    if max_resolution < MIN_RESOLUTION:
+        raise ValueError(f"`max_resolution` must be at least {MIN_RESOLUTION} pixels; got {max_resolution}.")
+    if resolution is None or resolution == "input":
+        return
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < MIN_RESOLUTION:
+        raise ValueError(
+            f"`resolution` must be None (the model's size), 'input' (the photo's size) or a whole number of pixels "
+            f">= {MIN_RESOLUTION} (the long side); got {resolution!r}."
+        )
+
+
+def letterbox_matrix(height: int, width: int, size: int) -> np.ndarray:
+    """(2, 3) photo pixels -> pixels of `resize_and_pad(photo, size)` (the same rounding of the resized sides)."""
+    ratio = size / max(height, width)
+    new_height, new_width = max(1, int(height * ratio)), max(1, int(width * ratio))
+    top, left = (size - new_height) // 2, (size - new_width) // 2
+    scale_x, scale_y = new_width / width, new_height / height
+    # a resize maps pixel centres: x' = (x + 0.5) * scale - 0.5
+    return np.array([[scale_x, 0.0, 0.5 * scale_x - 0.5 + left], [0.0, scale_y, 0.5 * scale_y - 0.5 + top]])
+
+
+def frame_photo(image, size: int, *, face: str = "auto") -> Framing:
+    """Decide what the model animates: the photo's largest face (aligned like SynthFace's) or the whole picture.
+
+    `image`: anything `lfdm.images.preprocess_image` takes. `face`: "auto" uses a face when one is found and the
+    whole picture otherwise (with a note); "none" always the whole picture; "require" raises ValueError when no
+    usable face is found. A face already framed like SynthFace's training faces (eye spacing, angle and position
+    within the training range once the picture is padded to a square) is animated in place, without re-sampling.
+    """
+    check_photo_options(face, None, MIN_RESOLUTION)
+    if isinstance(image, (str, os.PathLike)):
+        image = load_image(image)
+    photo = to_rgb_uint8(image)
+    check_image_size(*photo.shape[:2])
+    whole = Framing(photo, letterbox_matrix(*photo.shape[:2], size), size, resize_and_pad(photo, size))
+    if face == "none":
+        return whole
+    found = faces.detect_faces(photo)
+    if any(candidate.eyes_found for candidate in found):  # then the others are most likely not faces
+        found = [candidate for candidate in found if candidate.eyes_found]
+    usable = [candidate for candidate in found if candidate.side >= faces.MIN_FACE_SIDE]
+    if not usable:
+        if found:
+            message = (
+                f"the only face found is {found[0].side:.0f} px wide; faces need at least {faces.MIN_FACE_SIDE} px "
+                "to be animated. Use a larger or closer photo"
+            )
+        else:
+            message = "no face was found in the picture (drawn and cartoon faces are rarely found)"
+        if face == "require":
+            raise ValueError(f"{message}; or pass face='auto' or 'none' to animate the whole picture.")
+        return _with_note(whole, f"{message[:1].upper()}{message[1:]}; the whole picture is animated.")
+    chosen = usable[0]
+    note = f"{len(usable)} faces were found; the largest clear one is animated." if len(usable) > 1 else None
+    if faces.framed_like_training(_apply(whole.matrix, chosen.eyes), size):
+        return Framing(photo, whole.matrix, size, whole.model_input, chosen, note, aligned=False)
+    matrix = faces.alignment_matrix(chosen.eyes, size)
+    return Framing(photo, matrix, size, faces.warp_to_crop(photo, matrix, size), chosen, note, aligned=True)
+
+
+def _with_note(framing: Framing, note: str) -> Framing:
+    logger.info("%s", note)
+    return Framing(framing.photo, framing.matrix, framing.size, framing.model_input, note=note)
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return np.asarray(points, float) @ matrix[:, :2].T + matrix[:, 2]
+
+
+def output_size(height: int, width: int, resolution, max_resolution: int) -> tuple[int, int]:
+    """(height, width) of the rendered video: the photo's aspect, long side `resolution` ("input": the photo's),
+    at most `max_resolution`."""
+    long_side = max(height, width) if resolution == "input" else int(resolution)
+    long_side = min(long_side, int(max_resolution))
+    ratio = long_side / max(height, width)
+    return max(1, round(height * ratio)), max(1, round(width * ratio))
+
+
+def render_photo_video(
+    framing: Framing,
+    flows: torch.Tensor,
+    occlusions: torch.Tensor,
+    model_frames: torch.Tensor,
+    out_size: tuple[int, int],
+) -> torch.Tensor:
+    """Video of the photo at `out_size` (height, width) from the model's output on `framing.model_input`.
+
+    flows (B, F, h, w, 2) absolute sampling grids; occlusions (B, F, h, w) in [0, 1]; model_frames (B, F, 3, S, S)
+    in [0, 1], the decoder's frames. Returns (B, F, 3, H, W) float32 in [0, 1] on the CPU.
+
+    Per frame f: the displacement d_f = flow_f - flow_0 and the new content n_f = (m_0 - m_f) / m_0 (what was
+    visible in frame 0 and is not now), both upsampled; the photo's pixels at output size warped by d_f, mixed
+    with the decoder's frame where n_f says so; a face crop then fades into the untouched photo near its edge.
+    OpenCV does the resampling (`warpAffine`, `remap`: bilinear, pixel centres on integers, edges repeated).
+    """
+    flows = flows.detach().float().cpu().numpy()
+    occlusions = occlusions.detach().float().cpu().numpy()
+    model_frames = rearrange(model_frames.detach().float().cpu(), "b f c h w -> b f h w c").numpy()
+    height, width = out_size
+    base = _resized_photo(framing.photo, height, width)  # (H, W, 3) float32 in [0, 1]
+    video = np.repeat(np.repeat(base[None, None], flows.shape[1], axis=1), flows.shape[0], axis=0)
+    # output pixels -> photo pixels (centres) -> model-frame pixels
+    scale_y, scale_x = height / framing.photo.shape[0], width / framing.photo.shape[1]
+    to_photo = np.array([[1 / scale_x, 0, 0.5 / scale_x - 0.5], [0, 1 / scale_y, 0.5 / scale_y - 0.5], [0, 0, 1]])
+    to_model = np.vstack([framing.matrix, [0, 0, 1]]) @ to_photo
+    top, bottom, left, right = _model_region(to_model, framing.size, height, width)
+    if bottom <= top or right <= left:
+        return torch.from_numpy(video).permute(0, 1, 4, 2, 3)  # the face crop lies outside the output
+    region_size = (right - left, bottom - top)
+    region_to_model = to_model @ np.array([[1, 0, left], [0, 1, top], [0, 0, 1]])  # region pixels -> model pixels
+    size, latent = framing.size, flows.shape[2]
+    ratio = latent / size
+    model_to_latent = np.array([[ratio, 0, 0.5 * ratio - 0.5], [0, ratio, 0.5 * ratio - 0.5], [0, 0, 1]])
+    region_to_latent = (model_to_latent @ region_to_model)[:2]  # region pixels -> latent cells
+    # a displacement in grid units (the frame is 2 wide) -> model pixels (size / 2) -> output pixels
+    to_output = np.linalg.inv(region_to_model[:2, :2]) * (size / 2)
+    weight = _feather(region_to_model, size, region_size) if framing.aligned else None
+    ys, xs = np.mgrid[0:region_size[1], 0:region_size[0]].astype(np.float32)
+    xs += left
+    ys += top
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    for index in range(flows.shape[0]):
+        shift = (flows[index] - flows[index, :1]) @ to_output.T  # (F, h, w, 2) output pixels, 0 at frame 0
+        first = occlusions[index, :1]  # frame 0's occlusion map: what the photo itself shows
+        new_content = np.clip((first - occlusions[index]) / np.maximum(first, _NEW_CONTENT_EPS), 0, 1)
+        maps = np.concatenate([shift, new_content[..., None]], axis=-1).astype(np.float32)  # (F, h, w, 3)
+        for frame in range(flows.shape[1]):
+            moved = cv2.warpAffine(
+                maps[frame], region_to_latent, region_size, flags=flags, borderMode=cv2.BORDER_REPLICATE
+            )  # (h', w', 3): shift x, shift y, new content
+            decoded = cv2.warpAffine(
+                model_frames[index, frame], region_to_model[:2], region_size, flags=flags,
+                borderMode=cv2.BORDER_REPLICATE,
+            )  # fmt: skip
+            warped = cv2.remap(
+                base, xs + moved[..., 0], ys + moved[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
+            animated = warped + moved[..., 2:] * (decoded - warped)  # the decoder's pixels where content is new
+            target = video[index, frame, top:bottom, left:right]
+            target += animated - target if weight is None else weight * (animated - target)
+    return torch.from_numpy(video).permute(0, 1, 4, 2, 3)
+
+
+def _resized_photo(photo: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 (h, w, 3) -> float32 (height, width, 3) in [0, 1] (area-averaged when shrinking, cubic when enlarging)."""
+    if photo.shape[:2] != (height, width):
+        shrink = height < photo.shape[0]
+        photo = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    return photo.astype(np.float32) / 255
+
+
+def _model_region(to_model: np.ndarray, size: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the output pixels that the model's frame covers (clipped to the output)."""
+    corners = np.array([[-0.5, -0.5, 1], [size - 0.5, -0.5, 1], [-0.5, size - 0.5, 1], [size - 0.5, size - 0.5, 1]])
+    photo_corners = corners @ np.linalg.inv(to_model).T
+    left, top = np.floor(photo_corners[:, :2].min(0)).astype(int)
+    right, bottom = np.ceil(photo_corners[:, :2].max(0)).astype(int) + 1
+    return max(top, 0), min(bottom, height), max(left, 0), min(right, width)
+
+
+def _feather(region_to_model: np.ndarray, size: int, region_size: tuple[int, int]) -> np.ndarray:
+    """(h', w', 1) weight of the pasted crop over the region: 1 inside, falling smoothly to 0 at the crop's edge (a
+    rounded square, so that its corners, far from the face, keep the photo)."""
+    columns, rows = np.meshgrid(np.arange(region_size[0]), np.arange(region_size[1]))
+    model_x = region_to_model[0, 0] * columns + region_to_model[0, 1] * rows + region_to_model[0, 2]
+    model_y = region_to_model[1, 0] * columns + region_to_model[1, 1] * rows + region_to_model[1, 2]
+    grid_x, grid_y = (2 * model_x + 1) / size - 1, (2 * model_y + 1) / size - 1  # the crop spans [-1, 1]
+    radius = (grid_x**4 + grid_y**4) ** 0.25  # 1 on the rounded square inscribed in the crop
+    ramp = np.clip((1 - radius) / FEATHER, 0, 1)
+    return (ramp * ramp * (3 - 2 * ramp)).astype(np.float32)[..., None]
