@@ -494,6 +494,9 @@ class LFDMPipeline(DiffusionPipeline):
         motion_scale: float = 1.0,
         max_frames: int = MAX_DRIVING_FRAMES,
         decode_chunk_size: int | None = 16,
+        face: str = "auto",
+        resolution: int | str | None = None,
+        max_resolution: int = 1024,
         output_type: str = "np",
         return_dict: bool = True,
     ) -> LFDMPipelineOutput | tuple:
@@ -510,24 +513,30 @@ class LFDMPipeline(DiffusionPipeline):
             motion_scale: multiplies the displacement, as in `__call__`.
             max_frames: driving frames used at most; a longer video is cut there (and a warning logged).
             decode_chunk_size: frames per LFAE call (None = all at once).
+            face, resolution, max_resolution: the picture's face is found, aligned and animated, and the video
+                rendered at `resolution`, as in `__call__`. The driving frames are used as they are (framed like
+                the model's training videos, as the SynthFace example clips are).
             output_type, return_dict: as in `__call__`.
 
         Returns:
             `LFDMPipelineOutput` with B = 1, F = the driving frames used, `labels == ["driving video"]`.
         """
+        check_photo_options(face, resolution, max_resolution)
+        framing = frame_photo(image, self.image_size, face=face)
         output = animate(
             self,
-            image,
+            framing.model_input,  # the face crop (or the padded picture) the model animates, as it is
             driving_video,
             relative=relative,
             motion_scale=motion_scale,
             max_frames=max_frames,
             decode_chunk_size=decode_chunk_size,
-            output_type=output_type,
-            return_dict=return_dict,
+            output_type="pt",
+            return_dict=True,
         )
         self.maybe_free_model_hooks()
-        return output
+        photo = dict(resolution=resolution, max_resolution=max_resolution)
+        return self._photo_output(output, framing, **photo, output_type=output_type, return_dict=return_dict)
 
     def _make_output(
         self, frames, warped, flows, occlusions, labels, trace, traced_timesteps, interrupted, output_type, return_dict

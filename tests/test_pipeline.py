@@ -251,7 +251,8 @@ def test_save_and_load_round_trip_offline(tiny_pipeline, tiny_pipeline_dir, tiny
     np.testing.assert_allclose(got.frames, expected.frames, rtol=0, atol=1e-4)
 
 
-def test_load_pipeline_defaults_to_float32_on_the_cpu(tiny_pipeline_dir, tmp_path):
+def test_load_pipeline_loads_onto_the_cpu(tiny_pipeline_dir, tmp_path):
+    # float32: the suite pins dtype="auto" to it (tests/conftest.py); the choice by CPU is in test_precision.py
     pipe = load_pipeline(tiny_pipeline_dir, device="cpu")
     assert pipe.device.type == "cpu" and pipe.dtype == torch.float32
     with pytest.raises(FileNotFoundError, match="model_index.json"):

@@ -10,10 +10,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lfdm.driving import DrivingVideo, load_driving_video
-from lfdm.images import check_image_size, load_image, preprocess_image, to_rgb_uint8
+from lfdm.images import check_image_size, load_image, to_rgb_uint8
 from lfdm.schedulers import DEFAULT_STEPS
 
 # Shown name -> `lfdm.schedulers.make_scheduler` name. The fast solvers first; the paper samples 1000 DDPM steps.
@@ -70,16 +69,10 @@ def check_settings(settings: GenerationSettings, labels: Sequence[str] | None) -
     )
 
 
-def read_image(path: str | Path | None, size: int) -> torch.Tensor:
-    """An uploaded file -> (1, 3, size, size) in [0, 1] (`lfdm.images`: any mode, EXIF turned, first frame of an
-    animation, aspect kept and padded). Non-images, truncated files, decompression bombs, tiny or thin pictures
-    and files over `MAX_UPLOAD_BYTES` raise UserInputError."""
-    return preprocess_image(read_photo(path), size)
-
-
 def read_photo(path: str | Path | None) -> np.ndarray:
     """An uploaded file -> uint8 (H, W, 3) RGB at its own size (`lfdm.images.to_rgb_uint8`: any mode, EXIF
-    turned, first frame of an animation), with the checks of `read_image` (UserInputError)."""
+    turned, first frame of an animation). Non-images, truncated files, decompression bombs, tiny or thin pictures
+    and files over `MAX_UPLOAD_BYTES` raise UserInputError."""
     if path is None or str(path) == "":
         raise UserInputError("no image: upload a picture (PNG, JPEG, WebP, ...) or pick one of the examples.")
     path = Path(path)

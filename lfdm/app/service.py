@@ -38,7 +38,6 @@ from lfdm.app.inputs import (
     check_driving_settings,
     check_settings,
     read_driving_video,
-    read_image,
     read_photo,
 )
 from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines, read_model_card
@@ -355,15 +354,24 @@ class GenerationService:
         self.cleanup()
         settings = check_driving_settings(replace(settings, model=self._model_name(settings.model)))
         pipe = self.pipeline(settings.model)
-        image = read_image(image_path, pipe.image_size)
+        photo = read_photo(image_path)
         driving = read_driving_video(video_path, pipe.image_size)
         with self._run_lock:
-            output = pipe.animate(image, driving, relative=settings.relative, motion_scale=settings.motion_scale)
+            output = pipe.animate(
+                photo,
+                driving,
+                relative=settings.relative,
+                motion_scale=settings.motion_scale,
+                resolution="input",
+                max_resolution=self.max_resolution,
+            )
         fps = settings.fps or driving.fps or 8.0
         folder = self.work_dir / uuid.uuid4().hex
-        reference = image[0].permute(1, 2, 0).numpy()  # (3, H, W) -> (H, W, 3)
-        outputs = (DRIVING_LABEL, reference, output.frames[0], output.warped[0], output.flows[0], output.occlusions[0])
-        downloads = write_label_outputs(folder, *outputs, fps=fps, gif=True, panel_size=self.panel_size)
+        outputs = (output.model_input, output.frames[0], output.warped[0], output.flows[0], output.occlusions[0])
+        downloads = write_label_outputs(
+            folder, DRIVING_LABEL, *outputs, fps=fps, gif=True, panel_size=self.panel_size,
+            model_frames=output.model_frames[0],
+        )  # fmt: skip
         displays = render.write_display_videos(folder, output, fps=fps, size=self.display_size)
         used = len(driving.frames)
         note = f"Animated {used} frames at {fps:g} frames per second."

@@ -3,7 +3,8 @@
     python -m lfdm animate --model checkpoints --image face.png --driving assets/driving/surprise.mp4 --out outputs
 
 writes to `<out>/`:
-- `video.mp4`  the animated picture, one frame per driving frame, at the driving video's frame rate;
+- `video.mp4`  the animated picture (its face found and pasted back, at the picture's size with `--resolution
+  input`, the default), one frame per driving frame, at the driving video's frame rate;
 - `panels.mp4` input | animated | warped input | flow colours | warped grid | occlusion, side by side;
 - `video.gif`  with `--gif`;
 - `flows.npz`  `flows` (F, h, w, 2) absolute sampling grids, `occlusions` (F, h, w) in [0, 1], `labels` (1,).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lfdm.commands.generate import FACE_MODES, resolution_argument
 from lfdm.driving import DRIVING_LABEL, MAX_DRIVING_FRAMES
 
 DEFAULT_FPS = 8.0  # when the driving video does not say (a folder of frames)
@@ -39,7 +41,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=None, help="frame rate of the written videos (default: driving's)")
     parser.add_argument("--gif", action="store_true", help="also write video.gif")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16"),
+        help="network precision; auto = bfloat16 on a CPU with AMX-BF16, else float32",
+    )
     parser.add_argument("--panel-size", type=int, default=128, help="tile height of panels.mp4, pixels")
+    parser.add_argument(
+        "--face", choices=FACE_MODES, default="auto", help="animate the picture's largest face (auto), the whole "
+        "picture (none), or stop when there is no face (require)"
+    )  # fmt: skip
+    parser.add_argument(
+        "--resolution", type=resolution_argument, default="input", metavar="{input,model,PIXELS}",
+        help="video size: the picture's (input), the model's (model) or this long side in pixels",
+    )  # fmt: skip
+    parser.add_argument("--max-resolution", type=int, default=1024, help="longest side of the video, pixels")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,24 +68,30 @@ def run(args: argparse.Namespace) -> int:
     from lfdm.driving import load_driving_video
     from lfdm.motion import check_motion_scale
     from lfdm.outputs import write_label_outputs
-    from lfdm.pipeline import load_image, load_pipeline, preprocess_image
+    from lfdm.photo import check_photo_options
+    from lfdm.pipeline import load_image, load_pipeline
     from lfdm.video import probe_video
 
     check_motion_scale(args.motion_scale)
+    check_photo_options(args.face, args.resolution, args.max_resolution)
     image = load_image(args.image)  # fail on a bad picture or video before the model loads
     if not Path(args.driving).exists():
         raise FileNotFoundError(f"no driving video at {args.driving!r}; pass an mp4, GIF or a folder of frames.")
     probe_video(args.driving)
-    pipe = load_pipeline(args.model, device=args.device)
+    pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype)
     driving = load_driving_video(args.driving, pipe.image_size, max_frames=args.max_frames)
     if driving.truncated:
         print(f"note: the driving video has {driving.total_frames} frames; using the first {len(driving.frames)}.")
-    result = pipe.animate(image, driving, relative=not args.absolute, motion_scale=args.motion_scale)
-    reference = preprocess_image(image, pipe.image_size)[0].permute(1, 2, 0).numpy()
+    result = pipe.animate(
+        image, driving, relative=not args.absolute, motion_scale=args.motion_scale,
+        face=args.face, resolution=args.resolution, max_resolution=args.max_resolution,
+    )  # fmt: skip
+    if result.face_note:
+        print(f"note: {result.face_note}")
     written = write_label_outputs(
         Path(args.out),
         DRIVING_LABEL,
-        reference,
+        result.model_input,
         result.frames[0],
         result.warped[0],
         result.flows[0],
@@ -76,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         fps=args.fps or driving.fps or DEFAULT_FPS,
         gif=args.gif,
         panel_size=args.panel_size,
+        model_frames=result.model_frames[0],
     )
     print(f"{len(result.frames[0])} frames: " + ", ".join(str(path) for path in written))
     return 0
