@@ -144,3 +144,10 @@ def test_module_entry_point_reports_errors_without_a_traceback(tmp_path):
 def test_label_slugs_are_safe_folder_names():
     assert label_slug("forward lunge (left foot forward)") == "forward-lunge-left-foot-forward"
     assert label_slug("I Have Command") == "i-have-command"
+
+
+def test_the_commands_offer_the_pipelines_face_modes():
+    from lfdm import photo
+    from lfdm.commands import _options
+
+    assert _options.FACE_MODES == photo.FACE_MODES, "--face lists what the pipeline's `face` accepts"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lfdm.commands.generate import FACE_MODES, resolution_argument
+from lfdm.commands._options import add_device_arguments, add_photo_arguments
 from lfdm.driving import DRIVING_LABEL, MAX_DRIVING_FRAMES
 
 DEFAULT_FPS = 8.0  # when the driving video does not say (a folder of frames)
@@ -40,23 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fps", type=float, default=None, help="frame rate of the written videos (default: driving's)")
     parser.add_argument("--gif", action="store_true", help="also write video.gif")
-    parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
-    parser.add_argument(
-        "--dtype",
-        default="auto",
-        choices=("auto", "float32", "bfloat16"),
-        help="network precision; auto = bfloat16 on a CPU with AMX-BF16, else float32",
-    )
+    add_device_arguments(parser)
     parser.add_argument("--panel-size", type=int, default=128, help="tile height of panels.mp4, pixels")
-    parser.add_argument(
-        "--face", choices=FACE_MODES, default="auto", help="animate the picture's largest face (auto), the whole "
-        "picture (none), or stop when there is no face (require)"
-    )  # fmt: skip
-    parser.add_argument(
-        "--resolution", type=resolution_argument, default="input", metavar="{input,model,PIXELS}",
-        help="video size: the picture's (input), the model's (model) or this long side in pixels",
-    )  # fmt: skip
-    parser.add_argument("--max-resolution", type=int, default=1024, help="longest side of the video, pixels")
+    add_photo_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

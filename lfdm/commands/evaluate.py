@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 
 from lfdm.commands._data import add_data_arguments
+from lfdm.commands._options import add_device_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,13 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="noise seed (the same video for every sampler)")
     parser.add_argument("--batch-size", type=int, default=8, help="labels sampled together in one batch")
     parser.add_argument("--i3d-weights", help="I3D TorchScript file (i3d_torchscript.pt): also report FVD")
-    parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
-    parser.add_argument(
-        "--dtype",
-        default="auto",
-        choices=("auto", "float32", "bfloat16"),
-        help="network precision; auto = bfloat16 on a CPU with AMX-BF16, else float32",
-    )
+    add_device_arguments(parser)
     parser.add_argument("--out", default="evaluation.json", help="JSON file for the scores")
     parser.add_argument("--markdown", help="also write the table as Markdown to this file")
 

@@ -19,20 +19,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lfdm.commands._options import add_device_arguments, add_photo_arguments
+
 SCHEDULERS = ("ddpm", "ddim", "dpmsolver", "unipc")
-FACE_MODES = ("auto", "none", "require")
-
-
-def resolution_argument(text: str) -> str | int | None:
-    """--resolution: 'input' (the photo's size), 'model' (the model's own size: None) or a long side in pixels."""
-    if text in ("input", "model"):
-        return None if text == "model" else text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"use 'input', 'model' or a number of pixels; got {text!r}") from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="pipeline folder (save_pretrained) or Hugging Face repo id")
     parser.add_argument("--image", required=True, help="the picture to animate (PNG, JPEG, ...; any size)")
@@ -46,28 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs", help="output folder; one sub-folder per label")
     parser.add_argument("--gif", action="store_true", help="also write video.gif")
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the written videos")
-    parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
-    parser.add_argument(
-        "--dtype",
-        default="auto",
-        choices=("auto", "float32", "bfloat16"),
-        help="network precision; auto = bfloat16 on a CPU with AMX-BF16, else float32",
-    )
+    add_device_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="labels sampled together in one batch")
     parser.add_argument("--panel-size", type=int, default=128, help="tile height of panels.mp4, pixels")
     parser.add_argument(
         "--frames", type=int, default=None, help="video length (default: the model's clip); longer = chained clips"
     )
     parser.add_argument("--motion-scale", type=float, default=1.0, help="0 = still, 1 = the model's motion, 2 = twice")
-    parser.add_argument(
-        "--face", choices=FACE_MODES, default="auto", help="animate the largest face (auto), the whole picture "
-        "(none), or stop when there is no face (require)"
-    )  # fmt: skip
-    parser.add_argument(
-        "--resolution", type=resolution_argument, default="input", metavar="{input,model,PIXELS}",
-        help="video size: the photo's (input), the model's (model) or this long side in pixels",
-    )  # fmt: skip
-    parser.add_argument("--max-resolution", type=int, default=1024, help="longest side of the video, pixels")
+    add_photo_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
