@@ -28,7 +28,9 @@ Move a picture the way a driving video moves: the autoencoder estimates the moti
 frames and warps your picture with it, one frame per driving frame (no sampling, so it takes seconds). *Relative
 motion* carries over how the driving face moves from its first frame, so another face keeps its own shape; turn it
 off to take each driving frame's pose and shape (right for the same face). Videos longer than {max_frames} frames are
-cut there. The example driving videos are SynthFace test videos.
+cut there. The example driving videos are SynthFace test videos. Your picture's largest face is found and animated,
+and the video has your picture's size; the driving video is used as it is, so it should show one face framed like
+the examples'.
 """
 
 ABOUT = """\
