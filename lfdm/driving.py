@@ -181,12 +181,9 @@ def animate(
     motion_scale: float = 1.0,
     max_frames: int = MAX_DRIVING_FRAMES,
     decode_chunk_size: int | None = 16,
-    output_type: str = "np",
-    return_dict: bool = True,
 ):
-    """`LFDMPipeline.animate`: the picture moved like the driving video, one output frame per driving frame."""
-    if output_type not in ("np", "pt"):
-        raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}.")
+    """The work of `LFDMPipeline.animate` on the model's own input `image`: the picture moved like the driving
+    video, one output frame per driving frame, as an `LFDMPipelineOutput` of CPU tensors."""
     if decode_chunk_size is not None and decode_chunk_size < 1:
         raise ValueError(f"`decode_chunk_size` must be >= 1 or None (all frames at once); got {decode_chunk_size}.")
     pixels = pipe.preprocess_image(image)  # float32: the decoder warps these pixels
@@ -200,6 +197,4 @@ def animate(
     flows, occlusions = scale_motion(flows.float(), occlusions.float(), motion_scale)
     pyramid = pipe.encode_image(pixels)
     video, warped = pipe.decode_flows(pixels, pyramid, flows, occlusions, chunk_size)
-    return pipe._make_output(
-        video, warped, flows, occlusions, [DRIVING_LABEL], [], [], False, output_type, return_dict
-    )
+    return pipe._make_output(video, warped, flows, occlusions, [DRIVING_LABEL])

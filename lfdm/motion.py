@@ -5,7 +5,7 @@ Flows are absolute backward sampling grids (..., h, w, 2) in [-1, 1], x first; o
 leaves a picture where it is under the LFAE's `grid_sample(align_corners=False)` (the MRAA "identity grid" of
 `identity_grid` would shrink it), so a zero displacement decodes to the still picture.
 
-Longer videos (`generate_chained`): the U-Net knows `pipe.num_frames` (L) frame positions, so a longer video is
+Longer videos (`sample_chained`): the U-Net knows `pipe.num_frames` (L) frame positions, so a longer video is
 made of clips, and every frame still warps the ORIGINAL picture (a generated frame is never warped again). The first
 clip is the usual video. Every later clip is sampled from the picture too, and only the motion of its second half
 is used: how its frames L/2 + 1 ... L - 1 move with respect to its frame L/2 (`relative_motion`), composed with the
@@ -179,57 +179,51 @@ def continue_video(
 
 
 @torch.no_grad()
-def generate_chained(
+def sample_chained(
     pipe,
-    image,
-    labels: list[str],
     *,
     num_frames: int,
+    image_features: torch.Tensor,
+    label_embeddings: torch.Tensor,
     num_inference_steps: int | None,
     guidance_scale: float,
     generator,
     callback_on_step_end: Callable | None,
     callback_on_step_end_tensor_inputs,
-    decode_chunk_size: int | None,
     return_step_trace: bool,
-    motion_scale: float,
-    output_type: str,
-    return_dict: bool,
 ):
-    """`pipe(image, labels, num_frames=N)` for N beyond the model's clip, chained as the module docstring says.
+    """`pipe.sample_flows` for `num_frames` beyond the model's clip, chained as the module docstring says.
 
-    Arguments and output are `LFDMPipeline.__call__`'s. Every clip samples all labels in one batch;
-    `callback_on_step_end` sees the steps of all clips numbered one after the other, the step trace holds each
-    step's clean estimate of the whole video (every clip chained onto the final flows before it), and an
-    interrupted run returns the frames made so far.
+    Arguments and result (`lfdm.pipeline.SampledFlows`) are `sample_flows`'s. Every clip samples all labels in one
+    batch from the same image features; `callback_on_step_end` sees the steps of all clips numbered one after the
+    other, the step trace holds each step's clean estimate of the whole video (every clip chained onto the final
+    flows before it), and an interrupted run returns the frames made so far.
     """
     clip_frames = pipe.num_frames
     clips = num_clips(num_frames, clip_frames)
     steps_per_clip = int(num_inference_steps or pipe._default_steps())
     shared = dict(
+        image_features=image_features,
+        label_embeddings=label_embeddings,
+        num_frames=clip_frames,
         num_inference_steps=num_inference_steps,
         guidance_scale=guidance_scale,
+        generator=generator,
         callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-        decode_chunk_size=decode_chunk_size,
         return_step_trace=return_step_trace,
-        num_frames=clip_frames,
-        face="none",  # `image` is already the picture the model animates (a face crop or the padded photo)
-        output_type="pt",
     )
     flows = occlusions = trace = None
-    interrupted = False
     for clip_index in range(clips):
-        # 1. One clip of every label, from the picture itself; its decoded frames are not used
+        # 1. One clip of every label, from the picture itself
         callback = _shifted_callback(callback_on_step_end, clip_index * steps_per_clip)
-        clip = pipe(image, labels, generator=generator, callback_on_step_end=callback, **shared)
-        interrupted = clip.interrupted
+        clip = pipe.sample_flows(callback_on_step_end=callback, **shared)
         # 2. The first clip as it is; the second half of every later one, chained onto the video's last frame
         if flows is None:
             flows, occlusions = clip.flows, clip.occlusions
             if return_step_trace:
                 trace = clip.trace_flows.flatten(0, 1), clip.trace_occlusions.flatten(0, 1)  # (S B) F h w ...
         else:
-            last = flows[:, -1:], occlusions[:, -1:]
+            last = flows[:, -1:].cpu(), occlusions[:, -1:].cpu()  # where the trace lives
             flows, occlusions = continue_video(flows, occlusions, clip.flows, clip.occlusions)
             if return_step_trace:
                 # each step's estimate of the clip, chained onto the same final frame as the video itself
@@ -237,24 +231,13 @@ def generate_chained(
                 anchors = [repeat(tensor, "b 1 ... -> (s b) 1 ...", s=steps) for tensor in last]
                 chained = continue_video(*anchors, clip.trace_flows.flatten(0, 1), clip.trace_occlusions.flatten(0, 1))
                 trace = tuple(torch.cat([old, new[:, 1:]], dim=1) for old, new in zip(trace, chained, strict=True))
-        if interrupted:
+        if clip.interrupted:
             break
 
-    # 3. Cut to length, scale, warp the picture with every flow and decode
-    pixels = pipe.preprocess_image(image)
-    device = pixels.device
-    flows, occlusions = flows[:, :num_frames].to(device), occlusions[:, :num_frames].to(device)
-    flows, occlusions = scale_motion(flows, occlusions, motion_scale)
-    frames, warped = pipe.decode_flows(pixels, pipe.encode_image(pixels), flows, occlusions, decode_chunk_size)
-    output = pipe._make_output(frames, warped, flows, occlusions, labels, [], [], interrupted, output_type, True)
+    # 3. Cut to length
+    sampled = replace(clip, flows=flows[:, :num_frames], occlusions=occlusions[:, :num_frames])
     if return_step_trace:
         steps = len(clip.trace_timesteps)
-        trace = [tensor[:, :num_frames].unflatten(0, (steps, -1)).float() for tensor in trace]
-        trace.append(clip.trace_timesteps)
-        if output_type == "np":
-            trace = [tensor.numpy() for tensor in trace]
-        output = replace(output, trace_flows=trace[0], trace_occlusions=trace[1], trace_timesteps=trace[2])
-    pipe.maybe_free_model_hooks()
-    if not return_dict:
-        return output.frames, output.warped, output.flows, output.occlusions
-    return output
+        trace_flows, trace_occlusions = (tensor[:, :num_frames].unflatten(0, (steps, -1)).float() for tensor in trace)
+        sampled = replace(sampled, trace_flows=trace_flows, trace_occlusions=trace_occlusions)
+    return sampled

@@ -35,7 +35,7 @@ from lfdm.latents import latents_to_flows
 from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
-from lfdm.motion import check_motion_scale, generate_chained, scale_motion
+from lfdm.motion import check_motion_scale, sample_chained, scale_motion
 from lfdm.photo import check_photo_options, frame_photo, output_size, render_photo_video
 from lfdm.runtime import available_cpus, keep_freed_memory, resolve_dtype
 
@@ -89,6 +89,22 @@ class LFDMPipelineOutput(BaseOutput):
     face_note: str | None = None
     model_input: np.ndarray | torch.Tensor | None = None
     model_frames: np.ndarray | torch.Tensor | None = None
+
+
+@dataclass
+class SampledFlows:
+    """What the sampling loop of one video gives (`LFDMPipeline.sample_flows`), before motion scaling and decoding.
+
+    flows (B, F, h, w, 2), occlusions (B, F, h, w) on the execution device; trace_flows (S, B, F, h, w, 2),
+    trace_occlusions (S, B, F, h, w) and trace_timesteps (S,) on the CPU with `return_step_trace`, else None.
+    """
+
+    flows: torch.Tensor
+    occlusions: torch.Tensor
+    interrupted: bool = False
+    trace_flows: torch.Tensor | None = None
+    trace_occlusions: torch.Tensor | None = None
+    trace_timesteps: torch.Tensor | None = None
 
 
 def predicted_clean_sample(scheduler, model_output: torch.Tensor, timestep, sample: torch.Tensor) -> torch.Tensor:
@@ -370,34 +386,16 @@ class LFDMPipeline(DiffusionPipeline):
         )
         motion_scale = check_motion_scale(motion_scale)
         check_photo_options(face, resolution, max_resolution)
-        photo = dict(resolution=resolution, max_resolution=max_resolution, output_type=output_type)
-        photo["return_dict"] = return_dict
+        photo = dict(
+            resolution=resolution, max_resolution=max_resolution, output_type=output_type, return_dict=return_dict
+        )
 
-        # 2. Image -> the face crop or the whole picture (1, 3, S, S) in [0, 1]
-        framing = frame_photo(image, self.image_size, face=face)
-        if num_frames > self.num_frames:  # the U-Net knows `self.num_frames` frame positions: chain clips
-            chained = generate_chained(
-                self,
-                framing.model_input,  # the crop (or padded picture) the model animates, as it is
-                labels,
-                num_frames=int(num_frames),
-                num_inference_steps=num_inference_steps,
-                guidance_scale=guidance_scale,
-                generator=generator,
-                callback_on_step_end=callback_on_step_end,
-                callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-                decode_chunk_size=decode_chunk_size,
-                return_step_trace=return_step_trace,
-                motion_scale=motion_scale,
-                output_type="pt",
-                return_dict=True,
-            )
-            return self._photo_output(chained, framing, **photo)
+        # 2. Image -> the face crop or the whole picture (1, 3, S, S) in [0, 1], float32 (the decoder warps these
+        # pixels) -> encoder pyramid; z_0 once per label
         self._interrupt = False
         device = self._execution_device
         batch_size = len(labels)
-
-        # 2b. -> encoder pyramid; z_0 once per label. The pixels stay float32: the decoder warps them.
+        framing = frame_photo(image, self.image_size, face=face)
         pixels = framing.model_tensor().to(device=device)
         pyramid = self.encode_image(pixels)
         image_features = repeat(pyramid[-1], "1 c h w -> b c h w", b=batch_size).to(self.unet.dtype)
@@ -405,10 +403,51 @@ class LFDMPipeline(DiffusionPipeline):
         # 3. Labels -> e(y) (B, 768)
         label_embeddings = self.encode_labels(labels)
 
+        # 4-6. Sample the flows and occlusion maps: one clip, or chained clips beyond the U-Net's frame positions
+        sampling = dict(
+            image_features=image_features,
+            label_embeddings=label_embeddings,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            generator=generator,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            return_step_trace=return_step_trace,
+        )
+        if num_frames > self.num_frames:
+            sampled = sample_chained(self, num_frames=int(num_frames), **sampling)
+        else:
+            sampled = self.sample_flows(num_frames=num_frames, **sampling)
+        flows, occlusions = scale_motion(sampled.flows, sampled.occlusions, motion_scale)
+
+        # 7. Warp and decode every frame in batched LFAE calls
+        frames, warped = self.decode_flows(pixels, pyramid, flows, occlusions, decode_chunk_size)
+        self.maybe_free_model_hooks()
+        output = self._make_output(frames, warped, flows, occlusions, labels, sampled=sampled)
+
+        # 8. At another resolution: the photo's own pixels warped by the upsampled flows, a face pasted back
+        return self._photo_output(output, framing, **photo)
+
+    def sample_flows(
+        self,
+        image_features: torch.Tensor,
+        label_embeddings: torch.Tensor,
+        *,
+        num_frames: int,
+        num_inference_steps: int | None,
+        guidance_scale: float,
+        generator,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        return_step_trace: bool = False,
+    ) -> SampledFlows:
+        """Steps 4-6 of `__call__` for one clip of `num_frames` frames: noise -> the scheduler loop -> flows and
+        occlusion maps. image_features (B, C, h, w) z_0 and label_embeddings (B, 768) e(y), in the U-Net's dtype."""
+        device = image_features.device
         # 4. Timesteps and the starting noise x_T
         self.scheduler.set_timesteps(int(num_inference_steps or self._default_steps()), device=device)
         timesteps = self.scheduler.timesteps
-        latents = self.prepare_latents(batch_size, num_frames, generator, device)
+        latents = self.prepare_latents(image_features.shape[0], num_frames, generator, device)
         step_kwargs = self._step_kwargs(generator)
 
         # 5. Denoising loop (paper Alg. 2 with a swappable scheduler)
@@ -439,17 +478,17 @@ class LFDMPipeline(DiffusionPipeline):
         # 6. Final x_0 -> flows (B, F, h, w, 2) and occlusions (B, F, h, w); interrupted: the last clean estimate
         interrupted = self.interrupt
         flows, occlusions = latents_to_flows(clean if interrupted else latents, residual=self.unet.config.residual_flow)
-        flows, occlusions = scale_motion(flows, occlusions, motion_scale)
-
-        # 7. Warp and decode every frame in batched LFAE calls
-        frames, warped = self.decode_flows(pixels, pyramid, flows, occlusions, decode_chunk_size)
-        self.maybe_free_model_hooks()
-
-        output = self._make_output(
-            frames, warped, flows, occlusions, labels, trace, traced_timesteps, interrupted, "pt", True
-        )
-        # 8. At another resolution: the photo's own pixels warped by the upsampled flows, a face pasted back
-        return self._photo_output(output, framing, **photo)
+        sampled = SampledFlows(flows=flows, occlusions=occlusions, interrupted=interrupted)
+        if trace:
+            # each step's x_0 (B, 3, F, h, w) -> flows and occlusions, stacked over steps
+            trace_flows, trace_occlusions = latents_to_flows(
+                torch.stack(trace).flatten(0, 1), residual=self.unet.config.residual_flow
+            )
+            steps = len(trace)
+            sampled.trace_flows = trace_flows.unflatten(0, (steps, -1))
+            sampled.trace_occlusions = trace_occlusions.unflatten(0, (steps, -1))
+            sampled.trace_timesteps = torch.tensor(traced_timesteps, dtype=torch.int64)
+        return sampled
 
     def _photo_output(self, output, framing, *, resolution, max_resolution, output_type, return_dict):
         """Finish an output of `_make_output(..., "pt", True)` on the model's input: the frames at `resolution`
@@ -521,6 +560,8 @@ class LFDMPipeline(DiffusionPipeline):
         Returns:
             `LFDMPipelineOutput` with B = 1, F = the driving frames used, `labels == ["driving video"]`.
         """
+        if output_type not in ("np", "pt"):
+            raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}.")
         check_photo_options(face, resolution, max_resolution)
         framing = frame_photo(image, self.image_size, face=face)
         output = animate(
@@ -531,46 +572,25 @@ class LFDMPipeline(DiffusionPipeline):
             motion_scale=motion_scale,
             max_frames=max_frames,
             decode_chunk_size=decode_chunk_size,
-            output_type="pt",
-            return_dict=True,
         )
         self.maybe_free_model_hooks()
         photo = dict(resolution=resolution, max_resolution=max_resolution)
         return self._photo_output(output, framing, **photo, output_type=output_type, return_dict=return_dict)
 
-    def _make_output(
-        self, frames, warped, flows, occlusions, labels, trace, traced_timesteps, interrupted, output_type, return_dict
-    ):
+    def _make_output(self, frames, warped, flows, occlusions, labels, *, sampled: SampledFlows | None = None):
+        """The output of decoded frames and warped inputs (B, F, 3, H, W), flows and occlusions, as CPU tensors in
+        `LFDMPipelineOutput`'s layout; `sampled` brings the step trace and whether sampling was interrupted."""
         # b f c H W -> b f H W c: numpy frame layout
-        frames = rearrange(frames, "b f c h w -> b f h w c").clamp(0, 1).cpu()
-        warped = rearrange(warped, "b f c h w -> b f h w c").clamp(0, 1).cpu()
-        flows, occlusions = flows.float().cpu(), occlusions.float().cpu()
-        trace_flows = trace_occlusions = trace_timesteps = None
-        if trace:
-            # each step's x_0 (B, 3, F, h, w) -> flows and occlusions, stacked over steps
-            trace_flows, trace_occlusions = latents_to_flows(
-                torch.stack(trace).flatten(0, 1), residual=self.unet.config.residual_flow
-            )
-            steps = len(trace)
-            trace_flows = trace_flows.unflatten(0, (steps, -1))
-            trace_occlusions = trace_occlusions.unflatten(0, (steps, -1))
-            trace_timesteps = torch.tensor(traced_timesteps, dtype=torch.int64)
-        arrays = [frames, warped, flows, occlusions, trace_flows, trace_occlusions, trace_timesteps]
-        if output_type == "np":
-            arrays = [_to_numpy(array) for array in arrays]
-        frames, warped, flows, occlusions, trace_flows, trace_occlusions, trace_timesteps = arrays
-        if not return_dict:
-            return frames, warped, flows, occlusions
         return LFDMPipelineOutput(
-            frames=frames,
-            warped=warped,
-            flows=flows,
-            occlusions=occlusions,
+            frames=rearrange(frames, "b f c h w -> b f h w c").clamp(0, 1).cpu(),
+            warped=rearrange(warped, "b f c h w -> b f h w c").clamp(0, 1).cpu(),
+            flows=flows.float().cpu(),
+            occlusions=occlusions.float().cpu(),
             labels=labels,
-            trace_flows=trace_flows,
-            trace_occlusions=trace_occlusions,
-            trace_timesteps=trace_timesteps,
-            interrupted=interrupted,
+            trace_flows=None if sampled is None else sampled.trace_flows,
+            trace_occlusions=None if sampled is None else sampled.trace_occlusions,
+            trace_timesteps=None if sampled is None else sampled.trace_timesteps,
+            interrupted=False if sampled is None else sampled.interrupted,
         )
 
 

@@ -142,3 +142,8 @@ def test_half_precision_animates_and_returns_float32(tiny_image, driving_frames)
     pipe = make_tiny_pipeline().to(dtype=torch.bfloat16)
     out = pipe.animate(tiny_image, driving_frames)
     assert out.frames.dtype == np.float32 and np.isfinite(out.frames).all() and out.frames.shape[1] == 6
+
+
+def test_animate_refuses_an_unknown_output_type(tiny_pipeline, tiny_image):
+    with pytest.raises(ValueError, match="`output_type` must be 'np' or 'pt'"):
+        tiny_pipeline.animate(tiny_image, np.stack([np.asarray(tiny_image)] * 2), output_type="list")

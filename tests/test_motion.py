@@ -145,3 +145,22 @@ def test_stopping_a_long_video_returns_the_frames_made_so_far(tiny_image):
         tiny_image, "smile", num_inference_steps=STEPS, num_frames=12, callback_on_step_end=stop_in_the_second_clip
     )
     assert out.interrupted and pipe.num_frames < out.frames.shape[1] < 12
+
+
+def test_a_long_video_encodes_the_picture_once_and_decodes_only_its_own_frames(tiny_image, monkeypatch):
+    pipe = make_tiny_pipeline()
+    calls = {"encode": 0, "decode": 0}
+    encode, decode = pipe.lfae.encode_pyramid, pipe.lfae.decode
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(pipe.lfae, "encode_pyramid", counted("encode", encode))
+    monkeypatch.setattr(pipe.lfae, "decode", counted("decode", decode))
+    out = pipe(tiny_image, "smile", num_inference_steps=STEPS, num_frames=9, generator=seeded())
+    assert out.frames.shape[1] == 9 and num_clips(9, pipe.num_frames) > 2
+    assert calls == {"encode": 1, "decode": 1}, "clips share the picture's features; only the video is decoded"
