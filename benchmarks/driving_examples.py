@@ -46,7 +46,7 @@ def _row(name: str, frames: np.ndarray) -> np.ndarray:
     ImageDraw.Draw(caption).text((4, TILE // 2 - 6), name, fill="black")
     tiles = [np.asarray(Image.fromarray(frame).resize((TILE, TILE), Image.BICUBIC)) for frame in frames]
     gaps = [np.full((TILE, 2, 3), 255, np.uint8)] * len(tiles)
-    return np.concatenate([np.asarray(caption)] + [x for pair in zip(gaps, tiles) for x in pair], axis=1)
+    return np.concatenate([np.asarray(caption)] + [x for pair in zip(gaps, tiles, strict=True) for x in pair], axis=1)
 
 
 def write_strip(model: str, videos: Path, out: Path) -> None:

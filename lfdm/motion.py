@@ -114,9 +114,7 @@ def invert_at(flow: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return rearrange(estimate, "(b f) h w c -> b f h w c", f=frames)
 
 
-def relative_motion(
-    flows: torch.Tensor, occlusions: torch.Tensor, reference: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def relative_motion(flows: torch.Tensor, occlusions: torch.Tensor, reference: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The motion of frames reference + 1 ... F - 1 of a video with respect to its frame `reference`.
 
     flows (B, F, h, w, 2) and occlusions (B, F, h, w) describe frames of the picture; returns flows (B, n, h, w, 2)

@@ -204,7 +204,7 @@ def render_photo_video(
     # a displacement in grid units (the frame is 2 wide) -> model pixels (size / 2) -> output pixels
     to_output = np.linalg.inv(region_to_model[:2, :2]) * (size / 2)
     weight = _feather(region_to_model, size, region_size) if framing.aligned else None
-    ys, xs = np.mgrid[0:region_size[1], 0:region_size[0]].astype(np.float32)
+    ys, xs = np.mgrid[0 : region_size[1], 0 : region_size[0]].astype(np.float32)
     xs += left
     ys += top
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP

@@ -516,9 +516,7 @@ class LFDMPipeline(DiffusionPipeline):
             face_note=framing.note,
         )
         if output_type == "np":
-            output = replace(
-                output, **{field.name: _to_numpy(getattr(output, field.name)) for field in fields(output)}
-            )
+            output = replace(output, **{field.name: _to_numpy(getattr(output, field.name)) for field in fields(output)})
         if not return_dict:
             return output.frames, output.warped, output.flows, output.occlusions
         return output
@@ -599,9 +597,7 @@ def _to_numpy(value):
     return value.numpy() if isinstance(value, torch.Tensor) else value
 
 
-def load_pipeline(
-    path_or_repo, device: str = "auto", dtype: str | torch.dtype | None = "auto"
-) -> LFDMPipeline:
+def load_pipeline(path_or_repo, device: str = "auto", dtype: str | torch.dtype | None = "auto") -> LFDMPipeline:
     """Load a pipeline folder written by `save_pretrained`, or a Hugging Face Hub repo id, onto a device.
 
     A local folder is used when it exists (no network); anything else is taken as a repo id (`HF_HUB_OFFLINE=1`

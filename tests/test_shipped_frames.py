@@ -57,5 +57,6 @@ def test_shipped_pipeline_reproduces_its_pinned_frames(shipped):
 
 
 if __name__ == "__main__":
-    np.savez_compressed(FIXTURE, **shipped_outputs(load_pipeline(ROOT / "checkpoints", device="cpu", dtype=torch.float32)))
+    pipe = load_pipeline(ROOT / "checkpoints", device="cpu", dtype=torch.float32)
+    np.savez_compressed(FIXTURE, **shipped_outputs(pipe))
     print(f"wrote {FIXTURE}")

@@ -78,8 +78,14 @@ def test_48_frames_chain_clips_without_a_jump_where_they_meet(shipped):
 def test_motion_strength_zero_is_still_and_two_moves_more(shipped):
     image = Image.open(EXAMPLE)
     runs = {
-        scale: shipped(image, "surprise", num_inference_steps=3, motion_scale=scale, output_type="pt",
-                       generator=torch.Generator().manual_seed(0))  # fmt: skip
+        scale: shipped(
+            image,
+            "surprise",
+            num_inference_steps=3,
+            motion_scale=scale,
+            output_type="pt",
+            generator=torch.Generator().manual_seed(0),
+        )  # fmt: skip
         for scale in (0.0, 1.0, 2.0)
     }
     still = runs[0.0].frames[0]

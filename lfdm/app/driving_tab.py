@@ -43,9 +43,7 @@ def driving_tab(examples_dir, driving_dir) -> SimpleNamespace:
     gr.Markdown(text.DRIVING_HELP.format(max_frames=MAX_DRIVING_FRAMES))
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
-            ui.image = gr.Image(
-                label="Picture", type="filepath", image_mode=None, height=220, elem_id="driving-image"
-            )
+            ui.image = gr.Image(label="Picture", type="filepath", image_mode=None, height=220, elem_id="driving-image")
             examples = example_files(examples_dir, "*.png")
             if examples:
                 gr.Examples(examples, inputs=[ui.image], label="Example pictures", examples_per_page=12)

@@ -22,6 +22,8 @@ from pathlib import Path
 from lfdm.commands._options import add_device_arguments, add_photo_arguments
 
 SCHEDULERS = ("ddpm", "ddim", "dpmsolver", "unipc")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="pipeline folder (save_pretrained) or Hugging Face repo id")
     parser.add_argument("--image", required=True, help="the picture to animate (PNG, JPEG, ...; any size)")

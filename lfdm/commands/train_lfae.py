@@ -1,8 +1,8 @@
 """`python -m lfdm train-lfae`: train stage one, the latent flow autoencoder.
 
-    python -m lfdm train-lfae --config lfdm/configs/synthface64.yaml
-    python -m lfdm train-lfae --resume runs/lfae-synthface64-20250101-120000 --max-steps 20000
-    accelerate launch -m lfdm train-lfae --config lfdm/configs/mug128.yaml
+python -m lfdm train-lfae --config lfdm/configs/synthface64.yaml
+python -m lfdm train-lfae --resume runs/lfae-synthface64-20250101-120000 --max-steps 20000
+accelerate launch -m lfdm train-lfae --config lfdm/configs/mug128.yaml
 """
 
 from __future__ import annotations

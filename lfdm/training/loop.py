@@ -50,7 +50,7 @@ class Stage(ABC):
     def build(self, accelerator) -> tuple[nn.Module, Dataset]:
         """The module whose parameters Adam trains (not yet prepared) and the data set the stream runs over."""
 
-    def prepared(self, accelerator, training_model: nn.Module) -> None:
+    def prepared(self, accelerator, training_model: nn.Module) -> None:  # noqa: B027 (an optional hook: does nothing unless a stage needs it)
         """After `accelerator.prepare`: register state that must be checkpointed besides the lr schedule."""
 
     @abstractmethod
@@ -58,13 +58,13 @@ class Stage(ABC):
         """One micro-batch's scalar losses: "loss" (back-propagated) and any terms to log; `micro_batch` numbers
         the micro-batches of the run, for randomness that must repeat on resume."""
 
-    def after_step(self, model: nn.Module, step: int) -> None:
+    def after_step(self, model: nn.Module, step: int) -> None:  # noqa: B027 (an optional hook: does nothing unless a stage needs it)
         """After optimiser step `step` (1-based), with the unwrapped model."""
 
-    def prepare_samples(self, dataset: Dataset) -> None:
+    def prepare_samples(self, dataset: Dataset) -> None:  # noqa: B027 (an optional hook: does nothing unless a stage needs it)
         """On the main process, before the first step: fix what the sample pictures show."""
 
-    def write_samples(self, model: nn.Module, stem: Path) -> None:
+    def write_samples(self, model: nn.Module, stem: Path) -> None:  # noqa: B027 (an optional hook: does nothing unless a stage needs it)
         """Write the sample pictures of the unwrapped model to `<stem>.*`."""
 
     @abstractmethod
