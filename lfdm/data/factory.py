@@ -41,6 +41,7 @@ def make_dataset(
     seed: int = 0,
     draw_seed: int | None = None,
     length: int | None = None,
+    appearance: float = 0.0,
 ) -> Dataset:
     """The data set `dataset` (one of `DATASETS`) in the view "clip" or "pair" (`SynthFaceDataset` or
     `VideoFolderDataset`, whose docstrings give the items' shapes).
@@ -48,8 +49,9 @@ def make_dataset(
     Both: `split` "train" | "test" (real videos also "all"), square frames of `resolution` px, `num_frames` per
     clip, `labels` (None: every label of the data set). SynthFace: `num_identities` of the split (None: its
     default), `seed` of the identities and renders, `length` items of a virtual data set (None: every identity x
-    label once). Real videos, under `root`: `label_from`, `frame_sampling`, `augment`, and `draw_seed` (None: frame
-    and augmentation draws come from torch's global generator).
+    label once), `appearance` the fraction of videos with a photographic look (0: all flat). Real videos, under
+    `root`: `label_from`, `frame_sampling`, `augment`, and `draw_seed` (None: frame and augmentation draws come
+    from torch's global generator).
     """
     check_choice("dataset", dataset, DATASETS)
     if dataset == "synthface":
@@ -64,6 +66,7 @@ def make_dataset(
             seed=seed,
             length=length,
             labels=labels,
+            appearance=appearance,
         )
     if not root:
         raise ValueError(
@@ -104,11 +107,15 @@ class DataConfig:
     augment: bool = True  # real videos: official augmentation (pairs: time or horizontal flip + colour jitter;
     # clips: colour jitter). SynthFace has none (its items are renders of many random identities)
     num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
+    appearance: float = 0.0  # SynthFace, training split: fraction of videos given a photographic look (backdrop,
+    # shading, skin grain, camera colour, blur, noise, JPEG; lfdm.data.synthface.appearance); 0 = all flat
 
     def __post_init__(self) -> None:
         check_choice("data.dataset", self.dataset, DATASETS)
         check_choice("data.dm_frame_sampling", self.dm_frame_sampling, FRAME_SAMPLING_MODES)
         check_positive("data", resolution=self.resolution, num_frames=self.num_frames)
+        if not 0 <= self.appearance <= 1:
+            raise ValueError(f"data.appearance is a fraction of the videos, in [0, 1]; got {self.appearance}.")
 
 
 def build_dataset(data: DataConfig, *, view: str, split: str = "train", **overrides: Any) -> Dataset:
@@ -132,4 +139,6 @@ def build_dataset(data: DataConfig, *, view: str, split: str = "train", **overri
         "num_identities": data.num_identities,
         "seed": data.seed,
     }
+    if data.dataset == "synthface":
+        arguments["appearance"] = data.appearance if split == "train" else 0.0
     return make_dataset(data.dataset, **(arguments | overrides))

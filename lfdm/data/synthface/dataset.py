@@ -9,6 +9,7 @@ import torch
 from einops import rearrange
 
 from lfdm.data.sampling import sample_frame_pair
+from lfdm.data.synthface.appearance import Appearance, sample_appearance
 from lfdm.data.synthface.expressions import SYNTHFACE_LABELS, label_index
 from lfdm.data.synthface.render import render_frames
 
@@ -50,8 +51,11 @@ class SynthFaceDataset(torch.utils.data.Dataset):
     that order (good for evaluation). With `length=N` it is a virtual data set of N items; item i draws its identity,
     label and take from (seed, epoch, i), so any DataLoader sharding gives the same items and `set_epoch` gives
     fresh videos every epoch (call it before the DataLoader starts its workers; persistent workers keep the epoch
-    they started with). `labels` restricts the classes. `num_identities=None` takes `DEFAULT_NUM_IDENTITIES[split]`.
-    Identities are `split_identities(split, num_identities, seed)`, so train and test never share a person.
+    they started with). `appearance` is the fraction of videos given a photographic look (`appearance.py`: backdrop,
+    shading, skin grain, camera colour, blur, noise, JPEG), drawn per video so both frames of a pair share it; 0
+    renders every video flat, as SynthFace always did. `labels` restricts the classes. `num_identities=None` takes
+    `DEFAULT_NUM_IDENTITIES[split]`. Identities are `split_identities(split, num_identities, seed)`, so train and
+    test never share a person.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class SynthFaceDataset(torch.utils.data.Dataset):
         length: int | None = None,
         takes: int = 1,
         labels: tuple[str, ...] | list[str] | None = None,
+        appearance: float = 0.0,
     ):
         if view not in ("clip", "pair"):
             raise ValueError(f"`view` must be 'clip' or 'pair'; got {view!r}.")
@@ -75,6 +80,8 @@ class SynthFaceDataset(torch.utils.data.Dataset):
             raise ValueError(f"`takes` must be at least 1; got {takes}.")
         if num_frames < (2 if view == "pair" else 1):
             raise ValueError(f"`num_frames` must be at least 2 for pairs, 1 for clips; got {num_frames}.")
+        if not 0 <= appearance <= 1:
+            raise ValueError(f"`appearance` is a fraction of the videos, in [0, 1]; got {appearance}.")
         self.labels = tuple(SYNTHFACE_LABELS if labels is None else labels)
         for label in self.labels:
             label_index(label)
@@ -85,6 +92,7 @@ class SynthFaceDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.takes = takes
         self.length = length
+        self.appearance = float(appearance)
         self.epoch = 0
         count = DEFAULT_NUM_IDENTITIES.get(split, 1) if num_identities is None else num_identities
         self.identities = split_identities(split, count, seed)
@@ -114,15 +122,24 @@ class SynthFaceDataset(torch.utils.data.Dataset):
         """Frame indices (reference, driving) of pair item `index`: drawn with replacement and sorted."""
         return sample_frame_pair(self.num_frames, np.random.default_rng([self.seed, self.epoch, index, 0xFA1]))
 
+    def look(self, identity: int, label: str, take: int) -> Appearance | None:
+        """The photographic look of video (identity, label, take), or None for SynthFace's flat one."""
+        if self.appearance == 0:
+            return None
+        rng = np.random.default_rng([self.seed, identity, label_index(label), take, 0xA99])
+        return sample_appearance(rng) if rng.random() < self.appearance else None
+
     def __getitem__(self, index: int) -> dict:
         identity, label, take = self.video_key(index)
         item = {"label": label, "label_index": SYNTHFACE_LABELS.index(label), "identity": identity_name(identity)}
+        options = {"resolution": self.resolution, "num_frames": self.num_frames}
+        options["appearance"] = self.look(identity, label, take)
         if self.view == "clip":
-            frames = render_frames(identity, label, take, resolution=self.resolution, num_frames=self.num_frames)
+            frames = render_frames(identity, label, take, **options)
             item["video"] = rearrange(torch.from_numpy(frames).float() / 255, "f h w c -> c f h w")
             return item
         indices = self.pair_indices(index)
-        frames = render_frames(identity, label, take, indices, resolution=self.resolution, num_frames=self.num_frames)
+        frames = render_frames(identity, label, take, indices, **options)
         images = rearrange(torch.from_numpy(frames).float() / 255, "n h w c -> n c h w")
         item["reference"], item["driving"] = images[0], images[1]
         return item

@@ -278,6 +278,14 @@ def static_layer(identity: Identity, size: int) -> np.ndarray:
     """The parts that never move, uint8 (size, size, 3): background, shoulders and neck (read-only, cached)."""
     rng = np.random.default_rng([identity.seed, size, 0xB6])
     canvas = np.ascontiguousarray(_background(identity, size, rng))
+    draw_body(canvas, identity)
+    canvas.setflags(write=False)
+    return canvas
+
+
+def draw_body(canvas: np.ndarray, identity: Identity) -> None:
+    """Draws the shoulders and neck (the parts of the person that never move) onto a square canvas, in place."""
+    size = canvas.shape[0]
     matrix = pose_matrix(identity, (0.0, 0.0, 0.0, 1.0), size)
     # Only position and scale of the base pose move the body; its tilt belongs to the head.
     scale = np.hypot(matrix[0, 0], matrix[1, 0])
@@ -293,8 +301,6 @@ def static_layer(identity: Identity, size: int) -> np.ndarray:
     neck += [(x * 0.6 * half, 0.1 + 0.06 * (1 - x * x)) for x in np.linspace(1, -1, 9)]
     neck += [(-0.6 * half, 0.1), (-0.52 * half, 0.05)]
     _fill(canvas, to_pixels(neck), neck_color)
-    canvas.setflags(write=False)
-    return canvas
 
 
 def landmarks(identity: Identity, size: int, pose=(0.0, 0.0, 0.0, 1.0)) -> np.ndarray:

@@ -13,9 +13,10 @@ import cv2
 import numpy as np
 
 from lfdm.data.synthface import features, head
+from lfdm.data.synthface.appearance import Appearance
 from lfdm.data.synthface.expressions import ACTIONS, animate, label_index, sample_video_params
 from lfdm.data.synthface.geometry import CLOSED_LINE, DISC, FILL, ShapeList
-from lfdm.data.synthface.identity import Identity, pose_matrix, sample_identity, static_layer
+from lfdm.data.synthface.identity import Identity, draw_body, pose_matrix, sample_identity, static_layer
 
 SHIFT = 4  # fractional bits of the fixed-point pixel coordinates given to OpenCV
 _ONE = 1 << SHIFT
@@ -94,11 +95,13 @@ def render_frames(
     *,
     resolution: int = 64,
     num_frames: int = 32,
+    appearance: Appearance | None = None,
 ) -> np.ndarray:
     """Some frames of video (identity, label, take) of `num_frames` frames: uint8 (len(frame_indices), H, W, 3).
 
     Rendering only the frames needed (two for an autoencoder training pair) is what makes on-the-fly data cheap.
-    `frame_indices=None` renders all frames. Deterministic: the same arguments give the same pixels.
+    `frame_indices=None` renders all frames. `appearance` (`sample_appearance`) gives the video a photographic look;
+    None draws SynthFace's flat one. Deterministic: the same arguments give the same pixels.
     """
     _check(resolution, num_frames)
     label_index(label)
@@ -110,17 +113,24 @@ def render_frames(
     states = animate(params, indices / max(num_frames - 1, 1))
     size = resolution * supersampling(resolution)
     background = static_layer(identity, size)
+    backdrop = None if appearance is None else appearance.backdrop_image(size)
+    if backdrop is not None:
+        draw_body(backdrop, identity)
+        background = backdrop
     canvas = np.empty_like(background)
     rest = pose_matrix(identity, (0.0, 0.0, 0.0, 1.0), size)
     line_scale = math.hypot(rest[0, 0], rest[1, 0])
     frames = np.empty((len(indices), resolution, resolution, 3), np.uint8)
     for k in range(len(indices)):
         np.copyto(canvas, background)
-        painter = Painter(canvas, pose_matrix(identity, states.pose[k], size), line_scale)
+        pose = pose_matrix(identity, states.pose[k], size)
+        painter = Painter(canvas, pose, line_scale)
         draw_head(painter, identity, states.actions[k], float(states.blink[k]), states.gaze[k], params.side)
         painter.flush()
+        if appearance is not None:
+            appearance.shade_head(canvas, background, pose)
         frames[k] = cv2.resize(canvas, (resolution, resolution), interpolation=cv2.INTER_AREA)
-    return frames
+    return frames if appearance is None else appearance.photograph(frames, indices)
 
 
 def render_video(
