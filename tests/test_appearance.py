@@ -20,6 +20,7 @@ from lfdm.data.synthface.appearance import (
     sample_appearance,
     texture_names,
 )
+from lfdm.data.synthface.expressions import ACTION_INDEX, ACTIONS
 from lfdm.data.synthface.identity import sample_identity, static_layer
 
 RESOLUTION = 32
@@ -124,6 +125,20 @@ def test_the_camera_effects():
     np.testing.assert_array_equal(jpeg[1], cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1])
 
 
+def test_a_resting_smile_is_held_from_frame_0_and_the_label_moves_from_it():
+    smile = np.zeros(len(ACTIONS))
+    smile[[ACTION_INDEX["mouth_corner_up"], ACTION_INDEX["mouth_open"]]] = (0.8, 0.4)
+    look = _plain(expression=tuple(smile))
+    flat = render_frames(6, "surprise", 0, [0, 15], resolution=64, num_frames=16)
+    smiling = render_frames(6, "surprise", 0, [0, 15], resolution=64, num_frames=16, appearance=look)
+    assert np.abs(smiling[0].astype(int) - flat[0].astype(int))[36:56, 16:48].mean() > 3  # the mouth at frame 0
+    np.testing.assert_array_equal(smiling[0][4:20, :], flat[0][4:20, :])  # the forehead: no change at rest
+    assert np.abs(smiling[1].astype(int) - smiling[0].astype(int)).mean() > 2  # surprise still happens
+    actions = look.hold_expression(np.full((2, len(ACTIONS)), 1.0))
+    assert actions.max() <= 1.3 and actions[0, ACTION_INDEX["mouth_corner_up"]] == pytest.approx(1.3)
+    assert _plain().hold_expression(actions) is actions
+
+
 def test_looks_vary_and_keep_plain_draws_in_the_mix():
     looks = [sample_appearance(np.random.default_rng(seed)) for seed in range(200)]
     assert 0.5 < np.mean([look.backdrop is not None for look in looks]) < 0.9
@@ -131,6 +146,7 @@ def test_looks_vary_and_keep_plain_draws_in_the_mix():
     assert 0.04 < np.mean([look.saturation == 0 for look in looks]) < 0.25
     assert len({look.seed for look in looks}) == 200
     assert all(look.skin in GRAIN_TEXTURES for look in looks)
+    assert 0.3 < np.mean([any(look.expression) for look in looks]) < 0.7
 
 
 def test_data_set_appearance_is_per_video_and_off_by_default():

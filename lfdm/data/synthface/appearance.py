@@ -9,7 +9,10 @@ noise, JPEG blocks and odd colour. An `Appearance` adds all of these to a render
 - **shading and grain on the head** in face units: a light from one side, a darker rim, a highlight, and the grain
   of a photo texture. They are warped with the head pose every frame, so they move with the head as skin does;
 - **the camera**, in image space: uneven light, white balance, gamma, contrast, saturation (down to grayscale),
-  blur, grain (fresh on every frame, as sensor noise is) and JPEG compression.
+  blur, grain (fresh on every frame, as sensor noise is) and JPEG compression;
+- **the face people make for a photo**: often a smile, sometimes showing teeth or with raised brows, held from
+  frame 0 on. The label's motion is added to it, so the model learns motion *from* the face it is given, not only
+  from SynthFace's neutral first frames.
 
 `sample_appearance(rng)` draws one; `render_frames(..., appearance=...)` applies it. Everything is deterministic from
 the draw, so the two frames of a training pair (rendered separately) get the same look.
@@ -24,6 +27,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from lfdm.data.synthface.expressions import ACTION_INDEX, ACTIONS
 
 TEXTURES = Path(__file__).with_name("textures")
 _FACE_EXTENT = 0.75  # the head's shading field covers [-0.75, 0.75] face units around the head centre
@@ -77,6 +82,13 @@ class Appearance:
     blur: float  # px of a 64 px frame, 0 = sharp
     noise: float  # sensor noise std (fraction of full scale), drawn anew every frame
     jpeg_quality: int | None  # None = no compression
+    expression: tuple[float, ...] = (0.0,) * len(ACTIONS)  # facial actions held from frame 0 on (ACTIONS order)
+
+    def hold_expression(self, actions: np.ndarray) -> np.ndarray:
+        """The frames' actions (T, len(ACTIONS)) with this look's resting expression added, within [-1, 1.3]."""
+        if not any(self.expression):
+            return actions
+        return np.clip(actions + np.asarray(self.expression)[None], -1.0, 1.3)
 
     # --- the drawing stage (at the renderer's supersampled size) --------------------------------------------------
 
@@ -173,6 +185,26 @@ def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
     return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
 
 
+def _resting_expression(rng: np.random.Generator) -> tuple[float, ...]:
+    """Half the time neutral; otherwise mostly a smile (lips closed or showing teeth), sometimes raised brows."""
+    actions = np.zeros(len(ACTIONS))
+    kind = rng.random()
+    if kind < 0.5:
+        return tuple(actions)
+    if kind < 0.9:  # a smile for the camera
+        smile = rng.uniform(0.25, 0.9)
+        actions[ACTION_INDEX["mouth_corner_up"]] = smile
+        actions[ACTION_INDEX["cheek_raise"]] = smile * rng.uniform(0.3, 0.9)
+        actions[ACTION_INDEX["mouth_stretch"]] = smile * rng.uniform(0.1, 0.5)
+        actions[ACTION_INDEX["mouth_open"]] = rng.uniform(0.1, 0.55) if rng.random() < 0.6 else 0.0
+        actions[ACTION_INDEX["eye_open"]] = -smile * rng.uniform(0.0, 0.25)
+    else:  # eyebrows up, a little open mouth
+        actions[ACTION_INDEX["brow_inner_raise"]] = rng.uniform(0.15, 0.5)
+        actions[ACTION_INDEX["brow_outer_raise"]] = rng.uniform(0.1, 0.5)
+        actions[ACTION_INDEX["mouth_open"]] = rng.uniform(0.0, 0.3)
+    return tuple(float(value) for value in actions)
+
+
 def sample_appearance(rng: np.random.Generator) -> Appearance:
     """One random photographic look; each effect is sometimes off, so plain looks stay in the mix."""
     names = texture_names()
@@ -204,4 +236,5 @@ def sample_appearance(rng: np.random.Generator) -> Appearance:
         blur=sometimes(0.4, 0.3, 0.6),
         noise=sometimes(0.6, 0.005, 0.03),
         jpeg_quality=int(rng.integers(25, 91)) if rng.random() < 0.5 else None,
+        expression=_resting_expression(rng),
     )

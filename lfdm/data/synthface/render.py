@@ -111,6 +111,7 @@ def render_frames(
     if indices.size and (indices.min() < 0 or indices.max() >= num_frames):
         raise ValueError(f"frame indices must lie in [0, {num_frames}); got {indices.tolist()}.")
     states = animate(params, indices / max(num_frames - 1, 1))
+    actions = states.actions if appearance is None else appearance.hold_expression(states.actions)
     size = resolution * supersampling(resolution)
     background = static_layer(identity, size)
     backdrop = None if appearance is None else appearance.backdrop_image(size)
@@ -125,7 +126,7 @@ def render_frames(
         np.copyto(canvas, background)
         pose = pose_matrix(identity, states.pose[k], size)
         painter = Painter(canvas, pose, line_scale)
-        draw_head(painter, identity, states.actions[k], float(states.blink[k]), states.gaze[k], params.side)
+        draw_head(painter, identity, actions[k], float(states.blink[k]), states.gaze[k], params.side)
         painter.flush()
         if appearance is not None:
             appearance.shade_head(canvas, background, pose)
