@@ -142,6 +142,16 @@ def generic_root(tmp_path_factory):
     return root
 
 
+def test_a_plain_folder_is_read_whole_and_augmented_for_training_only(generic_root):
+    from lfdm.data.factory import DataConfig, build_dataset
+
+    data = DataConfig(dataset="folder", root=str(generic_root), resolution=24, num_frames=4)
+    train = build_dataset(data, view="pair", split="train")
+    test = build_dataset(data, view="clip", split="test")
+    assert len(train.entries) == len(test.entries) == 4
+    assert train.augment and not test.augment
+
+
 def test_finds_files_and_frame_folders(generic_root):
     names = [path.relative_to(generic_root).as_posix() for path in find_videos(generic_root)]
     assert names == ["anger/take0.gif", "anger/take1", "happiness/take0.mp4", "surprise/nested/take0"]

@@ -122,9 +122,10 @@ def build_dataset(data: DataConfig, *, view: str, split: str = "train", **overri
     """The data set a `DataConfig` names, in the `view` "pair" (stage one) or "clip" (stage two); `overrides` are
     further `make_dataset` arguments (e.g. `length`).
 
-    Augmentation is for the training split only. A plain folder whose labels are its sub-folder names has no
-    subject split: it is read whole.
+    Augmentation (and SynthFace's photographic look) is for training only. A plain folder whose labels are its
+    sub-folder names has no subject split: it is read whole, and augmented when read for training.
     """
+    training = split == "train"
     if data.dataset == "folder" and data.label_from == "folder":
         split = "all"
     arguments: dict[str, Any] = {
@@ -135,10 +136,10 @@ def build_dataset(data: DataConfig, *, view: str, split: str = "train", **overri
         "root": data.root,
         "label_from": data.label_from,
         "frame_sampling": data.dm_frame_sampling,
-        "augment": data.augment and split == "train",
+        "augment": data.augment and training,
         "num_identities": data.num_identities,
         "seed": data.seed,
     }
     if data.dataset == "synthface":
-        arguments["appearance"] = data.appearance if split == "train" else 0.0
+        arguments["appearance"] = data.appearance if training else 0.0
     return make_dataset(data.dataset, **(arguments | overrides))
