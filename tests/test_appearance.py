@@ -171,3 +171,17 @@ def test_run_config_appearance_reaches_only_the_training_split():
     assert build_dataset(data, view="clip", split="test", num_identities=1).appearance == 0.0
     with pytest.raises(ValueError, match="data.appearance"):
         DataConfig(appearance=-0.1)
+
+
+def test_contact_sheet_rows_can_have_looks():
+    from lfdm.data.synthface.sheet import contact_sheet
+
+    labels = ("fear", "happiness")
+    flat = contact_sheet(3, resolution=32, num_frames=4, columns=2, labels=labels)
+    photo = contact_sheet(3, resolution=32, num_frames=4, columns=2, labels=labels, looks=[None, _look(2)])
+    assert flat.shape == photo.shape
+    half = flat.shape[0] - 32  # the last row (happiness) has the look, the first (fear) has none
+    assert np.abs(photo[half:].astype(int) - flat[half:].astype(int)).mean() > 3
+    np.testing.assert_array_equal(photo[:half], flat[:half])
+    with pytest.raises(ValueError, match="one look per label"):
+        contact_sheet(3, resolution=32, num_frames=4, labels=labels, looks=[None])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from lfdm.data.synthface.appearance import Appearance
 from lfdm.data.synthface.expressions import SYNTHFACE_LABELS
 from lfdm.data.synthface.render import render_frames
 from lfdm.viz import caption_tile, captioned_rows, tile_grid
@@ -18,11 +19,13 @@ def contact_sheet(
     columns: int = 8,
     take: int = 0,
     labels=SYNTHFACE_LABELS,
+    looks: list[Appearance | None] | None = None,
 ) -> np.ndarray:
     """uint8 (header + rows * resolution, label column + columns * resolution, 3) RGB.
 
     Row r shows label r of `labels` for `identity_seeds` (one seed for every row, or one seed per row), at
     `columns` frames evenly spaced over the video (first and last included); the header gives the frame numbers.
+    `looks` gives each row a photographic look (`lfdm.data.synthface.appearance`; None: flat).
     """
     seeds = [identity_seeds] * len(labels) if isinstance(identity_seeds, int) else list(identity_seeds)
     if len(seeds) != len(labels):
@@ -34,7 +37,11 @@ def contact_sheet(
     header = int(18 * zoom)
     numbers = [caption_tile(f"{index}", resolution, header, font_scale=0.85 * font_scale) for index in indices]
     rows = [("", tile_grid(np.stack(numbers), gap=0))]
-    for label, seed in zip(labels, seeds, strict=True):
-        frames = render_frames(seed, label, take, indices, resolution=resolution, num_frames=num_frames)
+    looks = [None] * len(labels) if looks is None else list(looks)
+    if len(looks) != len(labels):
+        raise ValueError(f"give one look per label ({len(labels)}) or none; got {len(looks)}.")
+    for label, seed, look in zip(labels, seeds, looks, strict=True):
+        options = {"resolution": resolution, "num_frames": num_frames, "appearance": look}
+        frames = render_frames(seed, label, take, indices, **options)
         rows.append((label, tile_grid(frames, gap=0)))
     return captioned_rows(rows, caption_width=int(widest + 12 * zoom), gap=0, font_scale=font_scale)
