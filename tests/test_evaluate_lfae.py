@@ -87,6 +87,22 @@ def test_command_writes_json_with_both_rows(tiny_model, tmp_path, capsys):
     assert all(label in printed for label in record["per_label"])
 
 
+def test_photographic_test_videos_on_request(tiny_model, tmp_path):
+    from lfdm.data.factory import DataConfig
+    from lfdm.evaluation.lfae import evaluation_videos
+
+    data = DataConfig(resolution=32, num_frames=3, num_identities=1)
+    flat = [video for video in evaluation_videos(data, max_videos=2)]
+    photo = [video for video in evaluation_videos(data, max_videos=2, appearance=1.0)]
+    assert all((a - b).abs().mean() > 0.01 for a, b in zip(flat, photo, strict=True))
+    with pytest.raises(ValueError, match="photographed"):
+        next(evaluation_videos(DataConfig(dataset="mug", root=str(tmp_path)), appearance=0.5))
+    tiny_model.save_pretrained(tmp_path / "model")
+    args = ["evaluate-lfae", "--model", str(tmp_path / "model"), "--num-identities", "1", "--num-frames", "3"]
+    assert main([*args, "--max-videos", "1", "--appearance", "1", "--out", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["appearance"] == 1.0
+
+
 def test_command_rejects_a_folder_without_a_model(tmp_path, capsys):
     assert main(["evaluate-lfae", "--model", str(tmp_path)]) == 1
     assert "save_pretrained" in capsys.readouterr().err

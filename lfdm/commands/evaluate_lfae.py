@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--num-frames", type=int, help="frames per video, uniformly sampled (default: 16 SynthFace, 40 real)"
     )
     parser.add_argument("--max-videos", type=int, help="evaluate at most this many videos")
+    parser.add_argument(
+        "--appearance", type=float, default=0.0, help="SynthFace: fraction of test videos with a photographic look"
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="frames per forward pass")
     parser.add_argument("--device", default="auto", help="'auto' (a GPU if there is one), 'cpu', 'cuda', 'cuda:1'...")
     parser.add_argument("--out", default="lfae_evaluation.json", help="JSON file for the scores")
@@ -59,10 +62,10 @@ def run(args: argparse.Namespace) -> int:
         num_identities=args.num_identities,
         seed=args.seed,
     )
-    videos = evaluation_videos(data, max_videos=args.max_videos, labels=True)
+    videos = evaluation_videos(data, max_videos=args.max_videos, labels=True, appearance=args.appearance)
     evaluation = evaluate_reconstruction(model, videos, batch_size=args.batch_size)
     print(evaluation.table())
-    record = {"model": str(args.model), "data": dataset, "data_root": root}
+    record = {"model": str(args.model), "data": dataset, "data_root": root, "appearance": args.appearance}
     record |= evaluation.to_dict()
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     print(f"scores written to {args.out}")

@@ -137,12 +137,15 @@ def evaluate_reconstruction(
 
 
 def evaluation_videos(
-    data: DataConfig, *, max_videos: int | None = None, labels: bool = False
+    data: DataConfig, *, max_videos: int | None = None, labels: bool = False, appearance: float = 0.0
 ) -> Iterator[torch.Tensor | tuple[torch.Tensor, str]]:
     """The test split of a data set as videos (3, F, H, W), or (video, label) pairs with `labels`: SynthFace test
-    identities x labels, or a folder's test subjects (uniformly sampled frames, no augmentation)."""
+    identities x labels, or a folder's test subjects (uniformly sampled frames, no augmentation). `appearance`:
+    the fraction of SynthFace test videos given a photographic look (0: all flat)."""
     data = dataclasses.replace(data, dm_frame_sampling="uniform", augment=False)
-    dataset = build_dataset(data, view="clip", split="test")
+    if appearance and data.dataset != "synthface":
+        raise ValueError(f"a photographic look is for SynthFace videos; {data.dataset!r} videos are photographed.")
+    dataset = build_dataset(data, view="clip", split="test", **({"appearance": appearance} if appearance else {}))
     count = len(dataset) if max_videos is None else min(max_videos, len(dataset))
     logger.info("evaluating on %d of %d test videos", count, len(dataset))
     for index in range(count):
