@@ -202,15 +202,17 @@ def test_shipped_run_configs_load_and_hold_only_their_stage_sections():
 
     folder = pathlib.Path(__file__).resolve().parents[1] / "checkpoints" / "training"
     paths = sorted(folder.glob("*.yaml"))
-    assert len(paths) == 19, "one config per shipped run"
+    assert len(paths) == 21, "one config per shipped run"
     for path in paths:
         stage = "dm" if "_dm" in path.stem else "lfae"
         config = load_config(path)
         assert tuple(yaml.safe_load(path.read_text())) == STAGE_SECTIONS[stage], path.name
         assert (config.train_dm is not None) == (stage == "dm"), path.name
     shipped_lfae = json.loads((folder.parent / "lfae" / "config.json").read_text())
-    trained = load_config(folder / "18_lfae.yaml").lfae
-    assert {key: shipped_lfae[key] for key in trained} == trained, "18_lfae.yaml trained the shipped autoencoder"
+    trained = load_config(folder / "20_lfae.yaml").lfae
+    assert {key: shipped_lfae[key] for key in trained} == trained, "20_lfae.yaml trained the shipped autoencoder"
+    last = load_config(folder / "21_dm.yaml")
+    assert last.train_dm.lfae == "runs/20_lfae/model" and last.data.appearance > 0, "21_dm.yaml made the shipped U-Net"
 
 
 def test_a_run_saves_the_sections_its_stage_reads_and_older_run_folders_still_load(tmp_path):
