@@ -9,6 +9,8 @@ and its variants: mirrored, turned 12 degrees, grayscale, a small JPEG and mirro
         --json benchmarks/real_faces.json --picture benchmarks/real_faces_astronaut.jpg
 
 `--picture` also draws the first photo, every label, frames 0 / middle / last of the photo-size video (`after`).
+`--synthface N` also scores N unseen SynthFace faces as they are, with a photographic look and smiling (frame 8 of
+a happiness video), the model's own domain for comparison.
 """
 
 from __future__ import annotations
@@ -48,6 +50,25 @@ def variants(photo: np.ndarray) -> dict[str, np.ndarray]:
         "small JPEG (half size, quality 30)": np.asarray(Image.open(buffer).convert("RGB")),
         "mirrored in a larger canvas": canvas,
     }
+
+
+def synthface_inputs(count: int) -> dict[str, np.ndarray]:
+    """First frames of unseen SynthFace test identities (after the 4 examples' first identities): flat, with a
+    photographic look, and starting from frame 8 of a happiness video (a smiling face, as in many photos)."""
+    from lfdm.data.synthface.appearance import sample_appearance
+    from lfdm.data.synthface.dataset import split_identities
+    from lfdm.data.synthface.render import render_frames
+
+    inputs = {}
+    for index, identity in enumerate(split_identities("test", 4 + count)[4:]):
+        look = sample_appearance(np.random.default_rng([index, 0x5F]))
+        options = {"resolution": 64, "num_frames": 16}
+        inputs[f"{identity} flat"] = render_frames(identity, "neutral", 0, [0], **options)[0]
+        inputs[f"{identity} photographic look"] = render_frames(
+            identity, "neutral", 0, [0], appearance=look, **options
+        )[0]
+        inputs[f"{identity} smiling (happiness, frame 8)"] = render_frames(identity, "happiness", 0, [8], **options)[0]
+    return inputs
 
 
 def generate_flows(pipe, image, seeds, steps, face) -> tuple[dict[str, np.ndarray], object]:
@@ -97,6 +118,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25, help="DPM-Solver++ steps")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the videos of the photos")
     parser.add_argument("--reference-seeds", type=int, nargs="+", default=[0, 1], help="seeds on SynthFace faces")
+    parser.add_argument(
+        "--synthface",
+        type=int,
+        default=0,
+        help="also score this many unseen SynthFace faces (flat, photographic, smiling)",
+    )
     parser.add_argument("--json", default=None)
     parser.add_argument("--picture", default=None)
     args = parser.parse_args()
@@ -123,7 +150,18 @@ def main() -> None:
                       f"energy {score.mean_energy:.2f}x face {output.face_box}", flush=True)  # fmt: skip
                 if args.json:  # after every row: a run stopped early keeps what it measured
                     _write(args, reference, rows, time.perf_counter() - began)
-    _print_table(rows, len(reference.labels))
+    for name, image in synthface_inputs(args.synthface).items():
+        flows, _ = generate_flows(pipe, image, args.seeds, args.steps, "none")
+        score = score_motion(reference, flows)
+        rows.append({
+            "photo": "synthface", "variant": name, "mode": "model size", "matches": score.num_matches,
+            "matched": score.matches, "energy": score.mean_energy, "similarity": score.similarity.round(3).tolist(),
+        })  # fmt: skip
+        print(f"synthface        {name:36s}        {score.num_matches}/{len(score.labels)} "
+              f"energy {score.mean_energy:.2f}x", flush=True)  # fmt: skip
+        if args.json:
+            _write(args, reference, rows, time.perf_counter() - began)
+    _print_table([row for row in rows if row["photo"] != "synthface"], len(reference.labels))
     if args.picture:
         photo = np.asarray(Image.open(args.photos[0]).convert("RGB"))
         picture(pipe, photo, args.steps, args.seeds[0]).save(args.picture, quality=90)

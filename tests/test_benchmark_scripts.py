@@ -74,5 +74,9 @@ def test_real_faces_variants_and_flows_on_the_tiny_pipeline():
     flows, output = real_faces.generate_flows(pipe, pictures["grayscale"], [0, 1], 1, face="auto")
     assert set(flows) == set(pipe.labels) and flows["smile"].shape == (2, 4, 8, 8, 2)
     assert output.face_box is not None, "the grayscale portrait's face is found"
+    inputs = real_faces.synthface_inputs(1)
+    assert len(inputs) == 3 and all(image.shape == (64, 64, 3) for image in inputs.values())
+    flat, photographic, smiling = inputs.values()
+    assert np.abs(flat.astype(int) - photographic.astype(int)).mean() > 3 and not np.array_equal(flat, smiling)
     sheet = real_faces.picture(pipe, photo, 1, 0)
     assert sheet.size[0] > 3 * 320 and sheet.size[1] >= 3 * 320, "three full-size frames per label"
