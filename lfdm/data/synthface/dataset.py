@@ -132,8 +132,8 @@ class SynthFaceDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         identity, label, take = self.video_key(index)
         item = {"label": label, "label_index": SYNTHFACE_LABELS.index(label), "identity": identity_name(identity)}
-        options = {"resolution": self.resolution, "num_frames": self.num_frames}
-        options["appearance"] = self.look(identity, label, take)
+        look = self.look(identity, label, take)
+        options = {"resolution": self.resolution, "num_frames": self.num_frames, "appearance": look}
         if self.view == "clip":
             frames = render_frames(identity, label, take, **options)
             item["video"] = rearrange(torch.from_numpy(frames).float() / 255, "f h w c -> c f h w")
