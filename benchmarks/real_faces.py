@@ -114,7 +114,7 @@ def picture(pipe, photo: np.ndarray, steps: int, seed: int) -> Image.Image:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="checkpoints")
-    parser.add_argument("--photos", nargs="+", default=[str(EXAMPLES / "astronaut.png")])
+    parser.add_argument("--photos", nargs="*", default=[str(EXAMPLES / "astronaut.png")], help="none: SynthFace only")
     parser.add_argument("--steps", type=int, default=25, help="DPM-Solver++ steps")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the videos of the photos")
     parser.add_argument("--reference-seeds", type=int, nargs="+", default=[0, 1], help="seeds on SynthFace faces")
@@ -161,8 +161,9 @@ def main() -> None:
               f"energy {score.mean_energy:.2f}x", flush=True)  # fmt: skip
         if args.json:
             _write(args, reference, rows, time.perf_counter() - began)
-    _print_table([row for row in rows if row["photo"] != "synthface"], len(reference.labels))
-    if args.picture:
+    if args.photos:
+        _print_table([row for row in rows if row["photo"] != "synthface"], len(reference.labels))
+    if args.picture and args.photos:
         photo = np.asarray(Image.open(args.photos[0]).convert("RGB"))
         picture(pipe, photo, args.steps, args.seeds[0]).save(args.picture, quality=90)
 
