@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from lfdm.app import LAUNCH_OPTIONS, GenerationService, build_demo
+from lfdm.commands._options import add_dtype_argument
 
 ROOT = Path(__file__).resolve().parent
 
@@ -41,12 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="port (env GRADIO_SERVER_PORT)",
     )
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    parser.add_argument(
-        "--dtype",
-        default="auto",
-        choices=("auto", "float32", "bfloat16"),
-        help="network precision; auto = bfloat16 on a CPU with AMX-BF16, else float32 (env LFDM_DTYPE)",
-    )
+    add_dtype_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -53,14 +53,19 @@ def variants(photo: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def synthface_inputs(count: int) -> dict[str, np.ndarray]:
-    """First frames of unseen SynthFace test identities (after the 4 examples' first identities): flat, with a
-    photographic look, and starting from frame 8 of a happiness video (a smiling face, as in many photos)."""
+    """First frames of `count` unseen SynthFace test identities, from the fifth on (none of them an example face of
+    `assets/examples/`, the references): flat, with a photographic look, and frame 8 of a happiness video (a
+    smiling face, as in many photos)."""
     from lfdm.data.synthface.appearance import sample_appearance
     from lfdm.data.synthface.dataset import split_identities
     from lfdm.data.synthface.render import render_frames
 
     inputs = {}
-    for index, identity in enumerate(split_identities("test", 4 + count)[4:]):
+    examples = {int(path.stem.rsplit("_", 1)[1]) for path in EXAMPLES.glob("synthface_test_*.png")}
+    identities = [
+        identity for identity in split_identities("test", 4 + count + len(examples))[4:] if identity not in examples
+    ]
+    for index, identity in enumerate(identities[:count]):
         look = sample_appearance(np.random.default_rng([index, 0x5F]))
         options = {"resolution": 64, "num_frames": 16}
         inputs[f"{identity} flat"] = render_frames(identity, "neutral", 0, [0], **options)[0]

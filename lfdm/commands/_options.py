@@ -21,11 +21,16 @@ def resolution_argument(text: str) -> str | int | None:
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     """--device and --dtype of `lfdm.pipeline.load_pipeline`."""
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
+    add_dtype_argument(parser)
+
+
+def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
+    """--dtype: `lfdm.runtime.resolve_dtype`'s choices (the app takes it too)."""
     parser.add_argument(
         "--dtype",
         default="auto",
         choices=("auto", "float32", "bfloat16"),
-        help="network precision; auto = bfloat16 on a CPU with AMX-BF16, else float32",
+        help="network precision; auto = bfloat16 on a CPU with AMX-BF16, else float32 (env LFDM_DTYPE)",
     )
 
 
