@@ -180,62 +180,72 @@ def render_photo_video(
     Per frame f: the displacement d_f = flow_f - flow_0 and the new content n_f = (m_0 - m_f) / m_0 (what was
     visible in frame 0 and is not now), both upsampled; the photo's pixels at output size warped by d_f, mixed
     with the decoder's frame where n_f says so; a face crop then fades into the untouched photo near its edge.
-    OpenCV does the resampling (`warpAffine`, `remap`: bilinear, pixel centres on integers, edges repeated).
+    OpenCV does the resampling (`warpAffine`, `remap`: cubic, pixel centres on integers, edges repeated).
     """
     flows = flows.detach().float().cpu().numpy()
     occlusions = occlusions.detach().float().cpu().numpy()
     model_frames = rearrange(model_frames.detach().float().cpu(), "b f c h w -> b f h w c").numpy()
     height, width = out_size
-    base = _resized_photo(framing.photo, height, width)  # (H, W, 3) float32 in [0, 1]
-    video = np.repeat(np.repeat(base[None, None], flows.shape[1], axis=1), flows.shape[0], axis=0)
     # output pixels -> photo pixels (centres) -> model-frame pixels
     scale_y, scale_x = height / framing.photo.shape[0], width / framing.photo.shape[1]
     to_photo = np.array([[1 / scale_x, 0, 0.5 / scale_x - 0.5], [0, 1 / scale_y, 0.5 / scale_y - 0.5], [0, 0, 1]])
+    # Every frame samples the photo once: its own pixels when the video is as large or larger (the resize and the
+    # displacement composed into one lookup), else the photo shrunk to the video's size (area-averaged first, so
+    # that shrinking does not alias). xs, ys: where each output pixel samples `source` when nothing moves.
+    if height >= framing.photo.shape[0]:
+        source, to_source = framing.photo.astype(np.float32) / 255, to_photo
+    else:
+        source, to_source = cv2.resize(framing.photo, (width, height), interpolation=cv2.INTER_AREA), np.eye(3)
+        source = source.astype(np.float32) / 255
+    columns, rows = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    xs = (to_source[0, 0] * columns + to_source[0, 1] * rows + to_source[0, 2]).astype(np.float32)
+    ys = (to_source[1, 0] * columns + to_source[1, 1] * rows + to_source[1, 2]).astype(np.float32)
+    base = _sample(source, xs, ys)  # (H, W, 3) float32: the photo at the video's size, frame 0
+    video = np.repeat(np.repeat(base[None, None], flows.shape[1], axis=1), flows.shape[0], axis=0)
     to_model = np.vstack([framing.matrix, [0, 0, 1]]) @ to_photo
     top, bottom, left, right = _model_region(to_model, framing.size, height, width)
     if bottom <= top or right <= left:
         return torch.from_numpy(video).permute(0, 1, 4, 2, 3)  # the face crop lies outside the output
     region_size = (right - left, bottom - top)
-    region_to_model = to_model @ np.array([[1, 0, left], [0, 1, top], [0, 0, 1]])  # region pixels -> model pixels
+    region_to_output = np.array([[1, 0, left], [0, 1, top], [0, 0, 1]])
+    region_to_model = to_model @ region_to_output  # region pixels -> model pixels
     size, latent = framing.size, flows.shape[2]
     ratio = latent / size
     model_to_latent = np.array([[ratio, 0, 0.5 * ratio - 0.5], [0, ratio, 0.5 * ratio - 0.5], [0, 0, 1]])
     region_to_latent = (model_to_latent @ region_to_model)[:2]  # region pixels -> latent cells
-    # a displacement in grid units (the frame is 2 wide) -> model pixels (size / 2) -> output pixels
-    to_output = np.linalg.inv(region_to_model[:2, :2]) * (size / 2)
+    # a displacement in grid units (the frame is 2 wide) -> model pixels (size / 2) -> source pixels
+    grid_to_source = to_source[:2, :2] @ np.linalg.inv(region_to_model[:2, :2]) * (size / 2)
     weight = _feather(region_to_model, size, region_size) if framing.aligned else None
-    ys, xs = np.mgrid[0 : region_size[1], 0 : region_size[0]].astype(np.float32)
-    xs += left
-    ys += top
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    xs, ys = xs[top:bottom, left:right], ys[top:bottom, left:right]
+    flags = cv2.WARP_INVERSE_MAP
     for index in range(flows.shape[0]):
-        shift = (flows[index] - flows[index, :1]) @ to_output.T  # (F, h, w, 2) output pixels, 0 at frame 0
+        shift = (flows[index] - flows[index, :1]) @ grid_to_source.T  # (F, h, w, 2) source pixels, 0 at frame 0
         first = occlusions[index, :1]  # frame 0's occlusion map: what the photo itself shows
         new_content = np.clip((first - occlusions[index]) / np.maximum(first, _NEW_CONTENT_EPS), 0, 1)
         maps = np.concatenate([shift, new_content[..., None]], axis=-1).astype(np.float32)  # (F, h, w, 3)
         for frame in range(flows.shape[1]):
+            # the coarse maps upsampled smoothly (cubic): a bilinear displacement bends straight lines at cell edges
             moved = cv2.warpAffine(
-                maps[frame], region_to_latent, region_size, flags=flags, borderMode=cv2.BORDER_REPLICATE
-            )  # (h', w', 3): shift x, shift y, new content
+                maps[frame], region_to_latent, region_size, flags=flags | cv2.INTER_CUBIC,
+                borderMode=cv2.BORDER_REPLICATE,
+            )  # fmt: skip  (h', w', 3): shift x, shift y, new content
             decoded = cv2.warpAffine(
-                model_frames[index, frame], region_to_model[:2], region_size, flags=flags,
+                model_frames[index, frame], region_to_model[:2], region_size, flags=flags | cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_REPLICATE,
             )  # fmt: skip
-            warped = cv2.remap(
-                base, xs + moved[..., 0], ys + moved[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-            )
-            animated = warped + moved[..., 2:] * (decoded - warped)  # the decoder's pixels where content is new
+            warped = _sample(source, xs + moved[..., 0], ys + moved[..., 1])
+            new = np.clip(moved[..., 2:], 0, 1)
+            animated = warped + new * (decoded - warped)  # the decoder's pixels where content is new
             target = video[index, frame, top:bottom, left:right]
             target += animated - target if weight is None else weight * (animated - target)
     return torch.from_numpy(video).permute(0, 1, 4, 2, 3)
 
 
-def _resized_photo(photo: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 (h, w, 3) -> float32 (height, width, 3) in [0, 1] (area-averaged when shrinking, cubic when enlarging)."""
-    if photo.shape[:2] != (height, width):
-        shrink = height < photo.shape[0]
-        photo = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-    return photo.astype(np.float32) / 255
+def _sample(source: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """`source` (h, w, 3) float32 at the points (xs, ys) (H, W) of its pixel grid (centres on integers, edges
+    repeated). Cubic: it keeps the photo's detail under sub-pixel shifts, which bilinear sampling halves, and it
+    returns a pixel exactly where a point falls on its centre, so an unmoved pixel is the photo's."""
+    return cv2.remap(source, xs, ys, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _model_region(to_model: np.ndarray, size: int, height: int, width: int) -> tuple[int, int, int, int]:
