@@ -6,7 +6,8 @@ A config file (`lfdm/configs/*.yaml`) has the top-level sections
 - `lfae`: keyword arguments of `LatentFlowAutoencoder(**lfae)` (the model's own config, kept as a dict);
 - `train_lfae`: `AutoencoderTrainConfig`, stage-one optimisation, losses and bookkeeping;
 - `unet`, `labels`: keyword arguments of `FlowUNet3D` and `LabelEncoder` (dicts, used by stage two);
-- `train_dm`: `FlowDiffusionTrainConfig`, stage-two optimisation, EMA, samples and bookkeeping (None when absent).
+- `train_dm`: `FlowDiffusionTrainConfig`, stage-two optimisation, EMA, samples and bookkeeping (None when absent);
+- `refiner`, `train_refiner`: `PhotoRefiner` arguments and `RefinerTrainConfig`, the photo refiner (None when absent).
 
 Unknown keys and unknown sections raise `ValueError` listing the valid ones.
 """
@@ -27,7 +28,11 @@ from lfdm.schedulers import DEFAULT_STEPS, PREDICTION_TYPES
 MIXED_PRECISION_MODES = ("auto", "no", "fp16", "bf16")
 # The sections each stage reads, and so what its run folder's config.yaml holds: a diffusion run takes its
 # autoencoder's settings from the autoencoder it loads (its config.json), not from a section of its own.
-STAGE_SECTIONS = {"lfae": ("data", "lfae", "train_lfae"), "dm": ("data", "unet", "labels", "train_dm")}
+STAGE_SECTIONS = {
+    "lfae": ("data", "lfae", "train_lfae"),
+    "dm": ("data", "unet", "labels", "train_dm"),
+    "refiner": ("data", "refiner", "train_refiner"),
+}
 
 
 class _StageSchedule:
@@ -167,6 +172,61 @@ class FlowDiffusionTrainConfig(_StageSchedule):
 
 
 @dataclass
+class RefinerTrainConfig(_StageSchedule):
+    """The photo refiner (`lfdm.models.refiner`): learns to paint new content at `refiner.scale` x the LFAE's size
+    from SynthFace pairs rendered that large (data.resolution must be that size) through a frozen LFAE."""
+
+    lfae: str | None = None  # the trained autoencoder: a save_pretrained folder, a pipeline folder or a train-lfae run
+    init_from: str | None = None  # optional refiner folder (or pipeline folder with refiner/) to start from
+    output_dir: str | None = None  # run folder; None -> runs/refiner-<config name>-<date>-<time> (no spaces allowed)
+    seed: int = 0  # seeds the weights, the data stream and the crops
+    max_steps: int = 2000  # optimiser steps
+    batch_size: int = 8  # pairs per process and micro-step
+    gradient_accumulation_steps: int = 1  # micro-steps per optimiser step
+    pool_size: int = 1200  # pairs made into training examples once, before the first step (RefinerExamples)
+    crops_per_pair: int = 3  # crops taken from each pair of the pool
+    cache_dir: str | None = None  # folder where the pool is saved and read back (a resumed run skips making it)
+    crop: int = 128  # side of the training crops (multiple of 4), in refiner pixels
+    new_content_crops: float = 0.75  # fraction of crops centred where content is newest (mouths, eyes)
+    learning_rate: float = 1e-3  # Adam learning rate before decay
+    adam_betas: tuple[float, float] = (0.9, 0.99)  # Adam (beta1, beta2)
+    lr_milestones: tuple[float, ...] = (0.7, 0.9)  # steps where lr *= lr_decay; values < 1: fractions of max_steps
+    lr_decay: float = 0.3  # multiplicative lr decay at each milestone
+    max_grad_norm: float | None = 1.0  # clip the gradient norm to this value; None = no clipping
+    mixed_precision: str = "auto"  # "auto" (bf16/fp16 on a GPU that has it, else fp32) | "no" | "fp16" | "bf16"
+    l1_weight: float = 1.0  # weight of the mean absolute error of the refined frame
+    gradient_weight: float = 1.0  # weight of the mean absolute error of its horizontal and vertical differences
+    # (detail: a blurred frame pays for every edge it softens)
+    gate_weight: float = 0.01  # weight of the gate's mean: take the photo's warped pixels unless painting pays
+    log_every: int = 10  # steps between JSONL log lines (averages since the last line)
+    sample_every: int = 250  # steps between PNG grids of refined crops (0 = never)
+    checkpoint_every: int = 250  # steps between resumable checkpoints (0 = only the final model)
+    keep_last: int = 2  # checkpoints kept in the run folder (older ones are deleted); >= 1
+    num_samples: int = 4  # pairs shown in each sample grid
+
+    def __post_init__(self) -> None:
+        check_choice("train_refiner.mixed_precision", self.mixed_precision, MIXED_PRECISION_MODES)
+        check_positive(
+            "train_refiner",
+            max_steps=self.max_steps,
+            batch_size=self.batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            crop=self.crop,
+            pool_size=self.pool_size,
+            crops_per_pair=self.crops_per_pair,
+            learning_rate=self.learning_rate,
+            log_every=self.log_every,
+            keep_last=self.keep_last,
+            num_samples=self.num_samples,
+        )
+        if self.crop % 4:
+            raise ValueError(f"train_refiner.crop must be a multiple of 4; got {self.crop}.")
+        if not 0 <= self.new_content_crops <= 1:
+            raise ValueError(f"train_refiner.new_content_crops must be in [0, 1]; got {self.new_content_crops}.")
+        self._check_schedule_and_folder("train_refiner")
+
+
+@dataclass
 class RunConfig:
     """A whole config file. Model sections are dicts passed as keyword arguments to the model constructors."""
 
@@ -176,6 +236,8 @@ class RunConfig:
     unet: dict[str, Any] | None = None  # FlowUNet3D(**unet), stage two
     labels: dict[str, Any] | None = None  # LabelEncoder(**labels), stage two
     train_dm: FlowDiffusionTrainConfig | None = None  # stage two; None when the file has no train_dm section
+    refiner: dict[str, Any] | None = None  # PhotoRefiner(**refiner), the photo refiner
+    train_refiner: RefinerTrainConfig | None = None  # the photo refiner; None when the file has no such section
     name: str = "run"  # the config's name (file stem), used for default run folders; not a YAML key
 
     @classmethod
@@ -189,6 +251,9 @@ class RunConfig:
         train_dm = sections.get("train_dm")
         if train_dm is not None:
             train_dm = dataclass_from_dict(FlowDiffusionTrainConfig, train_dm, "train_dm")
+        train_refiner = sections.get("train_refiner")
+        if train_refiner is not None:
+            train_refiner = dataclass_from_dict(RefinerTrainConfig, train_refiner, "train_refiner")
         data = sections.get("data") or {}
         # Older run folders name the only stage-one frame sampling there is; accepted, and no longer written.
         if isinstance(data, dict) and data.get("lfae_frame_sampling") == "pair":
@@ -200,6 +265,8 @@ class RunConfig:
             unet=sections.get("unet"),
             labels=sections.get("labels"),
             train_dm=train_dm,
+            refiner=sections.get("refiner"),
+            train_refiner=train_refiner,
             name=name,
         )
 
@@ -208,6 +275,7 @@ class RunConfig:
         or "dm") only the sections that stage reads (`STAGE_SECTIONS`)."""
         sections = {"data": self.data, "lfae": self.lfae, "train_lfae": self.train_lfae}
         sections.update({"unet": self.unet, "labels": self.labels, "train_dm": self.train_dm})
+        sections.update({"refiner": self.refiner, "train_refiner": self.train_refiner})
         if stage is not None:
             sections = {key: value for key, value in sections.items() if key in STAGE_SECTIONS[stage]}
         return {key: plain(value) for key, value in sections.items() if value is not None}
