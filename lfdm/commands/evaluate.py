@@ -9,7 +9,8 @@
 Each config is `scheduler[:steps[:guidance]]` and runs with every `--guidance` unless it names its own. DDPM with
 1000 steps takes minutes per video on a CPU: use a few identities there, or a GPU. The JSON record holds the
 arguments and every score (`lfdm.evaluation.generation.GenerationEvaluation`); `--markdown` writes the table for
-`benchmarks/RESULTS.md`.
+`benchmarks/RESULTS.md`. `--choose-default` then picks the fewest steps as good as the setting with the most steps
+(`python -m lfdm choose-default`), and `--write-default` saves that choice into the `--model` folder.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_arguments(parser)
     parser.add_argument("--out", default="evaluation.json", help="JSON file for the scores")
     parser.add_argument("--markdown", help="also write the table as Markdown to this file")
+    parser.add_argument(
+        "--choose-default", action="store_true", help="choose the model's default steps from these scores"
+    )
+    parser.add_argument(
+        "--write-default", action="store_true", help="with --choose-default: write the choice into the --model folder"
+    )
 
 
 def _cases(args: argparse.Namespace, pipe):
@@ -88,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}.")
+    if args.write_default and not args.choose_default:
+        raise ValueError("--write-default writes the choice of --choose-default; pass both.")
     settings = parse_sampler_settings(args.configs, args.guidance)
     if not (Path(args.classifier) / "config.json").is_file():
         raise FileNotFoundError(
@@ -127,4 +136,9 @@ def run(args: argparse.Namespace) -> int:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(evaluation.markdown())
         print(f"markdown table written to {args.markdown}")
+    if args.choose_default:
+        from lfdm.commands.choose_default import report_choice
+
+        print()
+        return report_choice(record["samplers"], args.model, write=args.write_default)
     return 0
