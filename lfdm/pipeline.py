@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["LFDMPipeline", "LFDMPipelineOutput", "load_pipeline", "load_image", "preprocess_image"]
 
+
 @dataclass
 class LFDMPipelineOutput(BaseOutput):
     """What `LFDMPipeline.__call__` returns; B = number of labels, F = frames, S = sampling steps run.

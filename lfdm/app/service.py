@@ -71,7 +71,7 @@ def _precision(pipe) -> str:
 
 
 def _timing_note(pipe, settings: GenerationSettings, seconds: float) -> str:
-    """"Made in 0.42 s on the CPU (DPM-Solver++, 4 steps)." for the page (Markdown)."""
+    """Markdown for the page: "Made in 0.42 s on the CPU (DPM-Solver++, 4 steps)."."""
     where = "GPU" if pipe.device.type == "cuda" else "CPU"
     return f"Made in {seconds:.2f} s on the {where} ({shown_scheduler(settings.scheduler)}, {settings.steps} steps)."
 
