@@ -11,6 +11,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from lfdm.cli import main
 from lfdm.evaluation.default_steps import QualityBar, choose_default_steps, write_default_steps
+from lfdm.evaluation.generation import parse_sampler_settings
 from lfdm.pipeline import LFDMPipeline
 from lfdm.schedulers import (
     DEFAULT_STEPS,
@@ -160,3 +161,10 @@ def test_choose_default_command_prints_the_choice_and_writes_it(tiny_pipeline_di
     assert LFDMPipeline.from_pretrained(folder).default_num_inference_steps == 5
     assert main(["choose-default", "--evaluation", str(tmp_path / "missing.json")]) == 1
     assert "no evaluation at" in capsys.readouterr().err
+
+
+def test_an_evaluated_config_without_steps_takes_the_models_count():
+    measured = {"dpmsolver": 4}
+    settings = parse_sampler_settings("dpmsolver,ddim,ddim:7", "1.0", default_steps=lambda name: measured.get(name, 50))
+    assert [(s.scheduler, s.steps) for s in settings] == [("dpmsolver", 4), ("ddim", 50), ("ddim", 7)]
+    assert parse_sampler_settings("dpmsolver")[0].steps == DEFAULT_STEPS["dpmsolver"], "without a model: the usual"
