@@ -8,9 +8,10 @@
 
 Each config is `scheduler[:steps[:guidance]]` (without steps: the model's default count for that scheduler) and
 runs with every `--guidance` unless it names its own. DDPM with 1000 steps takes minutes per video on a CPU: use a
-few identities there, or a GPU. The JSON record holds the arguments and every score (`lfdm.evaluation.generation.GenerationEvaluation`); `--markdown` writes the table for
-`benchmarks/RESULTS.md`. `--choose-default` then picks the fewest steps as good as the setting with the most steps
-(`python -m lfdm choose-default`), and `--write-default` saves that choice into the `--model` folder.
+few identities there, or a GPU. The JSON record holds the arguments and every score
+(`lfdm.evaluation.generation.GenerationEvaluation`); `--markdown` writes the table for `benchmarks/RESULTS.md`.
+`--choose-default` then picks the fewest steps as good as the setting with the most steps (`python -m lfdm
+choose-default`), and `--write-default` saves that choice into the `--model` folder.
 """
 
 from __future__ import annotations
