@@ -30,6 +30,9 @@ COMMANDS: dict[str, Command] = {
     "animate": Command("lfdm.commands.animate", "animate an image with the motion of a driving video"),
     "train-classifier": Command("lfdm.commands.train_classifier", "train the action classifier evaluate judges with"),
     "evaluate": Command("lfdm.commands.evaluate", "action accuracy, Frechet distance and identity metrics"),
+    "choose-default": Command(
+        "lfdm.commands.choose_default", "choose a model's default sampling steps from a sampler evaluation"
+    ),
     "bench": Command("lfdm.commands.bench", "speed and memory benchmarks"),
 }
 

@@ -199,7 +199,7 @@ def sample_chained(
     """
     clip_frames = pipe.num_frames
     clips = num_clips(num_frames, clip_frames)
-    steps_per_clip = int(num_inference_steps or pipe._default_steps())
+    steps_per_clip = int(num_inference_steps or pipe.default_num_inference_steps)
     shared = dict(
         image_features=image_features,
         label_embeddings=label_embeddings,

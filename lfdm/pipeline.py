@@ -8,7 +8,8 @@ Notation (variable -> paper):
 
 Where the constants live (one place each, saved with the weights): the label list in the label encoder's config,
 the image and latent size in the LFAE's config, the number of frames in the U-Net's config (`num_frames`, the
-length it was trained on; the network itself accepts any length, so `__call__` can override it).
+length it was trained on; the network itself accepts any length, so `__call__` can override it), the default
+sampler in the scheduler's class and its measured step count in the scheduler's config (`lfdm.schedulers`).
 """
 
 from __future__ import annotations
@@ -38,18 +39,11 @@ from lfdm.models.unet3d import FlowUNet3D
 from lfdm.motion import check_motion_scale, sample_chained, scale_motion
 from lfdm.photo import check_photo_options, frame_photo, output_size, render_photo_video
 from lfdm.runtime import available_cpus, keep_freed_memory, resolve_dtype
+from lfdm.schedulers import default_steps
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["LFDMPipeline", "LFDMPipelineOutput", "load_pipeline", "load_image", "preprocess_image"]
-
-# Sampling steps when the caller gives none, by scheduler class (lfdm.schedulers.DEFAULT_STEPS by name).
-_DEFAULT_STEPS = {
-    "DDPMScheduler": 1000,
-    "DDIMScheduler": 50,
-    "DPMSolverMultistepScheduler": 25,
-    "UniPCMultistepScheduler": 25,
-}
 
 
 @dataclass
@@ -308,8 +302,11 @@ class LFDMPipeline(DiffusionPipeline):
         """DDPM and DDIM(eta > 0) add noise in `step` and take the generator; DPM-Solver++ and UniPC do not."""
         return {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
 
-    def _default_steps(self) -> int:
-        return _DEFAULT_STEPS.get(type(self.scheduler).__name__, 50)
+    @property
+    def default_num_inference_steps(self) -> int:
+        """The steps `__call__` samples when given none: the model's measured count for its scheduler (saved in the
+        scheduler's config), else the scheduler's usual one (`lfdm.schedulers.default_steps`)."""
+        return default_steps(self.scheduler)
 
     # --- the call -------------------------------------------------------------------------------------------------
 
@@ -341,8 +338,9 @@ class LFDMPipeline(DiffusionPipeline):
                 its face (see `face`) or the whole picture, resized with its aspect kept and padded black to the
                 model's square size, as the training frames were.
             label: one label or a list; one video per label, sampled as one batch.
-            num_inference_steps: sampling steps; None = the scheduler's usual count (DDPM 1000, DDIM 50,
-                DPM-Solver++ / UniPC 25).
+            num_inference_steps: sampling steps; None = `default_num_inference_steps`, the count the model
+                measured for its scheduler, or for a model saved without one the scheduler's usual count
+                (`lfdm.schedulers.DEFAULT_STEPS`).
             guidance_scale: classifier-free guidance weight; 1.0 = plain conditional sampling (one U-Net pass per
                 step, as the paper samples), other values cost two passes per step, batched into one call.
             generator: a torch.Generator, or one per label, for reproducible videos.
@@ -445,7 +443,7 @@ class LFDMPipeline(DiffusionPipeline):
         occlusion maps. image_features (B, C, h, w) z_0 and label_embeddings (B, 768) e(y), in the U-Net's dtype."""
         device = image_features.device
         # 4. Timesteps and the starting noise x_T
-        self.scheduler.set_timesteps(int(num_inference_steps or self._default_steps()), device=device)
+        self.scheduler.set_timesteps(int(num_inference_steps or self.default_num_inference_steps), device=device)
         timesteps = self.scheduler.timesteps
         latents = self.prepare_latents(image_features.shape[0], num_frames, generator, device)
         step_kwargs = self._step_kwargs(generator)

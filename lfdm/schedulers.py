@@ -39,7 +39,17 @@ THRESHOLD_PERCENTILE = 0.9
 # set far beyond anything reachable.
 THRESHOLD_MAX_VALUE = 1e9
 NULL_LABEL_PROBABILITY = 0.1
+# Sampling steps when neither the caller nor the model says how many (`default_steps`): the usual counts of each
+# sampler. A model's own measured count (`MODEL_DEFAULT_STEPS_KEY`) wins over these.
 DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmsolver": 25, "unipc": 25}
+FALLBACK_STEPS = 50  # a scheduler class lfdm does not build (`make_scheduler`), e.g. one a user set by hand
+# The scheduler config key that holds a model's measured step counts, {sampler name: steps} (`set_default_steps`).
+# diffusers' `from_config` registers every key its class does not take as a "hidden" config entry, so the key
+# survives `save_pretrained` / `from_pretrained` of the scheduler and of the whole pipeline; the leading underscore
+# marks it private to diffusers, which then loads it without the "not expected and will be ignored" warning an
+# unknown public key gets. It is a mapping by sampler name rather than one number because `from_config` also
+# carries it to a different scheduler class: a count measured for DPM-Solver++ must not become DDIM's.
+MODEL_DEFAULT_STEPS_KEY = "_lfdm_default_steps"
 SCHEDULE_BUFFER_NAMES = (
     "betas",
     "alphas_cumprod",
@@ -178,7 +188,8 @@ def make_scheduler(name: str, base_config: Mapping | None = None) -> SchedulerMi
 
     `base_config` is a scheduler config (e.g. `pipe.scheduler.config`) whose betas, number of training steps,
     prediction type and thresholding are kept; by default the paper's (`make_training_scheduler().config`).
-    Suggested step counts are in `DEFAULT_STEPS`.
+    The model's measured step counts (`MODEL_DEFAULT_STEPS_KEY`) of `base_config` travel along, so that
+    `default_steps` of the new scheduler still knows them.
     """
     if name not in _SAMPLERS:
         raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(_SAMPLERS)}.")
@@ -187,7 +198,44 @@ def make_scheduler(name: str, base_config: Mapping | None = None) -> SchedulerMi
         raise ValueError("`base_config` must carry `trained_betas` (the exact schedule); got a config without them.")
     scheduler_class, settings = _SAMPLERS[name]
     shared = {key: base[key] for key in _SHARED_KEYS if key in base}
-    return scheduler_class(**shared, **settings, timestep_spacing="trailing")
+    scheduler = scheduler_class(**shared, **settings, timestep_spacing="trailing")
+    if base.get(MODEL_DEFAULT_STEPS_KEY):
+        scheduler.register_to_config(**{MODEL_DEFAULT_STEPS_KEY: dict(base[MODEL_DEFAULT_STEPS_KEY])})
+    return scheduler
+
+
+def sampler_name(scheduler: SchedulerMixin) -> str | None:
+    """The `make_scheduler` name of a scheduler ("ddpm" | "ddim" | "dpmsolver" | "unipc"), by its class; None for
+    a class lfdm does not build."""
+    return next((name for name, (cls, _) in _SAMPLERS.items() if type(scheduler) is cls), None)
+
+
+def default_steps(scheduler: SchedulerMixin) -> int:
+    """How many steps `scheduler` samples when the caller gives no count: the count the model measured for this
+    sampler (`set_default_steps`), else the sampler's usual count (`DEFAULT_STEPS`), else `FALLBACK_STEPS`."""
+    name = sampler_name(scheduler)
+    measured = dict(scheduler.config.get(MODEL_DEFAULT_STEPS_KEY) or {})
+    if name in measured:
+        return int(measured[name])
+    return DEFAULT_STEPS.get(name, FALLBACK_STEPS)
+
+
+def set_default_steps(scheduler: SchedulerMixin, steps: int) -> SchedulerMixin:
+    """Record `steps` as the model's default count for this scheduler's sampler, in its config (saved with it).
+
+    Counts recorded for other samplers stay. Raises ValueError for a class lfdm does not build or a count < 1.
+    """
+    name = sampler_name(scheduler)
+    if name is None:
+        raise ValueError(
+            f"{type(scheduler).__name__} is not one of lfdm's samplers ({sorted(_SAMPLERS)}); build the scheduler "
+            "with lfdm.schedulers.make_scheduler first."
+        )
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"the default number of steps must be a whole number >= 1; got {steps}.")
+    measured = dict(scheduler.config.get(MODEL_DEFAULT_STEPS_KEY) or {})
+    scheduler.register_to_config(**{MODEL_DEFAULT_STEPS_KEY: {**measured, name: int(steps)}})
+    return scheduler
 
 
 def diffusion_loss(

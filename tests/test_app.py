@@ -22,9 +22,11 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from lfdm.app import LAUNCH_OPTIONS, NO_MODEL_MESSAGE, GenerationService, GenerationSettings, build_demo
-from lfdm.app.inputs import UserInputError, read_photo
+from lfdm.app.inputs import UserInputError, preset_of, quality_presets, read_photo
 from lfdm.app.models import find_pipelines
 from lfdm.app.service import GenerationStopped
+from lfdm.app.ui import _Handlers
+from lfdm.evaluation.default_steps import write_default_steps
 from lfdm.video import probe_video, read_video
 
 STEPS = 2
@@ -409,3 +411,60 @@ def test_the_image_input_takes_a_webcam_picture_and_finding_the_face_is_on(servi
     assert by_id["input-image"].sources == ["upload", "webcam", "clipboard"]
     assert by_id["find-face"].value is True, "'Find the face' is on by default"
     assert "face-preview" in by_id and "face-note" in by_id
+
+
+def test_quality_presets_offer_the_measured_default_25_steps_and_the_paper():
+    presets = quality_presets("DPM-Solver++", 4)
+    assert presets == {
+        "Fast (model default, 4 steps)": ("DPM-Solver++", 4),
+        "DPM-Solver++, 25 steps": ("DPM-Solver++", 25),
+        "Paper: DDPM 1000": ("paper: DDPM 1000", 1000),
+    }
+    assert list(quality_presets("DPM-Solver++", 25)) == ["Fast (model default, 25 steps)", "Paper: DDPM 1000"]
+    assert preset_of(presets, "paper: DDPM 1000", 1000.0) == "Paper: DDPM 1000"
+    assert preset_of(presets, "DDIM", 4) is None and preset_of(presets, "DPM-Solver++", "") is None
+
+
+@pytest.fixture(scope="module")
+def measured_service(tiny_pipeline_dir, tmp_path_factory) -> GenerationService:
+    """The tiny model with a measured default: DPM-Solver++, 3 steps (`python -m lfdm choose-default --write`)."""
+    folder = tmp_path_factory.mktemp("measured") / "model"
+    shutil.copytree(tiny_pipeline_dir, folder)
+    write_default_steps(folder, "dpmsolver", 3)
+    return GenerationService({"measured": str(folder)}, "measured", work_dir=folder.parent / "requests")
+
+
+def test_a_model_without_a_measured_default_keeps_its_samplers_usual_steps(service):
+    assert service.default_sampler() == ("DDIM", 50)
+    assert service.check_settings(GenerationSettings(label=service.labels()[0])).steps == 50
+
+
+def test_the_app_samples_the_models_measured_default_and_says_how_long_it_took(measured_service, images):
+    assert measured_service.default_sampler() == ("DPM-Solver++", 3)
+    assert measured_service.default_steps(None, "DDIM") == 50, "the measured count is DPM-Solver++'s only"
+    label = measured_service.labels()[0]
+    result = measured_service.generate(images["face.png"], GenerationSettings(label=label))
+    assert result.num_trace_steps == 3, "no scheduler and no steps: the model's own sampler and measured steps"
+    assert result.seconds > 0 and result.note == f"Made in {result.seconds:.2f} s on the CPU (DPM-Solver++, 3 steps)."
+
+
+def test_loading_a_model_sets_the_quality_scheduler_and_steps_boxes(measured_service):
+    handlers = _Handlers(measured_service)
+    *_, scheduler, steps, quality = handlers.page_loaded()
+    assert (scheduler, steps) == ("DPM-Solver++", 3)
+    assert quality.value == "Fast (model default, 3 steps)" and len(quality.choices) == 3
+    assert handlers.choose_quality("measured", "Paper: DDPM 1000") == ("paper: DDPM 1000", 1000)
+    assert handlers.choose_quality("measured", "DPM-Solver++, 25 steps") == ("DPM-Solver++", 25)
+    assert handlers.choose_scheduler("measured", "DDIM") == (50, None), "DDIM's usual count, no Quality choice"
+    assert handlers.choose_scheduler("measured", "DPM-Solver++") == (3, "Fast (model default, 3 steps)")
+    assert handlers.choose_steps("measured", "DPM-Solver++", 25) == "DPM-Solver++, 25 steps"
+    by_id = {getattr(block, "elem_id", None): block for block in build_demo(measured_service).blocks.values()}
+    assert "quality" in by_id and "run-note" in by_id
+
+
+def test_api_generate_keeps_its_outputs_and_the_time_goes_to_the_page(service, client, images, label):
+    assert len(generate(client, images["face.png"], label)) == 6, "the time goes to the page, not the API"
+    demo = build_demo(service)
+    note = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "run-note")
+    fills_note = [dep for dep in demo.config["dependencies"] if note._id in dep["outputs"]]
+    assert fills_note and fills_note[0]["trigger_after"] is not None, "the note follows a finished generation"

@@ -302,6 +302,19 @@ def test_the_same_seed_gives_the_same_scores(evaluation_models, tmp_path):
     assert [s["fcd"] for s in first["samplers"]] == [s["fcd"] for s in second["samplers"]]
 
 
+def test_evaluate_chooses_the_default_steps_after_the_table(evaluation_models, tmp_path, capsys):
+    args = ["evaluate", "--model", str(evaluation_models / "model"), "--classifier",
+            str(evaluation_models / "classifier"), "--configs", "ddim:2,ddim:1", "--guidance", "1.0", "--device", "cpu",
+            "--num-identities", "2", "--out", str(tmp_path / "scores.json")]  # fmt: skip
+    assert main([*args, "--write-default"]) == 1
+    assert "pass both" in capsys.readouterr().err, "--write-default alone is refused before any sampling"
+    code = main([*args, "--choose-default"])
+    out = capsys.readouterr().out
+    assert "verdict" in out and "reference ddim:2" in out, out
+    # the random tiny model rarely reaches the bar: exit 1 then, 0 with a choice
+    assert code == (0 if "default: ddim:" in out else 1)
+
+
 def test_evaluate_reports_fvd_with_i3d_weights(evaluation_models, tmp_path, i3d_file):
     record = run_evaluate(
         evaluation_models, tmp_path / "s.json", "--num-identities", "2", "--i3d-weights", str(i3d_file)

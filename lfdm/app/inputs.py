@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,7 +17,8 @@ from lfdm.schedulers import DEFAULT_STEPS
 
 # Shown name -> `lfdm.schedulers.make_scheduler` name. The fast solvers first; the paper samples 1000 DDPM steps.
 SCHEDULERS = {"DPM-Solver++": "dpmsolver", "DDIM": "ddim", "UniPC": "unipc", "paper: DDPM 1000": "ddpm"}
-DEFAULT_SCHEDULER = "DPM-Solver++"
+DEFAULT_SCHEDULER = "DPM-Solver++"  # shown before a model is loaded, and for a model whose sampler is none of these
+PAPER_PRESET = "Paper: DDPM 1000"
 STEPS_RANGE = (1, 1000)  # the schedule has 1000 training timesteps; no sampler can take more steps
 GUIDANCE_RANGE = (0.0, 10.0)  # 1.0 = plain conditional sampling (the paper); 0 = unconditional
 FPS_RANGE = (1.0, 60.0)
@@ -34,11 +35,12 @@ class UserInputError(ValueError):
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """What to generate besides the image. `steps=None` takes the scheduler's usual count."""
+    """What to generate besides the image. `scheduler=None` takes the model's own sampler, `steps=None` the
+    model's default count for the scheduler (`lfdm.schedulers.default_steps`)."""
 
     label: str | None = None
     model: str | None = None
-    scheduler: str = DEFAULT_SCHEDULER
+    scheduler: str | None = None
     steps: int | None = None
     guidance_scale: float = 1.0
     seed: int = 0
@@ -48,14 +50,19 @@ class GenerationSettings:
     find_face: bool = True  # animate the largest face found (aligned like the training faces), else the whole picture
 
 
-def check_settings(settings: GenerationSettings, labels: Sequence[str] | None) -> GenerationSettings:
+def check_settings(
+    settings: GenerationSettings,
+    labels: Sequence[str] | None,
+    default_steps: Callable[[str], int] = DEFAULT_STEPS.__getitem__,
+) -> GenerationSettings:
     """Validate and normalise the settings (numbers from the API may be floats or strings); `labels=None` skips
-    the label. The scheduler becomes its `make_scheduler` name and `steps=None` its usual count."""
+    the label. The scheduler (None: `DEFAULT_SCHEDULER`) becomes its `make_scheduler` name, and `steps=None` the
+    count `default_steps(name)` gives (the model's, when the caller knows the model)."""
     if labels is not None and settings.label not in labels:
         raise UserInputError(f"unknown action {settings.label!r}; this model knows: {', '.join(labels)}.")
-    scheduler = _scheduler_key(settings.scheduler)
+    scheduler = _scheduler_key(settings.scheduler or DEFAULT_SCHEDULER)
     steps = settings.steps
-    steps = DEFAULT_STEPS[scheduler] if steps in (None, "") else _number("steps", steps, *STEPS_RANGE, whole=True)
+    steps = default_steps(scheduler) if steps in (None, "") else _number("steps", steps, *STEPS_RANGE, whole=True)
     return replace(
         settings,
         scheduler=scheduler,
@@ -67,6 +74,37 @@ def check_settings(settings: GenerationSettings, labels: Sequence[str] | None) -
         motion_scale=_number("motion strength", settings.motion_scale, *MOTION_SCALE_RANGE),
         find_face=_flag("find the face", settings.find_face),
     )
+
+
+def shown_scheduler(name: str | None) -> str:
+    """The shown name of a `make_scheduler` name; `DEFAULT_SCHEDULER` for None or a sampler the app does not offer."""
+    return next((shown for shown, key in SCHEDULERS.items() if key == name), DEFAULT_SCHEDULER)
+
+
+def quality_presets(scheduler: str, steps: int) -> dict[str, tuple[str, int]]:
+    """The Quality choices for a model whose own sampler is `scheduler` (a shown name of `SCHEDULERS`) with its
+    default `steps`: shown label -> (shown scheduler, steps). The model's measured default first, then 25 steps of
+    the same sampler (lfdm's default before models measured their own), then the paper's 1000 DDPM steps; a
+    choice that repeats an earlier one's sampler and steps is left out."""
+    presets = {
+        f"Fast (model default, {steps} steps)": (scheduler, steps),
+        f"{scheduler}, 25 steps": (scheduler, 25),
+        PAPER_PRESET: (shown_scheduler("ddpm"), 1000),
+    }
+    unique = {}
+    for label, setting in presets.items():
+        if setting not in unique.values():
+            unique[label] = setting
+    return unique
+
+
+def preset_of(presets: dict[str, tuple[str, int]], scheduler: str, steps) -> str | None:
+    """The Quality choice that the scheduler and steps boxes show now, or None when they match no choice."""
+    try:
+        steps = int(steps)
+    except (TypeError, ValueError):
+        return None
+    return next((label for label, setting in presets.items() if setting == (scheduler, steps)), None)
 
 
 def read_photo(path: str | Path | None) -> np.ndarray:

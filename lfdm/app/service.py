@@ -32,13 +32,16 @@ import torch
 
 from lfdm.app import render
 from lfdm.app.inputs import (
+    SCHEDULERS,
     DrivingSettings,
     GenerationSettings,
     UserInputError,
     check_driving_settings,
     check_settings,
+    quality_presets,
     read_driving_video,
     read_photo,
+    shown_scheduler,
 )
 from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines, read_model_card
 from lfdm.driving import DRIVING_LABEL
@@ -47,7 +50,7 @@ from lfdm.outputs import write_label_outputs
 from lfdm.photo import frame_photo
 from lfdm.pipeline import load_pipeline
 from lfdm.runtime import cpu_has_amx_bf16, dtype_name
-from lfdm.schedulers import make_scheduler
+from lfdm.schedulers import default_steps, make_scheduler, sampler_name
 from lfdm.viz import to_uint8
 
 logger = logging.getLogger(__name__)
@@ -65,6 +68,12 @@ def _precision(pipe) -> str:
     if device.type == "cpu" and dtype == torch.bfloat16 and cpu_has_amx_bf16():
         return where + " (this CPU has AMX-BF16, where bfloat16 is 2-3x faster than float32)."
     return where + "."
+
+
+def _timing_note(pipe, settings: GenerationSettings, seconds: float) -> str:
+    """Markdown for the page: "Made in 0.42 s on the CPU (DPM-Solver++, 4 steps)."."""
+    where = "GPU" if pipe.device.type == "cuda" else "CPU"
+    return f"Made in {seconds:.2f} s on the {where} ({shown_scheduler(settings.scheduler)}, {settings.steps} steps)."
 
 
 class GenerationStopped(RuntimeError):
@@ -94,6 +103,8 @@ class GenerationResult:
     num_trace_steps: int
     face_box: tuple[int, int, int, int] | None = None  # in the photo's pixels; None: the whole picture
     face_note: str | None = None
+    seconds: float = 0.0  # wall time of the pipeline call (sampling, decoding, rendering), without writing files
+    note: str = ""  # Markdown: how long it took, where, with which sampler
 
 
 @dataclass(frozen=True)
@@ -181,7 +192,7 @@ class GenerationService:
         self.compare_resolution = compare_resolution
         self.preview_size = preview_size
         self._pipelines: OrderedDict[str, object] = OrderedDict()
-        self._scheduler_configs: dict[str, object] = {}
+        self._schedulers: dict[str, object] = {}  # each model's own scheduler, as loaded (runs swap the pipeline's)
         self._traces: OrderedDict[str, render.StepTrace] = OrderedDict()
         self._load_lock = threading.Lock()
         self._trace_lock = threading.Lock()  # the inspector's events run beside generations
@@ -217,7 +228,7 @@ class GenerationService:
                 except (OSError, ValueError) as error:  # a broken folder, an unknown repo, no network
                     raise UserInputError(f"could not load the model {name!r}: {error}") from error
                 pipe.set_progress_bar_config(disable=True)
-                self._scheduler_configs[name] = pipe.scheduler.config
+                self._schedulers[name] = pipe.scheduler
                 self._pipelines[name] = pipe
                 while len(self._pipelines) > self.max_loaded:
                     dropped, _ = self._pipelines.popitem(last=False)
@@ -249,6 +260,25 @@ class GenerationService:
         card = read_model_card(self.models[name])
         return f"{text}\n\n{card}" if card else text
 
+    def default_sampler(self, model: str | None = None) -> tuple[str, int]:
+        """The model's own sampler (its shown name in `SCHEDULERS`) and the steps it samples by default."""
+        name = self._model_name(model)
+        self.pipeline(name)
+        own = self._schedulers[name]
+        return shown_scheduler(sampler_name(own)), self.default_steps(name, shown_scheduler(sampler_name(own)))
+
+    def default_steps(self, model: str | None, scheduler: str) -> int:
+        """The steps `scheduler` (a shown name or `make_scheduler` name) samples on this model by default: the
+        model's measured count for it, else the sampler's usual count (`lfdm.schedulers.default_steps`)."""
+        name = self._model_name(model)
+        self.pipeline(name)
+        key = SCHEDULERS.get(scheduler, scheduler)
+        return default_steps(make_scheduler(key, base_config=self._schedulers[name].config))
+
+    def quality_presets(self, model: str | None = None) -> dict[str, tuple[str, int]]:
+        """The Quality choices for the model: its measured default, 25 steps, the paper's DDPM 1000."""
+        return quality_presets(*self.default_sampler(model))
+
     def _model_name(self, model: str | None) -> str:
         if not self.has_model:
             raise UserInputError(NO_MODEL_MESSAGE)
@@ -262,7 +292,12 @@ class GenerationService:
     def check_settings(self, settings: GenerationSettings, *, need_label: bool = True) -> GenerationSettings:
         """The settings checked against the selected model (UserInputError), with the model's name filled in."""
         name = self._model_name(settings.model)
-        return check_settings(replace(settings, model=name), self.labels(name) if need_label else None)
+        scheduler = settings.scheduler or self.default_sampler(name)[0]
+        return check_settings(
+            replace(settings, model=name, scheduler=scheduler),
+            self.labels(name) if need_label else None,
+            default_steps=lambda key: self.default_steps(name, key),
+        )
 
     # --- running --------------------------------------------------------------------------------------------------
 
@@ -280,7 +315,7 @@ class GenerationService:
         pipe = self.pipeline(settings.model)
         photo = read_photo(image_path)
         with self._stoppable(session) as stop:
-            output = self._sample(
+            output, seconds = self._sample(
                 pipe, photo, [settings.label], settings, stop, progress, trace=True, resolution="input"
             )
 
@@ -316,6 +351,8 @@ class GenerationService:
             num_trace_steps=len(trace.steps),
             face_box=output.face_box,
             face_note=output.face_note,
+            seconds=seconds,
+            note=_timing_note(pipe, settings, seconds),
         )
 
     def compare(
@@ -339,7 +376,7 @@ class GenerationService:
                 batch = labels[start : start + batch_size]
                 share, done = len(batch) / len(labels), start / len(labels)
                 batch_progress = None if progress is None else (lambda f, d, s=share, o=done: progress(o + f * s, d))
-                output = self._sample(
+                output, _ = self._sample(
                     pipe, photo, batch, settings, stop, batch_progress, trace=False, resolution=self.compare_resolution
                 )
                 videos.update({label: to_uint8(frames) for label, frames in zip(batch, output.frames, strict=True)})
@@ -400,11 +437,12 @@ class GenerationService:
 
     def _sample(self, pipe, image, labels, settings, stop: threading.Event, progress, *, trace: bool, resolution):
         """Run the pipeline under the run lock; progress per sampling step; `stop` interrupts after a step. The
-        video comes back at `resolution` ("input": the photo's size), at most `max_resolution`."""
+        video comes back at `resolution` ("input": the photo's size), at most `max_resolution`. Returns the output
+        and the seconds the pipeline call took (not the wait for the lock)."""
         with self._run_lock:
             if stop.is_set():
                 raise GenerationStopped("stopped before it started.")
-            pipe.scheduler = make_scheduler(settings.scheduler, base_config=self._scheduler_configs[settings.model])
+            pipe.scheduler = make_scheduler(settings.scheduler, base_config=self._schedulers[settings.model].config)
             # a video longer than the model's clip samples one clip after the other, each for all labels at once
             sampling_steps = settings.steps * num_clips(settings.num_frames or pipe.num_frames, pipe.num_frames)
             total = sampling_steps + 1  # the last unit is decoding the frames
@@ -420,6 +458,7 @@ class GenerationService:
                     pipe.interrupt = True  # the loop ends after this step, so the CPU stops working
                 return {}
 
+            began = time.perf_counter()
             output = pipe(
                 image,
                 labels,
@@ -434,11 +473,12 @@ class GenerationService:
                 resolution=resolution,
                 max_resolution=self.max_resolution,
             )
+            seconds = time.perf_counter() - began
         if output.interrupted or stop.is_set():
             raise GenerationStopped("stopped; press Generate to start again.")
         if progress is not None:
             progress(1.0, "writing the videos")
-        return output
+        return output, seconds
 
     def find_face(self, image_path, find_face: bool = True, model: str | None = None) -> FacePreview:
         """The face the next generation will animate, drawn on the input (no sampling; about 0.2 s)."""

@@ -44,8 +44,9 @@ Models", CVPR 2023) animate one image according to a class label. Training has t
 2. A **3D U-Net diffusion model**, conditioned on the image's features and the label, learns to generate whole
    sequences of those flows and occlusion maps from noise.
 
-To make a video, the diffusion model samples the flows and occlusion maps (a few dozen steps with DPM-Solver++,
-DDIM or UniPC; the paper used 1000 DDPM steps), and the autoencoder warps and decodes the image once per frame.
+To make a video, the diffusion model samples the flows and occlusion maps (a few steps with DPM-Solver++, DDIM or
+UniPC, as many as the model's measured default, under **Quality**; the paper used 1000 DDPM steps), and the
+autoencoder warps and decodes the image once per frame.
 Because the pixels come from your image, the subject keeps its identity.
 
 ## What the models know

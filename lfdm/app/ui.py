@@ -27,6 +27,7 @@ from lfdm.app.inputs import (
     DrivingSettings,
     GenerationSettings,
     UserInputError,
+    preset_of,
 )
 from lfdm.app.models import NO_MODEL_MESSAGE
 from lfdm.app.service import GenerationService, GenerationStopped
@@ -119,7 +120,7 @@ class _Handlers:
         # Gradio needs maximum > minimum; a 1-step run gets a slider that `inspect` clamps to its one step.
         slider = gr.Slider(minimum=1, maximum=max(last, 2), value=last, step=1, interactive=last > 1)
         videos = [result.video, result.flow_video, result.occlusion_video, result.panel_video]
-        return *map(str, videos), [str(path) for path in result.downloads], slider, result.request_id
+        return *map(str, videos), [str(path) for path in result.downloads], slider, result.request_id, result.note
 
     @_shown_errors
     def compare(
@@ -165,13 +166,35 @@ class _Handlers:
         labels = self.service.labels(model)
         frames = self.service.pipeline(model).num_frames  # the model's clip: the default length
         length = gr.Slider(minimum=min(16, frames), maximum=max(64, frames), value=frames)
-        return gr.Dropdown(choices=labels, value=labels[0] if labels else None), self.service.describe(model), length
+        scheduler, steps = self.service.default_sampler(model)  # the model's own sampler and measured steps
+        presets = self.service.quality_presets(model)
+        quality = gr.Radio(choices=list(presets), value=preset_of(presets, scheduler, steps))
+        label = gr.Dropdown(choices=labels, value=labels[0] if labels else None)
+        return label, self.service.describe(model), length, scheduler, steps, quality
 
     @_shown_errors
     def page_loaded(self):
         if not self.service.has_model:
-            return gr.Dropdown(), NO_MODEL_MESSAGE, gr.Slider()
+            return gr.Dropdown(), NO_MODEL_MESSAGE, gr.Slider(), gr.skip(), gr.skip(), gr.skip()
         return self.choose_model(self.service.default_model)
+
+    @_shown_errors
+    def choose_quality(self, model, quality):
+        """A Quality choice sets the scheduler and steps boxes."""
+        presets = self.service.quality_presets(model)
+        if quality not in presets:
+            return gr.skip(), gr.skip()
+        return presets[quality]
+
+    @_shown_errors
+    def choose_scheduler(self, model, scheduler):
+        """Another scheduler: its default steps on this model, and the Quality choice that now matches."""
+        steps = self.service.default_steps(model, scheduler)
+        return steps, preset_of(self.service.quality_presets(model), scheduler, steps)
+
+    @_shown_errors
+    def choose_steps(self, model, scheduler, steps):
+        return preset_of(self.service.quality_presets(model), scheduler, steps)
 
 
 def _video(label: str, elem_id: str | None = None) -> gr.Video:
@@ -205,6 +228,13 @@ def _inputs(service: GenerationService, examples_dir) -> SimpleNamespace:
     if examples:
         gr.Examples(examples, inputs=[ui.image], label="Examples", examples_per_page=12)
     ui.label = gr.Dropdown(label="Action", choices=[], value=None, elem_id="label")  # filled from the model
+    ui.quality = gr.Radio(  # choices and value come from the model when the page loads
+        label="Quality",
+        choices=[],
+        value=None,
+        info="the model's own default first; the paper's 1000 DDPM steps take minutes on a CPU",
+        elem_id="quality",
+    )
     with gr.Row():
         ui.num_frames = gr.Slider(
             16,
@@ -255,6 +285,7 @@ def _results() -> SimpleNamespace:
         ui.video = _video("Generated video", "video")
         ui.flow_video = _video("Latent flow, with its colour key", "flow-video")
         ui.occlusion_video = _video("Occlusion (white = visible)", "occlusion-video")
+    ui.run_note = gr.Markdown(elem_id="run-note")  # how long the video took
     ui.panel_video = _video("input | generated | warped input | flow | grid | occlusion", "panel-video")
     ui.downloads = gr.File(
         label="Downloads: video, panels, GIF, flows (.npz), every step (.npz)",
@@ -310,6 +341,7 @@ def build_demo(
     the example driving videos (mp4)."""
     with gr.Blocks(title=text.TITLE, analytics_enabled=False, delete_cache=(900, 3600)) as demo:
         request_id = gr.State(None)  # which run the inspector shows; its trace stays on the server
+        run_note = gr.State("")  # a State, not a shown output, so that /generate returns what it always returned
         gr.Markdown(text.HEADER)
         if not service.has_model:
             gr.Markdown(NO_MODEL_MESSAGE, elem_id="no-model")
@@ -329,12 +361,12 @@ def build_demo(
             with gr.Tab("About"):
                 gr.Markdown(f"{text.ABOUT}\n## The default model\n{service.describe()}")
         handlers = _Handlers(service)
-        _wire(demo, handlers, inputs, results, inspector, compare, request_id)
+        _wire(demo, handlers, inputs, results, inspector, compare, request_id, run_note)
         wire_driving_tab(driving, _on_gpu(handlers.animate), inputs.model)
     return demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
 
 
-def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, compare, request_id) -> None:
+def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, compare, request_id, run_note) -> None:
     """The events. Generate and Compare share one queue slot (`concurrency_id="model"`); they skip Gradio's
     preprocessing so the service opens uploads itself. The inspector and the small helpers skip the queue, so they
     answer while a generation runs."""
@@ -348,6 +380,7 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
         results.downloads,
         inspector.step,
         request_id,
+        run_note,
     ]
     queued = dict(preprocess=False, concurrency_id="model", concurrency_limit=1)
     motion = [inputs.num_frames, inputs.motion_scale]  # last, so API calls without them keep working
@@ -360,6 +393,7 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
     )
     step_inputs = [request_id, inspector.step, inspector.as_videos, inputs.fps]
     generating.success(handlers.show_step, step_inputs, inspector.outputs, queue=False, api_visibility="private")
+    generating.success(lambda note: note, run_note, results.run_note, queue=False, api_visibility="private")
     comparing = compare.button.click(
         _on_gpu(handlers.compare),
         [inputs.image, *settings],
@@ -389,14 +423,14 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
             api_name="find_face",
         )
     inputs.dice.click(lambda: random.randint(0, SEED_MAX), None, inputs.seed, queue=False, api_visibility="private")
+    private = dict(queue=False, api_visibility="private")
+    sampler = [inputs.scheduler, inputs.steps]
+    inputs.quality.input(handlers.choose_quality, [inputs.model, inputs.quality], sampler, **private)
     inputs.scheduler.input(
-        lambda name: DEFAULT_STEPS[SCHEDULERS[name]],
-        inputs.scheduler,
-        inputs.steps,
-        queue=False,
-        api_visibility="private",
+        handlers.choose_scheduler, [inputs.model, inputs.scheduler], [inputs.steps, inputs.quality], **private
     )
-    model_outputs = [inputs.label, inputs.model_info, inputs.num_frames]
+    inputs.steps.input(handlers.choose_steps, [inputs.model, *sampler], inputs.quality, **private)
+    model_outputs = [inputs.label, inputs.model_info, inputs.num_frames, *sampler, inputs.quality]
     inputs.model.input(handlers.choose_model, inputs.model, model_outputs, api_visibility="private")
     demo.load(handlers.page_loaded, None, model_outputs, api_visibility="private")
 

@@ -6,10 +6,12 @@
     python -m lfdm evaluate --model checkpoints/mug --classifier checkpoints/eval/mug_classifier \
         --data mug --data-root /data/MUG --max-videos 200 --i3d-weights i3d_torchscript.pt --out mug.json
 
-Each config is `scheduler[:steps[:guidance]]` and runs with every `--guidance` unless it names its own. DDPM with
-1000 steps takes minutes per video on a CPU: use a few identities there, or a GPU. The JSON record holds the
-arguments and every score (`lfdm.evaluation.generation.GenerationEvaluation`); `--markdown` writes the table for
-`benchmarks/RESULTS.md`.
+Each config is `scheduler[:steps[:guidance]]` (without steps: the model's default count for that scheduler) and
+runs with every `--guidance` unless it names its own. DDPM with 1000 steps takes minutes per video on a CPU: use a
+few identities there, or a GPU. The JSON record holds the arguments and every score
+(`lfdm.evaluation.generation.GenerationEvaluation`); `--markdown` writes the table for `benchmarks/RESULTS.md`.
+`--choose-default` then picks the fewest steps as good as the setting with the most steps (`python -m lfdm
+choose-default`), and `--write-default` saves that choice into the `--model` folder.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_arguments(parser)
     parser.add_argument("--out", default="evaluation.json", help="JSON file for the scores")
     parser.add_argument("--markdown", help="also write the table as Markdown to this file")
+    parser.add_argument(
+        "--choose-default", action="store_true", help="choose the model's default steps from these scores"
+    )
+    parser.add_argument(
+        "--write-default", action="store_true", help="with --choose-default: write the choice into the --model folder"
+    )
 
 
 def _cases(args: argparse.Namespace, pipe):
@@ -79,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from lfdm.evaluation.generation import evaluate_generation, parse_sampler_settings
     from lfdm.pipeline import load_pipeline
     from lfdm.runtime import dtype_name
+    from lfdm.schedulers import default_steps, make_scheduler
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("lfdm.evaluation").setLevel(logging.INFO)
@@ -88,12 +97,17 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}.")
-    settings = parse_sampler_settings(args.configs, args.guidance)
+    if args.write_default and not args.choose_default:
+        raise ValueError("--write-default writes the choice of --choose-default; pass both.")
+    parse_sampler_settings(args.configs, args.guidance)  # refuse a bad config before the model loads
     if not (Path(args.classifier) / "config.json").is_file():
         raise FileNotFoundError(
             f"no classifier at {args.classifier} (no config.json); train one with python -m lfdm train-classifier."
         )
     pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype)
+    # a config without steps samples the model's own default count for that sampler
+    model_steps = lambda name: default_steps(make_scheduler(name, base_config=pipe.scheduler.config))
+    settings = parse_sampler_settings(args.configs, args.guidance, default_steps=model_steps)
     pipe.set_progress_bar_config(disable=True)
     classifier = ActionClassifier.from_pretrained(args.classifier).to(pipe.device).eval()
     i3d = load_i3d(args.i3d_weights, device=pipe.device) if args.i3d_weights else None
@@ -127,4 +141,9 @@ def run(args: argparse.Namespace) -> int:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(evaluation.markdown())
         print(f"markdown table written to {args.markdown}")
+    if args.choose_default:
+        from lfdm.commands.choose_default import report_choice
+
+        print()
+        return report_choice(record["samplers"], args.model, write=args.write_default)
     return 0

@@ -1,11 +1,13 @@
 """`python -m lfdm generate`: one image and action labels -> a folder of videos per label.
 
     python -m lfdm generate --model checkpoints --image face.png --label happiness --label surprise \
-        --steps 25 --scheduler dpmsolver --seed 0 --face auto --resolution input --out outputs \
-        [--frames 48] [--motion-scale 1.5]
+        --seed 0 --face auto --resolution input --out outputs \
+        [--steps 25] [--scheduler dpmsolver] [--frames 48] [--motion-scale 1.5]
 
-finds the face in the picture (`--face auto`; `none` animates the whole picture, `require` stops when there is
-no face) and writes, for each label, `<out>/<label-slug>/`:
+samples with the model's own sampler and its measured default steps unless `--scheduler` / `--steps` say otherwise
+(`python -m lfdm choose-default` measures and saves that default), finds the face in the picture (`--face auto`;
+`none` animates the whole picture, `require` stops when there is no face) and writes, for each label,
+`<out>/<label-slug>/`:
 - `video.mp4`  the generated video (H.264) at the photo's size (`--resolution input`, long side at most
   `--max-resolution`), the face pasted back into the photo; `--resolution model` gives the model's own frames;
 - `panels.mp4` the model's view: input (the face crop) | generated | warped input | flow colours | warped grid |
@@ -30,8 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--label", action="append", default=None, help="action label; repeat for several (default: every label)"
     )
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the scheduler's usual)")
-    parser.add_argument("--scheduler", choices=SCHEDULERS, default="dpmsolver", help="sampler (ddpm = the paper's)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="sampling steps (default: the model's measured count for the sampler)"
+    )
+    parser.add_argument(
+        "--scheduler", choices=SCHEDULERS, default=None, help="sampler (default: the model's own; ddpm = the paper's)"
+    )
     parser.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance; 1.0 = none")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video")
     parser.add_argument("--out", default="outputs", help="output folder; one sub-folder per label")
@@ -73,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     unknown = [label for label in labels if label not in pipe.labels]
     if unknown:
         raise ValueError(f"unknown label(s) {unknown}; this model knows: {', '.join(pipe.labels)}.")
-    pipe.scheduler = make_scheduler(args.scheduler, base_config=pipe.scheduler.config)
+    if args.scheduler is not None:
+        pipe.scheduler = make_scheduler(args.scheduler, base_config=pipe.scheduler.config)
+    print(f"sampling with {type(pipe.scheduler).__name__}, {args.steps or pipe.default_num_inference_steps} steps")
 
     out = Path(args.out)
     for start in range(0, len(labels), args.batch_size):

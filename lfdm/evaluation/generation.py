@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,11 +57,14 @@ class SamplerSetting:
         return f"{self.scheduler}-{self.steps} g{self.guidance:g}"
 
 
-def parse_sampler_settings(configs: str, guidance: str | Sequence[float] = "1.0") -> list[SamplerSetting]:
+def parse_sampler_settings(
+    configs: str, guidance: str | Sequence[float] = "1.0", default_steps: Callable[[str], int] | None = None
+) -> list[SamplerSetting]:
     """ "ddpm:1000,dpmsolver:25" and "1.0,2.0" -> every config with every guidance scale.
 
-    A config is `scheduler[:steps[:guidance]]`; without steps the scheduler's usual count (`DEFAULT_STEPS`), with a
-    guidance of its own it ignores the `guidance` list.
+    A config is `scheduler[:steps[:guidance]]`; without steps `default_steps(scheduler)` (the evaluated model's
+    count, `lfdm.schedulers.default_steps`), else the scheduler's usual count (`DEFAULT_STEPS`); with a guidance of
+    its own it ignores the `guidance` list.
     """
     scales = [float(value) for value in guidance.split(",")] if isinstance(guidance, str) else list(guidance)
     settings = []
@@ -73,7 +76,7 @@ def parse_sampler_settings(configs: str, guidance: str | Sequence[float] = "1.0"
             raise ValueError(f"unknown scheduler {name!r} in {entry!r}; choose one of {sorted(DEFAULT_STEPS)}.")
         if len(rest) > 2:
             raise ValueError(f"a sampler config is scheduler[:steps[:guidance]]; got {entry!r}.")
-        steps = int(rest[0]) if rest and rest[0] else DEFAULT_STEPS[name]
+        steps = int(rest[0]) if rest and rest[0] else (default_steps or DEFAULT_STEPS.__getitem__)(name)
         if steps < 1:
             raise ValueError(f"steps must be >= 1; got {entry!r}.")
         for scale in [float(rest[1])] if len(rest) == 2 else scales:
