@@ -171,6 +171,7 @@ def render_photo_video(
     occlusions: torch.Tensor,
     model_frames: torch.Tensor,
     out_size: tuple[int, int],
+    refiner=None,
 ) -> torch.Tensor:
     """Video of the photo at `out_size` (height, width) from the model's output on `framing.model_input`.
 
@@ -179,7 +180,10 @@ def render_photo_video(
 
     Per frame f: the displacement d_f = flow_f - flow_0 and the new content n_f = (m_0 - m_f) / m_0 (what was
     visible in frame 0 and is not now), both upsampled; the photo's pixels at output size warped by d_f, mixed
-    with the decoder's frame where n_f says so; a face crop then fades into the untouched photo near its edge.
+    with painted pixels where content is new; a face crop then fades into the untouched photo near its edge. The
+    painted pixels are the `refiner`'s (`lfdm.models.refiner.PhotoRefiner`: detail at `refiner.config.scale` x the
+    model's size, around the new content only) with its gate, or without one the decoder's frame upsampled, with
+    n_f as the gate.
     OpenCV does the resampling (`warpAffine`, `remap`: cubic, pixel centres on integers, edges repeated).
     """
     flows = flows.detach().float().cpu().numpy()
@@ -223,22 +227,101 @@ def render_photo_video(
         first = occlusions[index, :1]  # frame 0's occlusion map: what the photo itself shows
         new_content = np.clip((first - occlusions[index]) / np.maximum(first, _NEW_CONTENT_EPS), 0, 1)
         maps = np.concatenate([shift, new_content[..., None]], axis=-1).astype(np.float32)  # (F, h, w, 3)
+        painted = None
+        if refiner is not None:
+            painted = _refine(refiner, source, maps, model_frames[index], to_source @ np.linalg.inv(to_model), size)
         for frame in range(flows.shape[1]):
             # the coarse maps upsampled smoothly (cubic): a bilinear displacement bends straight lines at cell edges
             moved = cv2.warpAffine(
                 maps[frame], region_to_latent, region_size, flags=flags | cv2.INTER_CUBIC,
                 borderMode=cv2.BORDER_REPLICATE,
             )  # fmt: skip  (h', w', 3): shift x, shift y, new content
-            decoded = cv2.warpAffine(
-                model_frames[index, frame], region_to_model[:2], region_size, flags=flags | cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REPLICATE,
-            )  # fmt: skip
             warped = _sample(source, xs + moved[..., 0], ys + moved[..., 1])
-            new = np.clip(moved[..., 2:], 0, 1)
-            animated = warped + new * (decoded - warped)  # the decoder's pixels where content is new
+            if painted is None:  # the decoder's pixels where content is new
+                paint = cv2.warpAffine(
+                    model_frames[index, frame], region_to_model[:2], region_size, flags=flags | cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE,
+                )  # fmt: skip
+                gate = np.clip(moved[..., 2:], 0, 1)
+            elif frame in painted:  # the refiner's pixels and gate, from its frame into the region
+                region_to_box = np.linalg.inv(painted[frame].to_model) @ region_to_model
+                both = cv2.warpAffine(
+                    painted[frame].pixels, region_to_box[:2], region_size,
+                    flags=flags | cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+                )  # fmt: skip  (h', w', 4): paint RGB, gate
+                paint, gate = both[..., :3], both[..., 3:]
+            else:  # nothing new near this frame: the warp alone
+                paint, gate = warped, np.zeros_like(warped[..., :1])
+            animated = warped + gate * (paint - warped)
             target = video[index, frame, top:bottom, left:right]
             target += animated - target if weight is None else weight * (animated - target)
     return torch.from_numpy(video).permute(0, 1, 4, 2, 3)
+
+
+@dataclass(frozen=True)
+class _Painted:
+    """The refiner's output for one frame: pixels (h, w, 4) float32, paint RGB and gate, on a box of its frame;
+    to_model (3, 3) box pixels -> model-frame pixels."""
+
+    pixels: np.ndarray
+    to_model: np.ndarray
+
+
+_REFINE_THRESHOLD = 0.02  # new content below this is left to the warp
+_REFINE_MARGIN = 1  # latent cells around the new content that the refiner also sees
+
+
+@torch.no_grad()
+def _refine(refiner, source, maps, model_frames, model_to_source, size: int) -> dict[int, _Painted]:
+    """Run `refiner` on the frames of one video where content is new: frame -> `_Painted`.
+
+    source (h, w, 3) float32 the photo as sampled; maps (F, h', w', 3) float32 latent shift (source pixels) and new
+    content; model_frames (F, S, S, 3) the decoder's frames; model_to_source (3, 3) model-frame pixels -> source
+    pixels. The refiner works at `scale` x the model's size on one box that holds every frame's new content (with a
+    margin), its sides multiples of the refiner's patch; frame 0 (the photo itself) is never painted.
+    """
+    scale, patch = int(refiner.config.scale), int(refiner.config.patch)
+    latent = maps.shape[1]
+    cells = (maps[1:, ..., 2] > _REFINE_THRESHOLD).any(0)
+    if not cells.any():
+        return {}
+    rows, columns = np.nonzero(cells)
+    cell = size * scale / latent  # refiner pixels per latent cell
+    full = size * scale
+    y0, y1 = (max(0, rows.min() - _REFINE_MARGIN), min(latent, rows.max() + 1 + _REFINE_MARGIN))
+    x0, x1 = (max(0, columns.min() - _REFINE_MARGIN), min(latent, columns.max() + 1 + _REFINE_MARGIN))
+    down = lambda value: int(value * cell) // patch * patch
+    up = lambda value: min(full, -(-int(np.ceil(value * cell)) // patch) * patch)
+    top, bottom, left, right = down(y0), up(y1), down(x0), up(x1)
+    box_size = (right - left, bottom - top)
+    # refiner box pixels -> model pixels: a resize by 1 / scale (pixel centres) after the box's offset
+    box_to_model = np.array(
+        [[1 / scale, 0, (left + 0.5) / scale - 0.5], [0, 1 / scale, (top + 0.5) / scale - 0.5], [0, 0, 1]]
+    )
+    ratio = latent / size
+    box_to_latent = (np.array([[ratio, 0, 0.5 * ratio - 0.5], [0, ratio, 0.5 * ratio - 0.5], [0, 0, 1]]) @ box_to_model)
+    box_to_source = model_to_source @ box_to_model
+    columns, rows = np.meshgrid(np.arange(box_size[0], dtype=np.float64), np.arange(box_size[1], dtype=np.float64))
+    xs = (box_to_source[0, 0] * columns + box_to_source[0, 1] * rows + box_to_source[0, 2]).astype(np.float32)
+    ys = (box_to_source[1, 0] * columns + box_to_source[1, 1] * rows + box_to_source[1, 2]).astype(np.float32)
+    flags = cv2.WARP_INVERSE_MAP
+    warped, decoded, new = [], [], []
+    frames = range(1, maps.shape[0])
+    for frame in frames:
+        moved = cv2.warpAffine(
+            maps[frame], box_to_latent[:2], box_size, flags=flags | cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+        )
+        warped.append(_sample(source, xs + moved[..., 0], ys + moved[..., 1]))
+        decoded.append(cv2.warpAffine(
+            model_frames[frame], box_to_model[:2], box_size, flags=flags | cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        ))  # fmt: skip
+        new.append(np.clip(moved[..., 2:], 0, 1))
+    device = refiner.device
+    to_tensor = lambda images: torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device)  # (F, C, h, w)
+    output = refiner(to_tensor(warped), to_tensor(decoded), to_tensor(new))
+    pixels = torch.cat([output.paint, output.gate], 1).float().permute(0, 2, 3, 1).cpu().numpy()
+    return {frame: _Painted(pixels[k], box_to_model) for k, frame in enumerate(frames)}
 
 
 def _sample(source: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ from lfdm.images import load_image, preprocess_image
 from lfdm.latents import latents_to_flows
 from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
+from lfdm.models.refiner import PhotoRefiner
 from lfdm.models.unet3d import FlowUNet3D
 from lfdm.motion import check_motion_scale, sample_chained, scale_motion
 from lfdm.photo import check_photo_options, frame_photo, output_size, render_photo_video
@@ -153,14 +154,17 @@ class LFDMPipeline(DiffusionPipeline):
     r"""Latent flow diffusion: image + action label -> video (Ni et al., CVPR 2023).
 
     Components: `lfae` (`LatentFlowAutoencoder`), `unet` (`FlowUNet3D`), `scheduler` (any diffusers scheduler of
-    the DDPM family: DDPM, DDIM, DPM-Solver++, UniPC), `label_encoder` (`LabelEncoder`).
+    the DDPM family: DDPM, DDIM, DPM-Solver++, UniPC), `label_encoder` (`LabelEncoder`), and the optional `refiner`
+    (`PhotoRefiner`), which paints new content when a photo is animated at its own size (`resolution`); without
+    it the decoder's upsampled frame is mixed in there.
 
     Swap the sampler with `pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)`. Set
     `pipe.interrupt = True` from a callback to stop sampling early: the video is then decoded from the last step's
     clean estimate and the output says `interrupted=True`.
     """
 
-    model_cpu_offload_seq = "lfae->label_encoder->unet"
+    model_cpu_offload_seq = "lfae->label_encoder->unet->refiner"
+    _optional_components = ["refiner"]
     _callback_tensor_inputs = ["latents", "pred_original_sample"]
 
     def __init__(
@@ -169,10 +173,13 @@ class LFDMPipeline(DiffusionPipeline):
         unet: FlowUNet3D,
         scheduler,
         label_encoder: LabelEncoder,
+        refiner: PhotoRefiner | None = None,
     ):
         super().__init__()
         _check_components(lfae, unet, label_encoder)
-        self.register_modules(lfae=lfae, unet=unet, scheduler=scheduler, label_encoder=label_encoder)
+        self.register_modules(
+            lfae=lfae, unet=unet, scheduler=scheduler, label_encoder=label_encoder, refiner=refiner
+        )
         self._interrupt = False
 
     # --- what the model knows -------------------------------------------------------------------------------------
@@ -503,6 +510,7 @@ class LFDMPipeline(DiffusionPipeline):
                 output.occlusions,
                 rearrange(model_frames, "b f h w c -> b f c h w"),
                 out_size,
+                refiner=self.refiner,
             )
             frames = rearrange(rendered, "b f c h w -> b f h w c").clamp(0, 1)
         output = replace(
