@@ -134,3 +134,20 @@ print(sorted(name for name in sys.modules if "synthface" in name))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]", f"SynthFace was imported: {result.stdout}"
+
+
+def test_the_app_hides_find_the_face_for_a_whole_picture_model(tmp_path):
+    from lfdm.app.service import GenerationService
+    from lfdm.app.ui import _Handlers
+
+    framed_pipeline(WHOLE_PICTURE).save_pretrained(tmp_path / "whole")
+    make_tiny_pipeline().save_pretrained(tmp_path / "face")
+    models = {"whole": str(tmp_path / "whole"), "face": str(tmp_path / "face")}
+    service = GenerationService(models, "whole", work_dir=tmp_path / "requests")
+    handlers = _Handlers(service)
+    _, _, _, find_face, *_ = handlers.page_loaded()
+    assert find_face.visible is False and find_face.value is False, "a whole-picture model searches for no face"
+    _, _, _, find_face, *_ = handlers.choose_model("face")
+    assert find_face.visible is True and find_face.value is True
+    preview = service.find_face(ASTRONAUT, True, "whole")
+    assert preview.face_box is None and "whole pictures" in preview.note
