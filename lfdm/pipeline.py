@@ -558,8 +558,8 @@ class LFDMPipeline(DiffusionPipeline):
             motion_scale: multiplies the displacement, as in `__call__`.
             max_frames: driving frames used at most; a longer video is cut there (and a warning logged).
             decode_chunk_size: frames per LFAE call (None = all at once).
-            face, resolution, max_resolution: the picture's face is found, aligned and animated, and the video
-                rendered at `resolution`, as in `__call__`. The driving frames are used as they are (framed like
+            face, resolution, max_resolution: the picture is framed as the model's `framing` says (a face model
+                finds and aligns the face) and the video rendered at `resolution`, as in `__call__`. The driving frames are used as they are (framed like
                 the model's training videos, as the SynthFace example clips are).
             output_type, return_dict: as in `__call__`.
 
