@@ -331,7 +331,7 @@ def photo_path_videos(
     output = video(face="auto")
 
     def overhead():
-        framing = frame_photo(photo, pipe.image_size, face="auto")
+        framing = frame_photo(photo, pipe.image_size, model_framing=pipe.framing, face="auto")
         frames = output.model_frames.permute(0, 1, 4, 2, 3)  # (B, F, S, S, 3) -> (B, F, 3, S, S)
         return render_photo_video(
             framing, output.flows, output.occlusions, frames, (side, side), refiner=pipe.refiner

@@ -4,7 +4,8 @@ The models work in their own square frame (`size` px, the LFAE's `image_size`). 
 the 2x3 matrix from photo pixels to that frame:
 - the whole picture: resized with its aspect kept and padded black (`lfdm.data.transforms.resize_and_pad`, as the
   training frames were); the model's input is exactly what `lfdm.images.preprocess_image` gives;
-- a face (`lfdm.faces`): the similarity transform that puts the eyes where SynthFace draws them.
+- a face (`lfdm.faces`): the similarity transform that puts the eyes where the model's training faces have them
+  (the model's `lfdm.framing.ModelFraming`, saved with it; a whole-picture model is never given a face crop).
 
 `render_photo_video` turns the model's flows (B, F, h, w, 2), occlusion maps (B, F, h, w) and decoded frames
 (B, F, S, S, 3) into video at the photo's aspect and any size: the flows are upsampled and warp the photo's own
@@ -29,11 +30,11 @@ from einops import rearrange
 
 from lfdm import faces
 from lfdm.data.transforms import resize_and_pad
+from lfdm.framing import FACE_MODES, ModelFraming
 from lfdm.images import check_image_size, load_image, to_rgb_uint8
 
 logger = logging.getLogger(__name__)
 
-FACE_MODES = ("auto", "none", "require")
 MIN_RESOLUTION = 16  # pixels, the shortest long side an output may have
 FEATHER = 0.3  # fraction of the crop's half-side over which a pasted face crop fades into the photo
 _NEW_CONTENT_EPS = 1e-3
@@ -108,21 +109,29 @@ def letterbox_matrix(height: int, width: int, size: int) -> np.ndarray:
     return np.array([[scale_x, 0.0, 0.5 * scale_x - 0.5 + left], [0.0, scale_y, 0.5 * scale_y - 0.5 + top]])
 
 
-def frame_photo(image, size: int, *, face: str = "auto") -> Framing:
-    """Decide what the model animates: the photo's largest face (aligned like SynthFace's) or the whole picture.
+def frame_photo(image, size: int, *, model_framing: ModelFraming, face: str = "auto") -> Framing:
+    """Decide what the model animates: the photo's largest face (aligned like the model's faces) or the whole picture.
 
-    `image`: anything `lfdm.images.preprocess_image` takes. `face`: "auto" uses a face when one is found and the
-    whole picture otherwise (with a note); "none" always the whole picture; "require" raises ValueError when no
-    usable face is found. A face already framed like SynthFace's training faces (eye spacing, angle and position
-    within the training range once the picture is padded to a square) is animated in place, without re-sampling.
+    `image`: anything `lfdm.images.preprocess_image` takes. `model_framing`: how the model's training pictures were
+    framed (`LFDMPipeline.framing`). `face`: "auto" follows the model: a whole-picture model gets the whole picture
+    (no face search); a face model gets a face when one is found and the whole picture otherwise (with a note).
+    "none" always the whole picture; "require" raises ValueError when no usable face is found (or the model
+    animates whole pictures). A face already framed like the model's training faces (eye spacing, angle and position
+    within `model_framing.eye_range` once the picture is padded to a square) is animated in place, without
+    re-sampling.
     """
     check_photo_options(face, None, MIN_RESOLUTION)
+    if face == "require" and not model_framing.is_face:
+        raise ValueError(
+            "this model animates whole pictures (its framing is 'whole'), so it aligns no faces; "
+            "pass face='auto' or 'none'."
+        )
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
     photo = to_rgb_uint8(image)
     check_image_size(*photo.shape[:2])
     whole = Framing(photo, letterbox_matrix(*photo.shape[:2], size), size, resize_and_pad(photo, size))
-    if face == "none":
+    if face == "none" or not model_framing.is_face:
         return whole
     found = faces.detect_faces(photo)
     if any(candidate.eyes_found for candidate in found):  # then the others are most likely not faces
@@ -141,9 +150,9 @@ def frame_photo(image, size: int, *, face: str = "auto") -> Framing:
         return _with_note(whole, f"{message[:1].upper()}{message[1:]}; the whole picture is animated.")
     chosen = usable[0]
     note = f"{len(usable)} faces were found; the largest clear one is animated." if len(usable) > 1 else None
-    if faces.framed_like_training(_apply(whole.matrix, chosen.eyes), size):
+    if faces.framed_like_training(_apply(whole.matrix, chosen.eyes), size, model_framing.eye_range):
         return Framing(photo, whole.matrix, size, whole.model_input, chosen, note, aligned=False)
-    matrix = faces.alignment_matrix(chosen.eyes, size)
+    matrix = faces.alignment_matrix(chosen.eyes, size, model_framing.target_eyes())
     return Framing(photo, matrix, size, faces.warp_to_crop(photo, matrix, size), chosen, note, aligned=True)
 
 

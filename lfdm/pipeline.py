@@ -9,7 +9,8 @@ Notation (variable -> paper):
 Where the constants live (one place each, saved with the weights): the label list in the label encoder's config,
 the image and latent size in the LFAE's config, the number of frames in the U-Net's config (`num_frames`, the
 length it was trained on; the network itself accepts any length, so `__call__` can override it), the default
-sampler in the scheduler's class and its measured step count in the scheduler's config (`lfdm.schedulers`).
+sampler in the scheduler's class and its measured step count in the scheduler's config (`lfdm.schedulers`), and how
+its pictures are framed (aligned faces or the whole picture) in the LFAE's config (`lfdm.framing`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from einops import rearrange, repeat
 
 from lfdm.driving import MAX_DRIVING_FRAMES, animate
+from lfdm.framing import MAX_RESOLUTION, ModelFraming
 from lfdm.guidance import guided_model_output
 from lfdm.images import load_image, preprocess_image
 from lfdm.latents import latents_to_flows
@@ -200,6 +202,13 @@ class LFDMPipeline(DiffusionPipeline):
         return int(self.lfae.config.image_size)
 
     @property
+    def framing(self) -> ModelFraming:
+        """How the model's training pictures were framed: aligned faces (target eye points and their range) or the
+        whole picture. Saved in the LFAE's config (`lfdm.framing` says why there); a pipeline saved without one is
+        SynthFace-framed (`lfdm.framing.SYNTHFACE_FRAMING`)."""
+        return ModelFraming.from_config(self.lfae.config.get("framing"))
+
+    @property
     def latent_size(self) -> int:
         """Side of the square flow and occlusion maps (h = w)."""
         return int(self.lfae.latent_size)
@@ -334,7 +343,7 @@ class LFDMPipeline(DiffusionPipeline):
         motion_scale: float = 1.0,
         face: str = "auto",
         resolution: int | str | None = None,
-        max_resolution: int = 1024,
+        max_resolution: int = MAX_RESOLUTION,
         return_dict: bool = True,
     ) -> LFDMPipelineOutput | tuple:
         r"""Generate one video per label from one image.
@@ -363,9 +372,10 @@ class LFDMPipeline(DiffusionPipeline):
             motion_scale: multiplies the generated displacement before decoding: 0 = the still picture, 1 = the
                 model's motion, 2 = twice as much; occlusion follows (`lfdm.motion.scale_motion`). The step trace
                 keeps the model's own estimates.
-            face: "auto" animates the largest face found (aligned like the training faces) and else the whole
-                picture, saying so in `face_note`; "none" always the whole picture; "require" raises ValueError
-                when no face of at least 32 px is found (`lfdm.photo.frame_photo`).
+            face: "auto" follows the model's `framing`: a face model animates the largest face found (aligned
+                like its training faces) and else the whole picture, saying so in `face_note`; a whole-picture
+                model animates the whole picture. "none" always the whole picture; "require" raises ValueError when
+                no face of at least 32 px is found (`lfdm.photo.frame_photo`).
             resolution: None = frames at the model's size, of its input; "input" = the photo's own size; a number
                 = that long side. Then the flows are upsampled, warp the photo's own pixels, and a face crop is
                 pasted back into the photo, so frame 0 is the photo (`lfdm.photo.render_photo_video`).
@@ -400,7 +410,7 @@ class LFDMPipeline(DiffusionPipeline):
         self._interrupt = False
         device = self._execution_device
         batch_size = len(labels)
-        framing = frame_photo(image, self.image_size, face=face)
+        framing = frame_photo(image, self.image_size, model_framing=self.framing, face=face)
         pixels = framing.model_tensor().to(device=device)
         pyramid = self.encode_image(pixels)
         image_features = repeat(pyramid[-1], "1 c h w -> b c h w", b=batch_size).to(self.unet.dtype)
@@ -539,7 +549,7 @@ class LFDMPipeline(DiffusionPipeline):
         decode_chunk_size: int | None = 16,
         face: str = "auto",
         resolution: int | str | None = None,
-        max_resolution: int = 1024,
+        max_resolution: int = MAX_RESOLUTION,
         output_type: str = "np",
         return_dict: bool = True,
     ) -> LFDMPipelineOutput | tuple:
@@ -556,8 +566,8 @@ class LFDMPipeline(DiffusionPipeline):
             motion_scale: multiplies the displacement, as in `__call__`.
             max_frames: driving frames used at most; a longer video is cut there (and a warning logged).
             decode_chunk_size: frames per LFAE call (None = all at once).
-            face, resolution, max_resolution: the picture's face is found, aligned and animated, and the video
-                rendered at `resolution`, as in `__call__`. The driving frames are used as they are (framed like
+            face, resolution, max_resolution: the picture is framed as the model's `framing` says (a face model
+                finds and aligns the face) and the video rendered at `resolution`, as in `__call__`. The driving frames are used as they are (framed like
                 the model's training videos, as the SynthFace example clips are).
             output_type, return_dict: as in `__call__`.
 
@@ -567,7 +577,7 @@ class LFDMPipeline(DiffusionPipeline):
         if output_type not in ("np", "pt"):
             raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}.")
         check_photo_options(face, resolution, max_resolution)
-        framing = frame_photo(image, self.image_size, face=face)
+        framing = frame_photo(image, self.image_size, model_framing=self.framing, face=face)
         output = animate(
             self,
             framing.model_input,  # the face crop (or the padded picture) the model animates, as it is

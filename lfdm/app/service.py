@@ -45,6 +45,7 @@ from lfdm.app.inputs import (
 )
 from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines, read_model_card
 from lfdm.driving import DRIVING_LABEL
+from lfdm.framing import MAX_RESOLUTION, SYNTHFACE_FRAMING
 from lfdm.motion import num_clips
 from lfdm.outputs import write_label_outputs
 from lfdm.photo import frame_photo
@@ -169,7 +170,7 @@ class GenerationService:
         max_trace_steps: int = 100,
         device: str = "auto",
         dtype: str | torch.dtype = "auto",
-        max_resolution: int = 1024,
+        max_resolution: int = MAX_RESOLUTION,
         compare_resolution: int = 256,
         preview_size: int = 512,
     ):
@@ -483,10 +484,13 @@ class GenerationService:
     def find_face(self, image_path, find_face: bool = True, model: str | None = None) -> FacePreview:
         """The face the next generation will animate, drawn on the input (no sampling; about 0.2 s)."""
         photo = read_photo(image_path)
-        size = self.pipeline(model).image_size if self.has_model else 64
-        framing = frame_photo(photo, size, face="auto" if find_face else "none")
+        pipe = self.pipeline(model) if self.has_model else None
+        size, model_framing = (pipe.image_size, pipe.framing) if pipe is not None else (64, SYNTHFACE_FRAMING)
+        framing = frame_photo(photo, size, model_framing=model_framing, face="auto" if find_face else "none")
         picture = render.face_preview(photo, framing.face_box, self.preview_size)
-        if not find_face:
+        if not model_framing.is_face:
+            note = "The whole picture is animated: this model was trained on whole pictures, not faces."
+        elif not find_face:
             note = "The whole picture is animated (*Find the face* is off)."
         elif framing.face_box is None:
             note = f"**{framing.note}**"
