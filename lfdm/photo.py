@@ -314,21 +314,30 @@ def _refine(refiner, source, maps, model_frames, model_to_source, size: int) -> 
     xs = (box_to_source[0, 0] * columns + box_to_source[0, 1] * rows + box_to_source[0, 2]).astype(np.float32)
     ys = (box_to_source[1, 0] * columns + box_to_source[1, 1] * rows + box_to_source[1, 2]).astype(np.float32)
     flags = cv2.WARP_INVERSE_MAP
-    warped, decoded, new = [], [], []
+    source_to_model = np.linalg.inv(model_to_source)[:2]
+    warped, decoded, decoded_start, new = [], [], [], []
     frames = range(1, maps.shape[0])
     for frame in frames:
         moved = cv2.warpAffine(
             maps[frame], box_to_latent[:2], box_size, flags=flags | cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
         )
-        warped.append(_sample(source, xs + moved[..., 0], ys + moved[..., 1]))
+        points_x, points_y = xs + moved[..., 0], ys + moved[..., 1]  # where each pixel samples the photo
+        warped.append(_sample(source, points_x, points_y))
         decoded.append(cv2.warpAffine(
             model_frames[frame], box_to_model[:2], box_size, flags=flags | cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        ))  # fmt: skip
+        # the decoder's frame 0 sampled where the photo is: what it shows when the content only moves
+        model_x = source_to_model[0, 0] * points_x + source_to_model[0, 1] * points_y + source_to_model[0, 2]
+        model_y = source_to_model[1, 0] * points_x + source_to_model[1, 1] * points_y + source_to_model[1, 2]
+        decoded_start.append(cv2.remap(
+            model_frames[0], model_x.astype(np.float32), model_y.astype(np.float32), cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         ))  # fmt: skip
         new.append(np.clip(moved[..., 2:], 0, 1))
     device = refiner.device
     to_tensor = lambda images: torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device)  # (F, C, h, w)
-    output = refiner(to_tensor(warped), to_tensor(decoded), to_tensor(new))
+    output = refiner(to_tensor(warped), to_tensor(decoded), to_tensor(decoded_start), to_tensor(new))
     pixels = torch.cat([output.paint, output.gate], 1).float().permute(0, 2, 3, 1).cpu().numpy()
     return {frame: _Painted(pixels[k], box_to_model) for k, frame in enumerate(frames)}
 

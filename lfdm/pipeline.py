@@ -16,11 +16,14 @@ its pictures are framed (aligned faces or the whole picture) in the LFAE's confi
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
+import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,7 +49,7 @@ from lfdm.schedulers import default_steps
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LFDMPipeline", "LFDMPipelineOutput", "load_pipeline", "load_image", "preprocess_image"]
+__all__ = ["LFDMPipeline", "LFDMPipelineOutput", "add_refiner", "load_pipeline", "load_image", "preprocess_image"]
 
 
 @dataclass
@@ -611,6 +614,29 @@ class LFDMPipeline(DiffusionPipeline):
 def _to_numpy(value):
     """A tensor as a numpy array; anything else unchanged."""
     return value.numpy() if isinstance(value, torch.Tensor) else value
+
+
+def add_refiner(pipeline_folder: str | os.PathLike, refiner_folder: str | os.PathLike) -> Path:
+    """Make a saved pipeline use a trained refiner: copy `refiner_folder` (a `PhotoRefiner.save_pretrained` folder,
+    e.g. a train-refiner run's `model/`) to `<pipeline_folder>/refiner` and list it in `model_index.json`. The other
+    components' files are left as they are. Returns the new refiner folder."""
+    pipeline_folder, refiner_folder = Path(pipeline_folder), Path(refiner_folder)
+    index_file = pipeline_folder / "model_index.json"
+    if not index_file.is_file():
+        raise FileNotFoundError(f"{str(pipeline_folder)!r} has no model_index.json; pass a saved pipeline folder.")
+    if not (refiner_folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{str(refiner_folder)!r} holds no refiner (no config.json); pass a train-refiner run's model/ folder."
+        )
+    PhotoRefiner.from_pretrained(refiner_folder)  # it must load, before anything is changed
+    target = pipeline_folder / "refiner"
+    if target.resolve() != refiner_folder.resolve():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(refiner_folder, target)
+    index = json.loads(index_file.read_text())
+    index["refiner"] = [PhotoRefiner.__module__, PhotoRefiner.__name__]
+    index_file.write_text(json.dumps(dict(sorted(index.items())), indent=2) + "\n")
+    return target
 
 
 def load_pipeline(path_or_repo, device: str = "auto", dtype: str | torch.dtype | None = "auto") -> LFDMPipeline:

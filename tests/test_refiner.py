@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -17,31 +19,33 @@ STEPS = 2
 
 
 def _inputs(size: int = 16, batch: int = 2, seed: int = 0):
+    """warped, decoded, decoded_start (B, 3, S, S) and new_content (B, 1, S, S), random."""
     generator = torch.Generator().manual_seed(seed)
-    warped = torch.rand(batch, 3, size, size, generator=generator)
-    decoded = torch.rand(batch, 3, size, size, generator=generator)
-    new = torch.rand(batch, 1, size, size, generator=generator)
-    return warped, decoded, new
+    images = [torch.rand(batch, 3, size, size, generator=generator) for _ in range(3)]
+    return (*images, torch.rand(batch, 1, size, size, generator=generator))
 
 
-def test_an_untrained_refiner_is_the_plain_mix_of_decoder_and_warp():
-    warped, decoded, new = _inputs()
-    output = PhotoRefiner(patch=2, channels=8, num_res_blocks=1)(warped, decoded, new)
-    torch.testing.assert_close(output.paint, decoded)
+def test_an_untrained_refiner_adds_the_decoders_change_to_the_warp_where_content_is_new():
+    warped, decoded, start, new = _inputs()
+    output = PhotoRefiner(patch=2, channels=8, num_res_blocks=1)(warped, decoded, start, new)
+    torch.testing.assert_close(output.paint, warped + decoded - start)
     torch.testing.assert_close(output.gate, new.clamp(1e-3, 1 - 1e-3))
-    torch.testing.assert_close(output.image, warped + output.gate * (decoded - warped))
+    torch.testing.assert_close(output.image, warped + output.gate * (decoded - start))
+    # where the decoder only moved its picture of frame 0, the warped photo comes back untouched
+    still = PhotoRefiner(patch=2, channels=8, num_res_blocks=1)(warped, decoded, decoded, new)
+    torch.testing.assert_close(still.image, warped)
 
 
 def test_the_refiner_refuses_inputs_it_cannot_take():
     refiner = PhotoRefiner(patch=4, channels=8, num_res_blocks=1)
-    warped, decoded, new = _inputs(size=18)
+    warped, decoded, start, new = _inputs(size=18)
     with pytest.raises(ValueError, match="multiples of 4"):
-        refiner(warped, decoded, new)
-    warped, decoded, new = _inputs()
+        refiner(warped, decoded, start, new)
+    warped, decoded, start, new = _inputs()
     with pytest.raises(ValueError, match="new_content must be"):
-        refiner(warped, decoded, new[:, :, :8])
-    with pytest.raises(ValueError, match="must both be"):
-        refiner(warped, decoded[:, :1], new)
+        refiner(warped, decoded, start, new[:, :, :8])
+    with pytest.raises(ValueError, match="must all be"):
+        refiner(warped, decoded[:, :1], start, new)
 
 
 def _trained_looking_refiner(seed: int = 0) -> PhotoRefiner:
@@ -90,12 +94,13 @@ def test_make_inputs_shapes_and_frame_0_against_itself():
     lfae = pipe.lfae
     reference = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     inputs = make_inputs(lfae, reference, reference)
-    for name in ("warped", "decoded", "target"):
+    for name in ("warped", "decoded", "decoded_start", "target"):
         assert getattr(inputs, name).shape == (2, 3, 64, 64)
     assert inputs.new_content.shape == (2, 1, 64, 64)
     assert float(inputs.new_content.max()) < 1e-5, "a frame has nothing new against itself"
     # no displacement: the warp returns the reference's pixels (bicubic at the pixel centres)
     torch.testing.assert_close(inputs.warped, reference, atol=1e-4, rtol=0)
+    torch.testing.assert_close(inputs.decoded_start, inputs.decoded, atol=1e-4, rtol=0), "no change, nothing to add"
     with pytest.raises(ValueError, match="whole multiple"):
         make_inputs(lfae, reference[..., :60, :60], reference[..., :60, :60])
 
@@ -135,11 +140,13 @@ def test_train_refiner_runs_resumes_and_exports(tmp_path, tiny_pipeline_dir):
         "train_refiner: {max_steps: 2, batch_size: 2, crop: 16, pool_size: 4, crops_per_pair: 2, sample_every: 2,"
         " checkpoint_every: 1, log_every: 1, num_samples: 2}\n"
     )
-    run = tmp_path / "run"
+    run, pipeline = tmp_path / "run", tmp_path / "pipeline"
+    shutil.copytree(tiny_pipeline_dir, pipeline)
     assert cli_main(["train-refiner", "--config", str(config), "--lfae", str(tiny_pipeline_dir),
-                     "--output-dir", str(run)]) == 0  # fmt: skip
+                     "--output-dir", str(run), "--into", str(pipeline)]) == 0  # fmt: skip
     assert (run / "samples" / "step-0000002.png").is_file()
     first = PhotoRefiner.from_pretrained(run / "model")
+    assert isinstance(LFDMPipeline.from_pretrained(pipeline).refiner, PhotoRefiner), "--into added it"
     assert cli_main(["train-refiner", "--resume", str(run), "--max-steps", "3"]) == 0
     resumed = PhotoRefiner.from_pretrained(run / "model")
     assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(), resumed.state_dict().values()))
@@ -147,3 +154,20 @@ def test_train_refiner_runs_resumes_and_exports(tmp_path, tiny_pipeline_dir):
     wrong.write_text(config.read_text().replace("resolution: 64", "resolution: 48"))
     assert cli_main(["train-refiner", "--config", str(wrong), "--lfae", str(tiny_pipeline_dir),
                      "--output-dir", str(tmp_path / "wrong")]) == 1  # fmt: skip
+
+
+def test_add_refiner_lists_it_and_refuses_what_is_not_a_pipeline(tmp_path, tiny_pipeline_dir):
+    from lfdm.pipeline import add_refiner
+
+    pipeline, refiner = tmp_path / "pipeline", tmp_path / "refiner"
+    shutil.copytree(tiny_pipeline_dir, pipeline)
+    _trained_looking_refiner().save_pretrained(refiner)
+    before = {path.name: path.read_bytes() for path in (pipeline / "unet").iterdir()}
+    add_refiner(pipeline, refiner)
+    assert {path.name: path.read_bytes() for path in (pipeline / "unet").iterdir()} == before
+    loaded = LFDMPipeline.from_pretrained(pipeline)
+    torch.testing.assert_close(loaded.refiner.head.weight, _trained_looking_refiner().head.weight)
+    with pytest.raises(FileNotFoundError, match="model_index.json"):
+        add_refiner(tmp_path, refiner)
+    with pytest.raises(FileNotFoundError, match="holds no refiner"):
+        add_refiner(pipeline, tmp_path / "nothing")
