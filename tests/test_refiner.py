@@ -100,7 +100,7 @@ def test_make_inputs_shapes_and_frame_0_against_itself():
     assert float(inputs.new_content.max()) < 1e-5, "a frame has nothing new against itself"
     # no displacement: the warp returns the reference's pixels (bicubic at the pixel centres)
     torch.testing.assert_close(inputs.warped, reference, atol=1e-4, rtol=0)
-    torch.testing.assert_close(inputs.decoded_start, inputs.decoded, atol=1e-4, rtol=0), "no change, nothing to add"
+    torch.testing.assert_close(inputs.decoded_start, inputs.decoded, atol=1e-4, rtol=0)  # no change to add
     with pytest.raises(ValueError, match="whole multiple"):
         make_inputs(lfae, reference[..., :60, :60], reference[..., :60, :60])
 
