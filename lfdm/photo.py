@@ -210,9 +210,7 @@ def render_photo_video(
     else:
         source, to_source = cv2.resize(framing.photo, (width, height), interpolation=cv2.INTER_AREA), np.eye(3)
         source = source.astype(np.float32) / 255
-    columns, rows = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-    xs = (to_source[0, 0] * columns + to_source[0, 1] * rows + to_source[0, 2]).astype(np.float32)
-    ys = (to_source[1, 0] * columns + to_source[1, 1] * rows + to_source[1, 2]).astype(np.float32)
+    xs, ys = _points(to_source, width, height)
     base = _sample(source, xs, ys)  # (H, W, 3) float32: the photo at the video's size, frame 0
     video = np.repeat(np.repeat(base[None, None], flows.shape[1], axis=1), flows.shape[0], axis=0)
     to_model = np.vstack([framing.matrix, [0, 0, 1]]) @ to_photo
@@ -222,14 +220,12 @@ def render_photo_video(
     region_size = (right - left, bottom - top)
     region_to_output = np.array([[1, 0, left], [0, 1, top], [0, 0, 1]])
     region_to_model = to_model @ region_to_output  # region pixels -> model pixels
-    size, latent = framing.size, flows.shape[2]
-    ratio = latent / size
-    model_to_latent = np.array([[ratio, 0, 0.5 * ratio - 0.5], [0, ratio, 0.5 * ratio - 0.5], [0, 0, 1]])
-    region_to_latent = (model_to_latent @ region_to_model)[:2]  # region pixels -> latent cells
+    size = framing.size
     # a displacement in grid units (the frame is 2 wide) -> model pixels (size / 2) -> source pixels
     grid_to_source = to_source[:2, :2] @ np.linalg.inv(region_to_model[:2, :2]) * (size / 2)
     weight = _feather(region_to_model, size, region_size) if framing.aligned else None
-    xs, ys = xs[top:bottom, left:right], ys[top:bottom, left:right]
+    region = _Grid(xs[top:bottom, left:right], ys[top:bottom, left:right], region_to_model)
+    model_to_source = to_source @ np.linalg.inv(to_model)
     flags = cv2.WARP_INVERSE_MAP
     for index in range(flows.shape[0]):
         shift = (flows[index] - flows[index, :1]) @ grid_to_source.T  # (F, h, w, 2) source pixels, 0 at frame 0
@@ -238,20 +234,11 @@ def render_photo_video(
         maps = np.concatenate([shift, new_content[..., None]], axis=-1).astype(np.float32)  # (F, h, w, 3)
         painted = None
         if refiner is not None:
-            painted = _refine(refiner, source, maps, model_frames[index], to_source @ np.linalg.inv(to_model), size)
+            painted = _refine(refiner, source, maps, model_frames[index], model_to_source, size)
         for frame in range(flows.shape[1]):
-            # the coarse maps upsampled smoothly (cubic): a bilinear displacement bends straight lines at cell edges
-            moved = cv2.warpAffine(
-                maps[frame], region_to_latent, region_size, flags=flags | cv2.INTER_CUBIC,
-                borderMode=cv2.BORDER_REPLICATE,
-            )  # fmt: skip  (h', w', 3): shift x, shift y, new content
-            warped = _sample(source, xs + moved[..., 0], ys + moved[..., 1])
-            if painted is None:  # the decoder's pixels where content is new
-                paint = cv2.warpAffine(
-                    model_frames[index, frame], region_to_model[:2], region_size, flags=flags | cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_REPLICATE,
-                )  # fmt: skip
-                gate = np.clip(moved[..., 2:], 0, 1)
+            inputs = _frame_inputs(source, region, maps, model_frames[index], frame, model_to_source, size)
+            if painted is None:  # the decoder's change where content is new
+                paint, gate = inputs.warped + inputs.decoded - inputs.decoded_start, inputs.new_content
             elif frame in painted:  # the refiner's pixels and gate, from its frame into the region
                 region_to_box = np.linalg.inv(painted[frame].to_model) @ region_to_model
                 both = cv2.warpAffine(
@@ -260,11 +247,56 @@ def render_photo_video(
                 )  # fmt: skip  (h', w', 4): paint RGB, gate
                 paint, gate = both[..., :3], both[..., 3:]
             else:  # nothing new near this frame: the warp alone
-                paint, gate = warped, np.zeros_like(warped[..., :1])
-            animated = warped + gate * (paint - warped)
+                paint, gate = inputs.warped, np.zeros_like(inputs.new_content)
+            animated = inputs.warped + gate * (paint - inputs.warped)
             target = video[index, frame, top:bottom, left:right]
             target += animated - target if weight is None else weight * (animated - target)
     return torch.from_numpy(video).permute(0, 1, 4, 2, 3)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Pixels to render: xs, ys (h, w) float32 where each samples the photo's `source` when nothing moves, and
+    to_model (3, 3) their pixel coordinates -> model-frame pixels."""
+
+    xs: np.ndarray
+    ys: np.ndarray
+    to_model: np.ndarray
+
+
+@dataclass(frozen=True)
+class _FrameInputs:
+    """One frame on a `_Grid`, float32: warped (h, w, 3) the photo warped by the displacement; decoded (h, w, 3) the
+    decoder's frame; decoded_start (h, w, 3) the decoder's frame 0 warped like the photo; new_content (h, w, 1)."""
+
+    warped: np.ndarray
+    decoded: np.ndarray
+    decoded_start: np.ndarray
+    new_content: np.ndarray
+
+
+def _frame_inputs(source, grid: _Grid, maps, model_frames, frame: int, model_to_source, size: int) -> _FrameInputs:
+    """The photo, the decoder's frame and its frame 0 on `grid` at `frame`. maps (F, h', w', 3) latent shift (source
+    pixels) and new content; model_frames (F, S, S, 3) the decoder's frames; model_to_source (3, 3) model-frame
+    pixels -> source pixels. The coarse maps are upsampled smoothly (cubic): a bilinear displacement would bend
+    straight lines at cell edges."""
+    height, width = grid.xs.shape
+    ratio = maps.shape[1] / size
+    model_to_latent = np.array([[ratio, 0, 0.5 * ratio - 0.5], [0, ratio, 0.5 * ratio - 0.5], [0, 0, 1]])
+    flags = cv2.WARP_INVERSE_MAP
+    moved = cv2.warpAffine(
+        maps[frame], (model_to_latent @ grid.to_model)[:2], (width, height), flags=flags | cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REPLICATE,
+    )  # fmt: skip  (h, w, 3): shift x, shift y, new content
+    points_x, points_y = grid.xs + moved[..., 0], grid.ys + moved[..., 1]  # where each pixel samples the photo
+    decoded = cv2.warpAffine(
+        model_frames[frame], grid.to_model[:2], (width, height), flags=flags | cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )  # fmt: skip
+    # the decoder's frame 0 sampled where the photo is: what it shows when the content only moves
+    model_x, model_y = _apply_to_points(np.linalg.inv(model_to_source), points_x, points_y)
+    decoded_start = cv2.remap(model_frames[0], model_x, model_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return _FrameInputs(_sample(source, points_x, points_y), decoded, decoded_start, np.clip(moved[..., 2:], 0, 1))
 
 
 @dataclass(frozen=True)
@@ -307,39 +339,29 @@ def _refine(refiner, source, maps, model_frames, model_to_source, size: int) -> 
     box_to_model = np.array(
         [[1 / scale, 0, (left + 0.5) / scale - 0.5], [0, 1 / scale, (top + 0.5) / scale - 0.5], [0, 0, 1]]
     )
-    ratio = latent / size
-    box_to_latent = (np.array([[ratio, 0, 0.5 * ratio - 0.5], [0, ratio, 0.5 * ratio - 0.5], [0, 0, 1]]) @ box_to_model)
-    box_to_source = model_to_source @ box_to_model
-    columns, rows = np.meshgrid(np.arange(box_size[0], dtype=np.float64), np.arange(box_size[1], dtype=np.float64))
-    xs = (box_to_source[0, 0] * columns + box_to_source[0, 1] * rows + box_to_source[0, 2]).astype(np.float32)
-    ys = (box_to_source[1, 0] * columns + box_to_source[1, 1] * rows + box_to_source[1, 2]).astype(np.float32)
-    flags = cv2.WARP_INVERSE_MAP
-    source_to_model = np.linalg.inv(model_to_source)[:2]
-    warped, decoded, decoded_start, new = [], [], [], []
+    box = _Grid(*_points(model_to_source @ box_to_model, *box_size), box_to_model)
     frames = range(1, maps.shape[0])
-    for frame in frames:
-        moved = cv2.warpAffine(
-            maps[frame], box_to_latent[:2], box_size, flags=flags | cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
-        )
-        points_x, points_y = xs + moved[..., 0], ys + moved[..., 1]  # where each pixel samples the photo
-        warped.append(_sample(source, points_x, points_y))
-        decoded.append(cv2.warpAffine(
-            model_frames[frame], box_to_model[:2], box_size, flags=flags | cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        ))  # fmt: skip
-        # the decoder's frame 0 sampled where the photo is: what it shows when the content only moves
-        model_x = source_to_model[0, 0] * points_x + source_to_model[0, 1] * points_y + source_to_model[0, 2]
-        model_y = source_to_model[1, 0] * points_x + source_to_model[1, 1] * points_y + source_to_model[1, 2]
-        decoded_start.append(cv2.remap(
-            model_frames[0], model_x.astype(np.float32), model_y.astype(np.float32), cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        ))  # fmt: skip
-        new.append(np.clip(moved[..., 2:], 0, 1))
+    inputs = [_frame_inputs(source, box, maps, model_frames, frame, model_to_source, size) for frame in frames]
     device = refiner.device
-    to_tensor = lambda images: torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device)  # (F, C, h, w)
-    output = refiner(to_tensor(warped), to_tensor(decoded), to_tensor(decoded_start), to_tensor(new))
+    # (F, h, w, C) -> (F, C, h, w)
+    stack = lambda name: torch.from_numpy(np.stack([getattr(one, name) for one in inputs])).permute(0, 3, 1, 2)
+    names = ("warped", "decoded", "decoded_start", "new_content")
+    output = refiner(*(stack(name).to(device) for name in names))
     pixels = torch.cat([output.paint, output.gate], 1).float().permute(0, 2, 3, 1).cpu().numpy()
     return {frame: _Painted(pixels[k], box_to_model) for k, frame in enumerate(frames)}
+
+
+def _points(matrix: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """xs, ys (height, width) float32: `matrix` (3, 3) applied to the pixel grid of a `width` x `height` image."""
+    columns, rows = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    return _apply_to_points(matrix, columns, rows)
+
+
+def _apply_to_points(matrix: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`matrix` (3, 3 or 2, 3) applied to the points (xs, ys) of any shape, computed in float64, as float32."""
+    x = matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2]
+    y = matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2]
+    return x.astype(np.float32), y.astype(np.float32)
 
 
 def _sample(source: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
