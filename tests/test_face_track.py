@@ -4,6 +4,7 @@ portrait filmed by a moving camera (the tiny random pipeline: the plumbing, not 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from lfdm.face_track import (
 from lfdm.faces import Face
 from lfdm.framing import SYNTHFACE_FRAMING, WHOLE_PICTURE
 from lfdm.testing import film_with_moving_camera, make_tiny_pipeline
+from lfdm.video import read_video
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 FRAMES = 8
@@ -201,3 +203,20 @@ def test_a_whole_picture_model_uses_the_driving_frames_as_they_are(portrait, han
     auto, none = pipe.animate(portrait, handheld[0]), pipe.animate(portrait, handheld[0], driving_face="none")
     np.testing.assert_array_equal(auto.frames, none.frames)
     assert auto.driving_face_frames is None
+
+
+def test_every_example_clip_has_a_name_and_a_thumbnail_of_its_own():
+    folder = ASSETS / "driving"
+    clips = json.loads((folder / "clips.json").read_text())
+    assert sorted(clip["file"] for clip in clips) == sorted(path.name for path in folder.glob("*.mp4"))
+    assert len({clip["name"] for clip in clips}) == len(clips) and len({clip["thumbnail"] for clip in clips}) == len(
+        clips
+    )
+    for clip in clips:
+        assert (folder / clip["thumbnail"]).is_file() and (folder / clip["file"]).stat().st_size < 100_000
+
+
+def test_the_real_example_clip_shows_its_face_in_every_frame():
+    frames = read_video(ASSETS / "driving" / "astronaut_surprise_handheld.mp4")
+    assert frames.shape[1:] == (256, 256, 3) and len(frames) >= 16
+    assert track_face(frames).found.all()
