@@ -141,7 +141,7 @@ class DrivingFaces:
         found: bool (F,) True where the driving face was found; elsewhere its place is filled in from the
             neighbouring frames.
         aligned: True when the frames are face crops; False when the face already sits where the model's training
-            faces have theirs in every frame, and the frames are used as they are (re-sampling would only blur).
+            faces have theirs (over the clip), and the frames are used as they are (re-sampling would only blur).
         note: what the search found, for the person.
     """
 
@@ -173,7 +173,9 @@ def frame_driving_faces(video: DrivingVideo, size: int, model_framing: ModelFram
     note = f"The driving face was found in {found} of {count} frames{filled}."
     letterbox = letterbox_matrix(*source.shape[1:3], size)
     in_model_frame = track.eyes @ letterbox[:, :2].T + letterbox[:, 2]  # (F, 2, 2) model-frame pixels
-    if all(faces.framed_like_training(eyes, size, model_framing.eye_range) for eyes in in_model_frame):
+    # the clip's typical framing (the median over its frames): the face cascade's eyes are off by a few degrees
+    # and pixels in single frames, which must not send a clip framed like the model's faces through a re-sampling
+    if faces.framed_like_training(np.median(in_model_frame, axis=0), size, model_framing.eye_range):
         return DrivingFaces(video.frames, track.found, False, note + " It is framed like the model's faces already.")
     crops = crop_track(source, track, size, model_framing.target_eyes())
     frames = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255  # (F, S, S, 3) -> (F, 3, S, S)

@@ -114,12 +114,13 @@ def make_test_image(size: int = 48, seed: int = 0) -> np.ndarray:
 
 
 def camera_matrices(num_frames: int, height: int, width: int, size: int, *, pan: float = 0.05, zoom: float = 0.10,
-                    shake: float = 0.003) -> np.ndarray:  # fmt: skip
+                    shake: float = 0.003, direction=(0.6, -0.8), centre=(0.5, 0.47)) -> np.ndarray:  # fmt: skip
     """(F, 2, 3) output pixels -> frame pixels of a handheld camera filming a (height, width) frame into size x size.
 
-    The camera's window starts as the largest centred square that leaves room to move, pans right and down by `pan`
-    of the frame's side over the clip, zooms in by `zoom` (the window shrinks by 1 / (1 + zoom)), and shakes a little
-    (`shake` of the side, a slow sine in x and y).
+    The camera's window starts as the largest square that leaves room to move, about `centre` (fractions of the
+    frame), pans by `pan` of the frame's side along `direction` (x, y; default right and up, so that a portrait's
+    head stays in the picture) over the clip, zooms in by `zoom` (the window shrinks by 1 / (1 + zoom)), and shakes
+    a little (`shake` of the side, a slow sine in x and y).
     """
     side = min(height, width)
     start = side / (1 + pan)  # the window's side at frame 0: room to pan by `pan` of the side
@@ -128,9 +129,10 @@ def camera_matrices(num_frames: int, height: int, width: int, size: int, *, pan:
         progress = frame / max(num_frames - 1, 1)
         window = start / (1 + zoom * progress)
         wobble = shake * side * np.array([np.sin(1.3 * frame), np.cos(0.9 * frame)])
-        centre = np.array([width, height]) / 2 - 0.5 + pan * side * (progress - 0.5) * np.array([1.0, 0.6]) + wobble
+        middle = np.array([width, height]) * np.array(centre) - 0.5
+        position = middle + pan * side * (progress - 0.5) * np.array(direction) + wobble
         scale = window / size  # frame pixels per output pixel
-        offset = centre - scale * (size - 1) / 2
+        offset = position - scale * (size - 1) / 2
         matrices.append(np.array([[scale, 0.0, offset[0]], [0.0, scale, offset[1]]]))
     return np.stack(matrices)
 
