@@ -30,6 +30,9 @@ FRAMING_KINDS = ("face", "whole")
 # What a caller may ask of a photo's framing and rendering (the pipeline's `face` and `max_resolution`), defined here
 # once: this module needs only numpy, so the command line's --help and the app's texts read them without torch.
 FACE_MODES = ("auto", "none", "require")  # "auto" follows the model's framing; see `lfdm.photo.frame_photo`
+# "auto": a face model finds the driving face in every frame and frames it like its faces (`lfdm.driving`);
+# "none": the driving frames are used as they are
+DRIVING_FACE_MODES = ("auto", "none")
 MAX_RESOLUTION = 1024  # pixels: the longest side a photo-size video may have by default (`max_resolution`)
 EYE_MEASURES = ("distance", "angle", "x", "y")  # see `eye_measures`
 

@@ -33,8 +33,14 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from einops import rearrange, repeat
 
-from lfdm.driving import MAX_DRIVING_FRAMES, animate
-from lfdm.framing import MAX_RESOLUTION, ModelFraming
+from lfdm.driving import (
+    DRIVING_LABEL,
+    MAX_DRIVING_FRAMES,
+    estimate_driving_flows,
+    frame_driving_faces,
+    load_driving_video,
+)
+from lfdm.framing import DRIVING_FACE_MODES, MAX_RESOLUTION, ModelFraming
 from lfdm.guidance import guided_model_output
 from lfdm.images import load_image, preprocess_image
 from lfdm.latents import latents_to_flows
@@ -74,6 +80,9 @@ class LFDMPipelineOutput(BaseOutput):
         model_input: (S, S, 3) the picture the model animated (the aligned face crop or the padded whole picture).
         model_frames: (B, F, S, S, 3) the decoder's frames of `model_input` (the same as `frames` when
             `resolution=None`).
+        driving_face_frames: bool (F,) for `animate` with `driving_face="auto"` on a face model: True where the
+            driving face was found (elsewhere its framing is filled in from the neighbouring frames); else None.
+        driving_note: what the driving face search found (`animate`), or None.
     """
 
     frames: np.ndarray | torch.Tensor
@@ -89,6 +98,8 @@ class LFDMPipelineOutput(BaseOutput):
     face_note: str | None = None
     model_input: np.ndarray | torch.Tensor | None = None
     model_frames: np.ndarray | torch.Tensor | None = None
+    driving_face_frames: np.ndarray | None = None
+    driving_note: str | None = None
 
 
 @dataclass
@@ -182,9 +193,7 @@ class LFDMPipeline(DiffusionPipeline):
     ):
         super().__init__()
         _check_components(lfae, unet, label_encoder)
-        self.register_modules(
-            lfae=lfae, unet=unet, scheduler=scheduler, label_encoder=label_encoder, refiner=refiner
-        )
+        self.register_modules(lfae=lfae, unet=unet, scheduler=scheduler, label_encoder=label_encoder, refiner=refiner)
         self._interrupt = False
 
     # --- what the model knows -------------------------------------------------------------------------------------
@@ -551,6 +560,7 @@ class LFDMPipeline(DiffusionPipeline):
         max_frames: int = MAX_DRIVING_FRAMES,
         decode_chunk_size: int | None = 16,
         face: str = "auto",
+        driving_face: str = "auto",
         resolution: int | str | None = None,
         max_resolution: int = MAX_RESOLUTION,
         output_type: str = "np",
@@ -562,7 +572,7 @@ class LFDMPipeline(DiffusionPipeline):
             image: the picture, as for `__call__`.
             driving_video: a video file or folder of frames (mp4, GIF, ... as `lfdm.video` reads them), a uint8 or
                 [0, 1] float array (F, H, W, 3), a tensor (F, 3, H, W) in [0, 1], a list of images, or a
-                `lfdm.driving.DrivingVideo`. Frames are resized and padded like the picture.
+                `lfdm.driving.DrivingVideo`.
             relative: True moves the picture's own regions as the driving regions moved since driving frame 0, so
                 another face keeps its shape and frame 0 is the picture; False warps the picture into each driving
                 frame's pose and shape (for the same face). See `lfdm.driving`.
@@ -570,27 +580,48 @@ class LFDMPipeline(DiffusionPipeline):
             max_frames: driving frames used at most; a longer video is cut there (and a warning logged).
             decode_chunk_size: frames per LFAE call (None = all at once).
             face, resolution, max_resolution: the picture is framed as the model's `framing` says (a face model
-                finds and aligns the face) and the video rendered at `resolution`, as in `__call__`. The driving frames are used as they are (framed like
-                the model's training videos, as the SynthFace example clips are).
+                finds and aligns the face) and the video rendered at `resolution`, as in `__call__`.
+            driving_face: "auto": a face model finds the driving face in every frame, follows it and frames it like
+                its training faces (`lfdm.face_track`), so that the camera's motion does not reach the picture; a
+                clip where no face is found raises ValueError. "none", and any whole-picture model: the driving
+                frames are resized and padded like the picture, as they are.
             output_type, return_dict: as in `__call__`.
 
         Returns:
-            `LFDMPipelineOutput` with B = 1, F = the driving frames used, `labels == ["driving video"]`.
+            `LFDMPipelineOutput` with B = 1, F = the driving frames used, `labels == ["driving video"]`, and
+            `driving_face_frames` (F,) / `driving_note` saying where the driving face was found.
         """
         if output_type not in ("np", "pt"):
             raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}.")
+        if driving_face not in DRIVING_FACE_MODES:
+            raise ValueError(f"`driving_face` must be one of {DRIVING_FACE_MODES}; got {driving_face!r}.")
+        if decode_chunk_size is not None and decode_chunk_size < 1:
+            raise ValueError(f"`decode_chunk_size` must be >= 1 or None (all frames at once); got {decode_chunk_size}.")
         check_photo_options(face, resolution, max_resolution)
+        # 1. The picture framed as the model's pictures were; the driving frames, their face framed likewise
         framing = frame_photo(image, self.image_size, model_framing=self.framing, face=face)
-        output = animate(
-            self,
-            framing.model_input,  # the face crop (or the padded picture) the model animates, as it is
-            driving_video,
-            relative=relative,
-            motion_scale=motion_scale,
-            max_frames=max_frames,
-            decode_chunk_size=decode_chunk_size,
+        pixels = self.preprocess_image(framing.model_input)  # float32: the decoder warps these pixels
+        driving = load_driving_video(driving_video, self.image_size, max_frames=max_frames)
+        driving_faces = None
+        if driving_face == "auto" and self.framing.is_face:
+            driving_faces = frame_driving_faces(driving, self.image_size, self.framing)
+        frames = driving.frames if driving_faces is None else driving_faces.frames
+
+        # 2. The motion of every driving frame carried over to the picture, in the motion networks' dtype
+        network = dict(device=pixels.device, dtype=self.lfae.dtype)
+        chunk_size = decode_chunk_size or frames.shape[0]
+        flows, occlusions = estimate_driving_flows(
+            self.lfae, pixels.to(**network), frames.to(**network), relative=relative, chunk_size=chunk_size
         )
+        flows, occlusions = scale_motion(flows.float(), occlusions.float(), motion_scale)
+
+        # 3. Warp and decode, then render at `resolution`
+        pyramid = self.encode_image(pixels)
+        video, warped = self.decode_flows(pixels, pyramid, flows, occlusions, chunk_size)
         self.maybe_free_model_hooks()
+        output = self._make_output(video, warped, flows, occlusions, [DRIVING_LABEL])
+        if driving_faces is not None:
+            output = replace(output, driving_face_frames=driving_faces.found, driving_note=driving_faces.note)
         photo = dict(resolution=resolution, max_resolution=max_resolution)
         return self._photo_output(output, framing, **photo, output_type=output_type, return_dict=return_dict)
 

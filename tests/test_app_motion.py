@@ -17,7 +17,7 @@ from lfdm.motion import num_clips
 from lfdm.video import probe_video, read_video, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
-DRIVING_EXAMPLES = sorted((ROOT / "assets" / "driving").glob("*.mp4"))
+DRIVING_EXAMPLES = sorted((ROOT / "assets" / "driving").glob("synthface_*.mp4"))  # the real clip: test_face_track
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,9 @@ def files(tmp_path_factory) -> dict[str, Path]:
     paths["text.mp4"].write_text("not a video")
     clip = rng.integers(0, 256, (1, 24, 24, 3), dtype=np.uint8)
     paths["one.mp4"] = write_video(folder / "one.mp4", clip, fps=8)
-    long_clip = np.repeat(clip, APP_MAX_DRIVING_FRAMES + 5, axis=0)
+    # a still face (the app finds the driving face by default; a clip with no face is refused)
+    face = np.asarray(Image.open(ROOT / "assets" / "examples" / "synthface_test_8388608.png").convert("RGB"))
+    long_clip = np.repeat(face[None, ::2, ::2], APP_MAX_DRIVING_FRAMES + 5, axis=0)
     paths["long.mp4"] = write_video(folder / "long.mp4", long_clip, fps=25)
     return paths
 

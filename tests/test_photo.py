@@ -249,10 +249,10 @@ def test_a_longer_video_of_a_photo_chains_clips_of_the_face_and_renders_at_the_p
 
 def test_a_driving_video_animates_the_photos_face_at_the_photos_size(tiny_pipeline, photo):
     driving = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    out = tiny_pipeline.animate(photo, driving, resolution="input")
+    out = tiny_pipeline.animate(photo, driving, resolution="input", driving_face="none")
     assert out.frames.shape == (1, 5, 320, 320, 3) and out.model_frames.shape == (1, 5, 32, 32, 3)
     assert out.face_box is not None and np.linalg.norm(box_centre(out.face_box) - FACE_CENTRE) < 10
     assert np.abs(out.frames[:, 0] - photo / 255).max() < 1e-5, "frame 0 is the photo"
     assert np.abs(out.frames[:, :, 280:, :60] - photo[280:, :60] / 255).max() < 1e-6, "a far corner stays still"
-    whole = tiny_pipeline.animate(photo, driving, face="none")
+    whole = tiny_pipeline.animate(photo, driving, face="none", driving_face="none")
     assert whole.face_box is None and whole.frames.shape == (1, 5, 32, 32, 3)
