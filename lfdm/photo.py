@@ -193,7 +193,8 @@ def render_photo_video(
     painted pixels are the `refiner`'s (`lfdm.models.refiner.PhotoRefiner`: detail at `refiner.config.scale` x the
     model's size, around the new content only) with its gate, or without one the decoder's frame upsampled, with
     n_f as the gate.
-    OpenCV does the resampling (`warpAffine`, `remap`: cubic, pixel centres on integers, edges repeated).
+    OpenCV does the resampling (`remap` of the photo: Lanczos; `warpAffine` of the coarse maps: cubic; pixel centres
+    on integers, edges repeated).
     """
     flows = flows.detach().float().cpu().numpy()
     occlusions = occlusions.detach().float().cpu().numpy()
@@ -366,9 +367,10 @@ def _apply_to_points(matrix: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tupl
 
 def _sample(source: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """`source` (h, w, 3) float32 at the points (xs, ys) (H, W) of its pixel grid (centres on integers, edges
-    repeated). Cubic: it keeps the photo's detail under sub-pixel shifts, which bilinear sampling halves, and it
+    repeated). Lanczos (8 x 8): under the sub-pixel shifts of a moving face it keeps more of the photo's fine detail
+    than bicubic, and far more than bilinear, which halves it (`benchmarks/RESULTS.md`, "Photographic frames"); it
     returns a pixel exactly where a point falls on its centre, so an unmoved pixel is the photo's."""
-    return cv2.remap(source, xs, ys, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(source, xs, ys, cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _model_region(to_model: np.ndarray, size: int, height: int, width: int) -> tuple[int, int, int, int]:

@@ -203,7 +203,7 @@ def test_whole_picture_path_renders_at_any_size_with_the_photos_aspect(tiny_pipe
     picture = tiny_image[:, :40]  # 48 high, 40 wide
     out = tiny_pipeline(picture, "smile", num_inference_steps=STEPS, resolution=96)
     assert out.frames.shape == (1, 4, 96, 80, 3)
-    resized = cv2.resize(picture, (80, 96), interpolation=cv2.INTER_CUBIC) / 255
+    resized = cv2.resize(picture, (80, 96), interpolation=cv2.INTER_LANCZOS4) / 255
     assert np.abs(out.frames[0, 0] - resized).max() <= 1 / 255, "frame 0 is the photo, enlarged"
     same = tiny_pipeline(picture, "smile", num_inference_steps=STEPS, resolution="input")
     np.testing.assert_array_equal(same.frames[0, 0], picture / np.float32(255), "at its own size: the photo exactly")
