@@ -73,15 +73,20 @@ def measure(pipe, image: np.ndarray, seed: int, steps: int | None, frames: tuple
     if output.face_box is None:
         raise ValueError("no face was found; the sharpness of a face needs one")
     video = np.clip(output.frames, 0, 1)  # (L, F, H, W, 3)
-    photo = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    box = output.face_box
+    if video.shape[2:4] != image.shape[:2]:  # a photo over the size cap comes back shrunk (area-averaged)
+        ratio = video.shape[2] / image.shape[0]
+        box = tuple(round(value * ratio) for value in box)
+        image = cv2.resize(image, video.shape[3:1:-1], interpolation=cv2.INTER_AREA)
+    photo = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
     at = tuple(min(frame, video.shape[1] - 1) for frame in frames)
     figures = {}
     for index, label in enumerate(pipe.labels):
         first = torch.from_numpy(video[index, 0]).permute(2, 0, 1)[None].float()
         figures[label] = {
-            "sharpness": sharpness_ratios(video[index], output.face_box, at),
+            "sharpness": sharpness_ratios(video[index], box, at),
             "frame0_psnr": float(psnr(first, photo)),
-            "far_change": far_change(video[index], output.face_box),
+            "far_change": far_change(video[index], box),
         }
     return figures, output
 

@@ -240,13 +240,14 @@ def render_photo_video(
             inputs = _frame_inputs(source, region, maps, model_frames[index], frame, model_to_source, size)
             if painted is None:  # the decoder's change where content is new
                 paint, gate = inputs.warped + inputs.decoded - inputs.decoded_start, inputs.new_content
-            elif frame in painted:  # the refiner's pixels and gate, from its frame into the region
+            elif frame in painted:  # the refiner's change and gate, from its frame into the region
                 region_to_box = np.linalg.inv(painted[frame].to_model) @ region_to_model
                 both = cv2.warpAffine(
                     painted[frame].pixels, region_to_box[:2], region_size,
                     flags=flags | cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
-                )  # fmt: skip  (h', w', 4): paint RGB, gate
-                paint, gate = both[..., :3], both[..., 3:]
+                )  # fmt: skip  (h', w', 4): paint minus warped photo, gate
+                # the refiner's frame may be coarser than the photo's face: its change goes onto this warp's detail
+                paint, gate = inputs.warped + both[..., :3], both[..., 3:]
             else:  # nothing new near this frame: the warp alone
                 paint, gate = inputs.warped, np.zeros_like(inputs.new_content)
             animated = inputs.warped + gate * (paint - inputs.warped)
@@ -302,8 +303,8 @@ def _frame_inputs(source, grid: _Grid, maps, model_frames, frame: int, model_to_
 
 @dataclass(frozen=True)
 class _Painted:
-    """The refiner's output for one frame: pixels (h, w, 4) float32, paint RGB and gate, on a box of its frame;
-    to_model (3, 3) box pixels -> model-frame pixels."""
+    """The refiner's output for one frame: pixels (h, w, 4) float32, its paint minus the warped photo (RGB) and its
+    gate, on a box of its frame; to_model (3, 3) box pixels -> model-frame pixels."""
 
     pixels: np.ndarray
     to_model: np.ndarray
@@ -348,7 +349,8 @@ def _refine(refiner, source, maps, model_frames, model_to_source, size: int) -> 
     stack = lambda name: torch.from_numpy(np.stack([getattr(one, name) for one in inputs])).permute(0, 3, 1, 2)
     names = ("warped", "decoded", "decoded_start", "new_content")
     output = refiner(*(stack(name).to(device) for name in names))
-    pixels = torch.cat([output.paint, output.gate], 1).float().permute(0, 2, 3, 1).cpu().numpy()
+    change = output.paint.float() - stack("warped").to(output.paint.device)
+    pixels = torch.cat([change, output.gate.float()], 1).permute(0, 2, 3, 1).cpu().numpy()
     return {frame: _Painted(pixels[k], box_to_model) for k, frame in enumerate(frames)}
 
 
