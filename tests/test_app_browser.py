@@ -166,7 +166,7 @@ def test_driving_video_tab_animates_a_picture_in_chromium(page, tmp_path):
 @pytest.mark.parametrize("page", [("app-photo.png", ASTRONAUT)], indirect=True)
 def test_a_real_photo_gets_its_face_found_and_a_video_at_its_size(page):
     page.wait_for_function("() => document.querySelector('#face-preview img')?.getAttribute('src')")
-    page.get_by_text("Face found at").wait_for()
+    page.get_by_text("Face found (").wait_for()
     set_steps(page, 2)
     page.click("#generate")
     page.wait_for_function(VIDEO_DECODED, timeout=120_000)

@@ -13,6 +13,7 @@ maps of every sampling step, at most `max_trace_steps` of them) in memory and in
 from __future__ import annotations
 
 import logging
+import math
 import re
 import shutil
 import tempfile
@@ -27,8 +28,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from lfdm.app import render
 from lfdm.app.inputs import (
@@ -43,11 +46,12 @@ from lfdm.app.inputs import (
     read_photo,
     shown_scheduler,
 )
+from lfdm import faces
 from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines, read_model_card
 from lfdm.driving import DRIVING_LABEL
 from lfdm.motion import num_clips
 from lfdm.outputs import write_label_outputs
-from lfdm.photo import frame_photo
+from lfdm.photo import frame_photo, output_size
 from lfdm.pipeline import load_pipeline
 from lfdm.runtime import cpu_has_amx_bf16, dtype_name
 from lfdm.schedulers import default_steps, make_scheduler, sampler_name
@@ -56,6 +60,14 @@ from lfdm.viz import to_uint8
 logger = logging.getLogger(__name__)
 
 STRIP_TILE = 64  # pixels per frame in the inspector's strips (latent cells drawn as blocks)
+COMPARE_TILE = 160  # pixels, the height of each action's face in the Compare grid: enough to tell expressions apart
+COMPARE_CONTEXT = 1.6  # the Compare crop's side, in face-box sides: brows, chin and a little around them
+ESTIMATE_SHOWN_S = 5.0  # runs expected to take longer than this get "about N s" before they start
+MEASURE_SIDE = 512  # pixels, the picture `measure_speed` renders
+# The label encoder config's key for the action the app selects first: one that visibly works (the model card says
+# which). Models without it start on `FALLBACK_LABEL` when they know it, else on their first label.
+DEFAULT_LABEL_KEY = "_lfdm_default_label"
+FALLBACK_LABEL = "surprise"
 _REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 
 ProgressFn = Callable[[float, str], None]
@@ -87,6 +99,7 @@ class FacePreview:
     picture: np.ndarray  # uint8 (H, W, 3), long side at most `GenerationService.preview_size`
     note: str  # Markdown
     face_box: tuple[int, int, int, int] | None  # in the photo's pixels
+    video_size: tuple[int, int] | None = None  # (width, height) of the video a generation will make
 
 
 @dataclass(frozen=True)
@@ -198,6 +211,8 @@ class GenerationService:
         self._trace_lock = threading.Lock()  # the inspector's events run beside generations
         self._run_lock = threading.Lock()  # one pipeline call at a time: runs share the pipeline's scheduler
         self._stop_events: dict[str, threading.Event] = {}
+        # model name -> measured seconds per unit of work on this machine (`_remember_speed`, `estimate_seconds`)
+        self._speeds: dict[str, dict[str, float]] = {}
 
     @classmethod
     def from_checkpoints(cls, root: str | Path, model: str | None = None, **kwargs) -> GenerationService:
@@ -236,10 +251,40 @@ class GenerationService:
             self._pipelines.move_to_end(name)
             return self._pipelines[name]
 
-    def preload(self) -> None:
-        """Load the default model now, so the first request does not wait for it."""
+    def preload(self, measure: bool = True) -> None:
+        """Load the default model now, so the first request does not wait for it, and (`measure`) time one short
+        run, so that the first long request gets an estimate of its time."""
         if self.has_model:
             self.pipeline()
+            if measure:
+                self.measure_speed()
+
+    def measure_speed(self, model: str | None = None) -> None:
+        """Time two 1-step runs of the model on a plain picture (a few seconds on a CPU): one at the model's own
+        size (sampling and decoding), one rendered at `MEASURE_SIDE` px (the photo-size rendering on top)."""
+        name = self._model_name(model)
+        pipe = self.pipeline(name)
+        picture = np.full((MEASURE_SIDE, MEASURE_SIDE, 3), 128, np.uint8)
+        settings = self.check_settings(
+            GenerationSettings(label=self.default_label(name), model=name, steps=1, find_face=False)
+        )
+        for resolution in (None, "input"):
+            self._sample(pipe, picture, [settings.label], settings, threading.Event(), None, trace=False,
+                         resolution=resolution)  # fmt: skip
+        faces.training_eye_range()  # computed once per process; the first face search would wait for it
+
+    def default_label(self, model: str | None = None) -> str | None:
+        """The action selected first: the model's own choice (`DEFAULT_LABEL_KEY` in its label encoder config),
+        else `FALLBACK_LABEL` when the model knows it, else its first label."""
+        if not self.has_model:
+            return None
+        pipe = self.pipeline(model)
+        labels = pipe.labels
+        chosen = pipe.label_encoder.config.get(DEFAULT_LABEL_KEY)
+        for label in (chosen, FALLBACK_LABEL):
+            if label in labels:
+                return label
+        return labels[0] if labels else None
 
     def labels(self, model: str | None = None) -> list[str]:
         """The actions the model knows, from its own config (never a list of ours)."""
@@ -314,13 +359,15 @@ class GenerationService:
         settings = self.check_settings(settings)
         pipe = self.pipeline(settings.model)
         photo = read_photo(image_path)
+        fitted, scale = _reduced(photo, self.max_resolution)  # the video is at most this large anyway
         with self._stoppable(session) as stop:
             output, seconds = self._sample(
-                pipe, photo, [settings.label], settings, stop, progress, trace=True, resolution="input"
+                pipe, fitted, [settings.label], settings, stop, progress, trace=True, resolution="input"
             )
 
         request_id = uuid.uuid4().hex
         folder = self.work_dir / request_id
+        writing_began = time.perf_counter()
         label_outputs = (
             settings.label,
             output.model_input,
@@ -339,6 +386,8 @@ class GenerationService:
             trace.save(folder / "trace.npz")
             downloads = written.result()
         self._remember(request_id, trace)
+        megapixels = output.frames.shape[2] * output.frames.shape[3] / 1e6
+        self._remember_writing(settings.model, time.perf_counter() - writing_began, output.frames.shape[1] * megapixels)
         panel_video = next(path for path in downloads if path.name == "panels.mp4")
         return GenerationResult(
             request_id=request_id,
@@ -349,7 +398,7 @@ class GenerationService:
             panel_video=panel_video,
             downloads=[*downloads, folder / "trace.npz"],
             num_trace_steps=len(trace.steps),
-            face_box=output.face_box,
+            face_box=_scaled_box(output.face_box, 1 / scale, photo.shape),
             face_note=output.face_note,
             seconds=seconds,
             note=_timing_note(pipe, settings, seconds),
@@ -368,8 +417,19 @@ class GenerationService:
         self.cleanup()
         settings = self.check_settings(settings, need_label=False)
         pipe = self.pipeline(settings.model)
-        photo = read_photo(image_path)
+        photo, _ = _reduced(read_photo(image_path), self.max_resolution)
         labels = pipe.labels
+        # Each action's tile shows the face large enough to judge: the photo is rendered so that the region around
+        # the face is about `COMPARE_TILE` px, then cropped to it; without a face, the whole picture.
+        face_box = None
+        if settings.find_face:
+            face_box = frame_photo(photo, pipe.image_size, face="auto").face_box
+        resolution, region = self.compare_resolution, None
+        if face_box is not None:
+            region = _face_region(face_box, photo.shape[:2])
+            side = region[2] - region[0]
+            resolution = int(min(self.max_resolution, max(self.compare_resolution, math.ceil(
+                max(photo.shape[:2]) * COMPARE_TILE / side))))  # fmt: skip
         videos: dict[str, np.ndarray] = {}
         with self._stoppable(session) as stop:
             for start in range(0, len(labels), batch_size):
@@ -377,11 +437,15 @@ class GenerationService:
                 share, done = len(batch) / len(labels), start / len(labels)
                 batch_progress = None if progress is None else (lambda f, d, s=share, o=done: progress(o + f * s, d))
                 output, _ = self._sample(
-                    pipe, photo, batch, settings, stop, batch_progress, trace=False, resolution=self.compare_resolution
+                    pipe, photo, batch, settings, stop, batch_progress, trace=False, resolution=resolution
                 )
-                videos.update({label: to_uint8(frames) for label, frames in zip(batch, output.frames, strict=True)})
+                for label, frames in zip(batch, output.frames, strict=True):
+                    frames = to_uint8(frames)
+                    if region is not None:
+                        frames = render.crop_frames(frames, region, photo.shape[:2])
+                    videos[label] = frames
         video, gif = render.write_comparison(
-            self.work_dir / uuid.uuid4().hex, videos, fps=settings.fps, size=self.panel_size
+            self.work_dir / uuid.uuid4().hex, videos, fps=settings.fps, size=COMPARE_TILE
         )
         return CompareResult(video=video, downloads=[video, gif])
 
@@ -391,7 +455,7 @@ class GenerationService:
         self.cleanup()
         settings = check_driving_settings(replace(settings, model=self._model_name(settings.model)))
         pipe = self.pipeline(settings.model)
-        photo = read_photo(image_path)
+        photo, _ = _reduced(read_photo(image_path), self.max_resolution)
         driving = read_driving_video(video_path, pipe.image_size)
         with self._run_lock:
             output = pipe.animate(
@@ -446,8 +510,11 @@ class GenerationService:
             # a video longer than the model's clip samples one clip after the other, each for all labels at once
             sampling_steps = settings.steps * num_clips(settings.num_frames or pipe.num_frames, pipe.num_frames)
             total = sampling_steps + 1  # the last unit is decoding the frames
+            sampled_at = []  # when the last sampling step ended: sampling and rendering are timed apart
 
             def on_step_end(pipe, step_index, timestep, callback_kwargs):
+                if step_index + 1 == sampling_steps:
+                    sampled_at.append(time.perf_counter())
                 if progress is not None:
                     done = step_index + 1
                     what = (
@@ -476,26 +543,86 @@ class GenerationService:
             seconds = time.perf_counter() - began
         if output.interrupted or stop.is_set():
             raise GenerationStopped("stopped; press Generate to start again.")
+        if sampled_at:
+            rendered = None if resolution is None else output.frames.shape[2:4]  # None: the model's own frames
+            work = _work(pipe, settings, len(labels), rendered)
+            self._remember_speed(settings.model, sampled_at[-1] - began, time.perf_counter() - sampled_at[-1], work)
         if progress is not None:
             progress(1.0, "writing the videos")
         return output, seconds
 
     def find_face(self, image_path, find_face: bool = True, model: str | None = None) -> FacePreview:
-        """The face the next generation will animate, drawn on the input (no sampling; about 0.2 s)."""
+        """The face the next generation will animate, drawn on the input, and the size of the video (no sampling;
+        well under a second even for a 6000x6000 photo: the face is searched on a copy at most `max_resolution`
+        px, the size a generation uses too)."""
         photo = read_photo(image_path)
+        height, width = photo.shape[:2]
+        small, scale = _reduced(photo, self.max_resolution)
         size = self.pipeline(model).image_size if self.has_model else 64
-        framing = frame_photo(photo, size, face="auto" if find_face else "none")
-        picture = render.face_preview(photo, framing.face_box, self.preview_size)
+        framing = frame_photo(small, size, face="auto" if find_face else "none")
+        picture = render.face_preview(small, framing.face_box, self.preview_size)
+        face_box = _scaled_box(framing.face_box, 1 / scale, photo.shape)
         if not find_face:
             note = "The whole picture is animated (*Find the face* is off)."
-        elif framing.face_box is None:
+        elif face_box is None:
             note = f"**{framing.note}**"
         else:
-            how = "aligned like the training faces" if framing.aligned else "already framed like the training faces"
-            note = f"Face found at {framing.face_box} (x0, y0, x1, y1), {how}." + (
-                f" **{framing.note}**" if framing.note else ""
+            x0, y0, x1, y1 = face_box
+            how = "animated and pasted back" if framing.aligned else "framed like the model's training faces already"
+            note = f"Face found ({x1 - x0}x{y1 - y0} px), {how}." + (f" **{framing.note}**" if framing.note else "")
+        video_height, video_width = output_size(height, width, "input", self.max_resolution)
+        if scale < 1:
+            note += (
+                f" The photo is {width}x{height} px; the video will be {video_width}x{video_height} px "
+                f"(at most {self.max_resolution} px a side)."
             )
-        return FacePreview(picture=picture, note=note, face_box=framing.face_box)
+        return FacePreview(picture=picture, note=note, face_box=face_box, video_size=(video_width, video_height))
+
+    # --- how long a run takes -------------------------------------------------------------------------------------
+
+    def _remember_speed(self, model: str, sampling_s: float, rendering_s: float, work: dict[str, float]) -> None:
+        """Keep this machine's seconds per U-Net frame-step, per decoded frame and per rendered megapixel-frame
+        (each the mean of what it was and the new measurement). A run at the model's own size measures decoding;
+        a run at a photo's size, the rendering beyond it."""
+        speed = self._speeds.setdefault(model, {})
+        mean = lambda key, value: value if key not in speed else (speed[key] + value) / 2
+        speed["step"] = mean("step", sampling_s / work["sampling"])
+        per_frame = rendering_s / work["frames"]
+        if work["megapixels"] == 0 or "frame" not in speed:
+            speed["frame"] = mean("frame", per_frame)
+        else:
+            speed["megapixel"] = mean("megapixel", max(per_frame - speed["frame"], 0.0) / work["megapixels"])
+
+    def _remember_writing(self, model: str, seconds: float, megapixel_frames: float) -> None:
+        """Keep this machine's seconds per megapixel-frame of writing a generation's files (videos, GIF, panels)."""
+        speed = self._speeds.setdefault(model, {})
+        value = seconds / max(megapixel_frames, 1e-6)
+        speed["writing"] = value if "writing" not in speed else (speed["writing"] + value) / 2
+
+    def estimate_seconds(self, image_path, settings: GenerationSettings, num_labels: int = 1) -> float | None:
+        """How long a generation with these settings takes on this machine, from the speed measured by earlier
+        runs (`measure_speed` at start, then every run); None before any run or for settings it cannot check."""
+        try:
+            settings = self.check_settings(settings, need_label=False)
+        except UserInputError:
+            return None
+        speed = self._speeds.get(settings.model, {})
+        if "step" not in speed or "frame" not in speed:
+            return None
+        pipe = self.pipeline(settings.model)
+        size = _image_size(image_path) or (pipe.image_size, pipe.image_size)
+        work = _work(pipe, settings, num_labels, output_size(*size, "input", self.max_resolution))
+        per_frame = speed["frame"] + (speed.get("megapixel", 0.0) + speed.get("writing", 0.0)) * work["megapixels"]
+        return speed["step"] * work["sampling"] + per_frame * work["frames"]
+
+    def estimate_note(self, image_path, settings: GenerationSettings, num_labels: int = 1) -> str:
+        """Markdown for the page before a run: "This takes about 40 s on this machine." when it takes longer than
+        `ESTIMATE_SHOWN_S`, else ""."""
+        seconds = self.estimate_seconds(image_path, settings, num_labels)
+        if seconds is None or seconds <= ESTIMATE_SHOWN_S:
+            return ""
+        shown = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+        return f"This takes about **{shown}** at the speed measured on this machine."
 
     @property
     def active_runs(self) -> int:
@@ -555,3 +682,58 @@ class GenerationService:
                 shutil.rmtree(folder, ignore_errors=True)
                 with self._trace_lock:
                     self._traces.pop(folder.name, None)
+
+
+def _reduced(photo: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """The photo with its long side at most `max_side` (area-averaged), and the scale applied (1.0: unchanged)."""
+    height, width = photo.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale == 1:
+        return photo, 1.0
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(photo, size, interpolation=cv2.INTER_AREA), scale
+
+
+def _scaled_box(box, factor: float, shape) -> tuple[int, int, int, int] | None:
+    """A (x0, y0, x1, y1) box multiplied by `factor`, rounded and clipped to a picture of `shape` (H, W, ...)."""
+    if box is None:
+        return None
+    height, width = shape[:2]
+    x0, y0, x1, y1 = (value * factor for value in box)
+    clip = lambda value, high: int(min(max(round(value), 0), high))
+    return clip(x0, width), clip(y0, height), clip(x1, width), clip(y1, height)
+
+
+def _face_region(box, shape) -> tuple[float, float, float, float]:
+    """A square around a face box, `COMPARE_CONTEXT` times its side, moved (and if need be shrunk) into the photo:
+    (x0, y0, x1, y1) in the photo's pixels."""
+    height, width = shape
+    x0, y0, x1, y1 = box
+    side = min(COMPARE_CONTEXT * max(x1 - x0, y1 - y0), height, width)
+    centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
+    left = min(max(centre_x - side / 2, 0), width - side)
+    top = min(max(centre_y - side / 2, 0), height - side)
+    return left, top, left + side, top + side
+
+
+def _work(pipe, settings: GenerationSettings, num_labels: int, video_size) -> dict[str, float]:
+    """What one run does: U-Net frame-steps ("sampling"), decoded frames ("frames") and the megapixels of each
+    frame rendered at the photo's size ("megapixels"; 0 when `video_size` is None: the model's own frames)."""
+    frames = settings.num_frames or pipe.num_frames
+    clips = num_clips(frames, pipe.num_frames)
+    return {
+        "sampling": settings.steps * clips * pipe.num_frames * num_labels,
+        "frames": frames * num_labels,
+        "megapixels": 0.0 if video_size is None else video_size[0] * video_size[1] / 1e6,
+    }
+
+
+def _image_size(image_path) -> tuple[int, int] | None:
+    """(height, width) of an image file as its header says (no decoding; EXIF turns counted); None if unreadable."""
+    try:
+        with Image.open(image_path) as image:
+            width, height = image.size
+            turned = image.getexif().get(0x0112) in (5, 6, 7, 8)
+    except (OSError, ValueError, TypeError, AttributeError, Image.DecompressionBombError):
+        return None
+    return (width, height) if turned else (height, width)
