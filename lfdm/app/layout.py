@@ -3,9 +3,12 @@ tab. Layout only; `lfdm.app.ui` wires the events."""
 
 from __future__ import annotations
 
+import base64
+import io
 from types import SimpleNamespace
 
 import gradio as gr
+from PIL import Image
 
 from lfdm.app import text
 from lfdm.app.inputs import DEFAULT_SCHEDULER, FPS_RANGE, GUIDANCE_RANGE, SCHEDULERS, SEED_MAX, STEPS_RANGE
@@ -131,7 +134,7 @@ def inspector() -> SimpleNamespace:
         ui.flow_strip = gr.Image(
             label="Predicted flow at this step", format="png", interactive=False, elem_id="flow-strip", scale=4
         )
-        gr.Image(color_wheel_legend(128), label="Colour key", format="png", interactive=False, scale=1, min_width=140)
+        gr.HTML(_colour_key_html(128), label="Colour key", scale=1, min_width=140, elem_id="colour-key")
     ui.occlusion_strip = gr.Image(
         label="Predicted occlusion at this step", format="png", interactive=False, elem_id="occlusion-strip"
     )
@@ -152,3 +155,11 @@ def compare_tab() -> SimpleNamespace:
     ui.video = captioned_video("Every action (the face of each, large enough to judge)", "compare-video")
     ui.files = gr.File(label="Downloads", file_count="multiple")
     return ui
+
+
+def _colour_key_html(size: int) -> str:
+    """The flow colour key as an inline PNG: a file in Gradio's temporary folder could be cleaned away by others."""
+    png = io.BytesIO()
+    Image.fromarray(color_wheel_legend(size)).save(png, format="PNG")
+    data = base64.b64encode(png.getvalue()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="Colour key: direction is hue, length is saturation" width="{size}">'
