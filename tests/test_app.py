@@ -476,8 +476,9 @@ def test_api_generate_keeps_its_outputs_and_the_time_goes_to_the_page(service, c
     assert len(generate(client, images["face.png"], label)) == 6, "the time goes to the page, not the API"
     demo = build_demo(service)
     note = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "run-note")
+    generation = next(dep for dep in demo.config["dependencies"] if dep["api_name"] == "generate")
     fills_note = [dep for dep in demo.config["dependencies"] if note._id in dep["outputs"]]
-    assert fills_note and fills_note[0]["trigger_after"] is not None, "the note follows a finished generation"
+    assert any(dep["trigger_after"] == generation["id"] for dep in fills_note), "the note follows a finished generation"
 
 
 # --- issue 26: what a first visit shows, errors at the moment they happen, results you can read -----------------

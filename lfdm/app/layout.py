@@ -107,10 +107,10 @@ def results_column() -> SimpleNamespace:
     ui = SimpleNamespace()
     with gr.Row():
         ui.video = captioned_video("Generated video", "video")
-        ui.flow_video = captioned_video("Latent flow, with its colour key", "flow-video")
+        ui.flow_video = captioned_video("Latent flow, with its colour key", "flow-video", titled=True)
         ui.occlusion_video = captioned_video("Occlusion (white = visible)", "occlusion-video")
     ui.run_note = gr.Markdown(elem_id="run-note")  # how long the video will take, then how long it took
-    ui.panel_video = captioned_video("input | generated | warped input | flow | grid | occlusion", "panel-video")
+    ui.panel_video = captioned_video("input | generated | warped input | flow | grid | occlusion", "panel-video", titled=True)
     ui.downloads = gr.File(
         label="Downloads: video, panels, GIF, flows (.npz), every step (.npz)",
         file_count="multiple",
@@ -139,7 +139,7 @@ def inspector() -> SimpleNamespace:
         label="Predicted occlusion at this step", format="png", interactive=False, elem_id="occlusion-strip"
     )
     with gr.Row(visible=False) as ui.videos_row:
-        ui.flow_video = captioned_video("Flow at this step")
+        ui.flow_video = captioned_video("Flow at this step", titled=True)
         ui.occlusion_video = captioned_video("Occlusion at this step")
     ui.outputs = [ui.caption, ui.flow_strip, ui.occlusion_strip, ui.videos_row, ui.flow_video, ui.occlusion_video]
     return ui
@@ -152,7 +152,7 @@ def compare_tab() -> SimpleNamespace:
         ui.button = gr.Button("Generate every action", variant="primary", elem_id="compare", scale=3)
         ui.stop = stop_button("compare-stop")
     ui.note = gr.Markdown(elem_id="compare-note")  # how long it will take
-    ui.video = captioned_video("Every action (the face of each, large enough to judge)", "compare-video")
+    ui.video = captioned_video("Every action (the face of each, large enough to judge)", "compare-video", titled=True)
     ui.files = gr.File(label="Downloads", file_count="multiple")
     return ui
 

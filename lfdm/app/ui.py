@@ -149,17 +149,26 @@ class _Handlers:
             return None, f"**{_sentence(str(error))}**"
         return preview.picture, preview.note
 
-    def estimate(self, image, label, model, scheduler, steps, guidance, seed, fps, find_face=True, num_frames=None,
-                 motion_scale=1.0):  # fmt: skip
-        """The note shown as a run starts: about how long it takes (empty for a short run or settings it rejects)."""
+    def start(self, image, label, model, scheduler, steps, guidance, seed, fps, find_face=True, num_frames=None,
+              motion_scale=1.0):  # fmt: skip
+        """As a run starts: about how long it takes (empty for a short run or settings it rejects) and Stop on."""
         settings = GenerationSettings(
             label, model, scheduler, steps, guidance, seed, fps, num_frames, motion_scale, find_face
         )
-        return self.service.estimate_note(_image_path(image), settings)
+        return self._started(_image_path(image), settings, 1)
 
-    def estimate_compare(self, image, model, scheduler, steps, guidance, seed, fps, find_face=True):
+    def start_compare(self, image, model, scheduler, steps, guidance, seed, fps, find_face=True):
         settings = GenerationSettings(None, model, scheduler, steps, guidance, seed, fps, find_face=find_face)
-        return self.service.estimate_note(_image_path(image), settings, num_labels=len(self.service.labels(model)))
+        return self._started(_image_path(image), settings, None)
+
+    def _started(self, image_path, settings: GenerationSettings, num_labels: int | None):
+        try:
+            num_labels = num_labels or len(self.service.labels(settings.model))
+            note = self.service.estimate_note(image_path, settings, num_labels)
+        except Exception:  # the run itself reports what is wrong; an estimate never stands in its way
+            logger.exception("estimating the time failed")
+            note = ""
+        return note, gr.Button(interactive=True), gr.Button(interactive=True)
 
     def stop(self, request: gr.Request):
         self.service.stop(_session(request))
@@ -257,7 +266,12 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
     ]
     queued = dict(preprocess=False, concurrency_id="model", concurrency_limit=1)
     motion = [inputs.num_frames, inputs.motion_scale]  # last, so API calls without them keep working
+    # A click first says about how long the run takes and turns Stop on (at once, outside the queue), then runs.
+    stops = [inputs.stop, compare.stop]
+    starting = dict(preprocess=False, queue=False, api_visibility="private")
     generating = inputs.generate.click(
+        handlers.start, [inputs.image, inputs.label, *settings, *motion], [results.run_note, *stops], **starting
+    ).then(
         _on_gpu(handlers.generate),
         [inputs.image, inputs.label, *settings, *motion],
         outputs,
@@ -268,30 +282,20 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
     generating.success(handlers.show_step, step_inputs, inspector.outputs, queue=False, api_visibility="private")
     generating.success(lambda note: note, run_note, results.run_note, queue=False, api_visibility="private")
     comparing = compare.button.click(
+        handlers.start_compare, [inputs.image, *settings], [compare.note, *stops], **starting
+    ).then(
         _on_gpu(handlers.compare),
         [inputs.image, *settings],
         [compare.video, compare.files],
         api_name="compare",
         **queued,
     )
-    stops = [inputs.stop, compare.stop]
-    idle = lambda: [gr.Button(interactive=False)] * len(stops)
+    idle = lambda: [gr.Button(interactive=False)] * len(stops)  # Stop is on only while something runs
     for button in stops:
         button.click(handlers.stop, None, None, cancels=[generating, comparing], queue=False, api_visibility="private")
         button.click(idle, None, stops, queue=False, api_visibility="private")
-    # Stop is active only while something runs; the estimate of the time shows as the run starts
-    busy = lambda: [gr.Button(interactive=True)] * len(stops)
-    for start, running in ((inputs.generate, generating), (compare.button, comparing)):
-        start.click(busy, None, stops, queue=False, api_visibility="private")
+    for running in (generating, comparing):
         running.then(idle, None, stops, queue=False, api_visibility="private")
-    inputs.generate.click(
-        handlers.estimate, [inputs.image, inputs.label, *settings, *motion], results.run_note, preprocess=False,
-        queue=False, api_visibility="private",
-    )  # fmt: skip
-    compare.button.click(
-        handlers.estimate_compare, [inputs.image, *settings], compare.note, preprocess=False, queue=False,
-        api_visibility="private",
-    )  # fmt: skip
     for changed in (inspector.step.input, inspector.as_videos.input):
         changed(
             handlers.show_step,

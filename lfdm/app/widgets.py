@@ -30,9 +30,17 @@ def example_files(folder: Path | None, pattern: str) -> list[list[str]]:
     return [[str(path)] for path in sorted(Path(folder).glob(pattern))]
 
 
-def captioned_video(label: str, elem_id: str | None = None) -> gr.Video:
-    """A looping video with its caption above it, not on it: Gradio's label floats over the top of the video,
-    where the flow and panel videos draw their own titles. The caption's elem_id is `elem_id` + "-caption"."""
+def captioned_video(label: str, elem_id: str | None = None, *, titled: bool = False) -> gr.Video:
+    """A looping video with its caption above it, not on it: Gradio's label floats over the top left of the video
+    and its download button over the top right, where the flow, panel and Compare videos draw their titles
+    (`titled`: no button; the Downloads list has the files). The caption's elem_id is `elem_id` + "-caption"."""
     with gr.Column(min_width=160):
         gr.Markdown(f"**{label}**", elem_id=None if elem_id is None else f"{elem_id}-caption", elem_classes="caption")
-        return gr.Video(label=label, show_label=False, autoplay=True, loop=True, elem_id=elem_id)
+        return gr.Video(
+            label=label,
+            show_label=False,
+            autoplay=True,
+            loop=True,
+            elem_id=elem_id,
+            buttons=[] if titled else None,
+        )
