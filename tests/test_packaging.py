@@ -56,7 +56,9 @@ def test_after_the_install_python_m_lfdm_works_from_any_folder(tmp_path):
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     site_packages = next(target.glob("lib/python*/site-packages"))
-    script = f"import site, runpy; site.addsitedir({str(site_packages)!r}); runpy.run_module('lfdm', run_name='__main__')"
+    script = (
+        f"import site, runpy; site.addsitedir({str(site_packages)!r}); runpy.run_module('lfdm', run_name='__main__')"
+    )
     done = subprocess.run(
         [sys.executable, "-c", script, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": ""},

@@ -39,7 +39,9 @@ def driving_tab(examples_dir, driving_dir) -> SimpleNamespace:
                 ui.result = captioned_video("Animated picture", "driving-result")
                 ui.flow_video = captioned_video("Latent flow, with its colour key", "driving-flow", titled=True)
                 ui.occlusion_video = captioned_video("Occlusion (white = visible)", "driving-occlusion")
-            ui.panel_video = captioned_video("input | animated | warped input | flow | grid | occlusion", "driving-panels", titled=True)
+            ui.panel_video = captioned_video(
+                "input | animated | warped input | flow | grid | occlusion", "driving-panels", titled=True
+            )
             ui.downloads = gr.File(label="Downloads: video, panels, GIF, flows (.npz)", file_count="multiple")
     return ui
 

@@ -110,7 +110,9 @@ def results_column() -> SimpleNamespace:
         ui.flow_video = captioned_video("Latent flow, with its colour key", "flow-video", titled=True)
         ui.occlusion_video = captioned_video("Occlusion (white = visible)", "occlusion-video")
     ui.run_note = gr.Markdown(elem_id="run-note")  # how long the video will take, then how long it took
-    ui.panel_video = captioned_video("input | generated | warped input | flow | grid | occlusion", "panel-video", titled=True)
+    ui.panel_video = captioned_video(
+        "input | generated | warped input | flow | grid | occlusion", "panel-video", titled=True
+    )
     ui.downloads = gr.File(
         label="Downloads: video, panels, GIF, flows (.npz), every step (.npz)",
         file_count="multiple",
@@ -162,4 +164,5 @@ def _colour_key_html(size: int) -> str:
     png = io.BytesIO()
     Image.fromarray(color_wheel_legend(size)).save(png, format="PNG")
     data = base64.b64encode(png.getvalue()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="Colour key: direction is hue, length is saturation" width="{size}">'
+    alt = "Colour key: the direction of a displacement is the hue, its length the saturation"
+    return f'<img src="data:image/png;base64,{data}" alt="{alt}" width="{size}">'

@@ -104,7 +104,9 @@ def upscale(frames: np.ndarray, size: int, *, smooth: bool) -> np.ndarray:
     return np.stack([cv2.resize(frame, (new_width, size), interpolation=interpolation) for frame in frames])
 
 
-def flow_frames(flows: np.ndarray, size: int, max_magnitude: float | None = None, *, smooth: bool = False) -> np.ndarray:
+def flow_frames(
+    flows: np.ndarray, size: int, max_magnitude: float | None = None, *, smooth: bool = False
+) -> np.ndarray:
     """Flows (F, h, w, 2) -> colour-wheel frames with the colour key beside them, uint8 (F, H', W', 3); `smooth`
     upsamples the colours bicubically, else each latent cell is a block."""
     colors = upscale(flow_to_color(flows, max_magnitude), size, smooth=smooth)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lfdm import faces
 from lfdm.app import render
 from lfdm.app.inputs import (
     SCHEDULERS,
@@ -46,7 +47,6 @@ from lfdm.app.inputs import (
     read_photo,
     shown_scheduler,
 )
-from lfdm import faces
 from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines, read_model_card
 from lfdm.driving import DRIVING_LABEL
 from lfdm.motion import num_clips
@@ -428,8 +428,8 @@ class GenerationService:
         if face_box is not None:
             region = _face_region(face_box, photo.shape[:2])
             side = region[2] - region[0]
-            resolution = int(min(self.max_resolution, max(self.compare_resolution, math.ceil(
-                max(photo.shape[:2]) * COMPARE_TILE / side))))  # fmt: skip
+            wanted = math.ceil(max(photo.shape[:2]) * COMPARE_TILE / side)  # the region then is COMPARE_TILE px
+            resolution = int(min(self.max_resolution, max(self.compare_resolution, wanted)))
         videos: dict[str, np.ndarray] = {}
         with self._stoppable(session) as stop:
             for start in range(0, len(labels), batch_size):

@@ -11,7 +11,6 @@ import functools
 import logging
 import random
 from pathlib import Path
-from types import SimpleNamespace
 
 import gradio as gr
 
