@@ -560,6 +560,13 @@ def test_a_long_run_is_announced_with_the_measured_speed(tiny_pipeline_dir, tmp_
     took = time.perf_counter() - began  # sampling, rendering and writing the files
     estimate = service.estimate_seconds(images["face.png"], settings)  # now with the writing measured too
     assert took / 5 - 0.1 < estimate < took * 5 + 0.1, f"estimated {estimate:.2f} s, took {took:.2f} s"
+    three, six = (service.estimate_seconds(images["face.png"], settings, n, compare=True) for n in (3, 6))
+    assert 0 < three < six, "Compare: the more actions, the longer"
+    began = time.perf_counter()
+    service.compare(images["face.png"], settings)
+    took = time.perf_counter() - began
+    three = service.estimate_seconds(images["face.png"], settings, 3, compare=True)  # now from that run
+    assert took / 3 < three < took * 3, f"Compare: estimated {three:.2f} s, took {took:.2f} s"
 
 
 def test_compare_shows_each_actions_face_at_least_128_px_high(service):

@@ -260,17 +260,22 @@ class GenerationService:
                 self.measure_speed()
 
     def measure_speed(self, model: str | None = None) -> None:
-        """Time two 1-step runs of the model on a plain picture (a few seconds on a CPU): one at the model's own
-        size (sampling and decoding), one rendered at `MEASURE_SIDE` px (the photo-size rendering on top)."""
+        """Measure this machine's speed afresh: after a warm-up, two 1-step runs of the model on a plain picture (a
+        few seconds on a CPU), one at the model's own size (sampling and decoding), one rendered at `MEASURE_SIDE`
+        px (the photo-size rendering on top)."""
         name = self._model_name(model)
         pipe = self.pipeline(name)
         picture = np.full((MEASURE_SIDE, MEASURE_SIDE, 3), 128, np.uint8)
         settings = self.check_settings(
             GenerationSettings(label=self.default_label(name), model=name, steps=1, find_face=False)
         )
-        for resolution in (None, "input"):
-            self._sample(pipe, picture, [settings.label], settings, threading.Event(), None, trace=False,
-                         resolution=resolution)  # fmt: skip
+        run = lambda resolution: self._sample(
+            pipe, picture, [settings.label], settings, threading.Event(), None, trace=False, resolution=resolution
+        )
+        run(None)  # the first call warms up (kernels, allocations): its time is not this machine's speed
+        self._speeds.pop(name, None)
+        run(None)  # sampling and decoding at the model's size
+        run("input")  # and rendering at MEASURE_SIDE px
         faces.training_eye_range()  # computed once per process; the first face search would wait for it
 
     def default_label(self, model: str | None = None) -> str | None:
@@ -415,6 +420,7 @@ class GenerationService:
     ) -> CompareResult:
         """Every label of the model for one image, sampled in batches, shown as one captioned grid video."""
         self.cleanup()
+        began = time.perf_counter()
         settings = self.check_settings(settings, need_label=False)
         pipe = self.pipeline(settings.model)
         photo, _ = _reduced(read_photo(image_path), self.max_resolution)
@@ -447,6 +453,10 @@ class GenerationService:
         video, gif = render.write_comparison(
             self.work_dir / uuid.uuid4().hex, videos, fps=settings.fps, size=COMPARE_TILE
         )
+        # Batched sampling costs a Compare run less per action than a generation: it keeps its own speed.
+        per_unit = (time.perf_counter() - began) / _work(pipe, settings, len(labels), None)["sampling"]
+        speed = self._speeds.setdefault(settings.model, {})
+        speed["compare"] = per_unit if "compare" not in speed else (speed["compare"] + per_unit) / 2
         return CompareResult(video=video, downloads=[video, gif])
 
     def animate(self, image_path, video_path, settings: DrivingSettings) -> AnimationResult:
@@ -599,9 +609,12 @@ class GenerationService:
         value = seconds / max(megapixel_frames, 1e-6)
         speed["writing"] = value if "writing" not in speed else (speed["writing"] + value) / 2
 
-    def estimate_seconds(self, image_path, settings: GenerationSettings, num_labels: int = 1) -> float | None:
+    def estimate_seconds(
+        self, image_path, settings: GenerationSettings, num_labels: int = 1, *, compare: bool = False
+    ) -> float | None:
         """How long a generation with these settings takes on this machine, from the speed measured by earlier
-        runs (`measure_speed` at start, then every run); None before any run or for settings it cannot check."""
+        runs (`measure_speed` at start, then every run); None before any run or for settings it cannot check.
+        `compare`: a Compare run of `num_labels` actions, rendered smaller and without a generation's files."""
         try:
             settings = self.check_settings(settings, need_label=False)
         except UserInputError:
@@ -610,15 +623,23 @@ class GenerationService:
         if "step" not in speed or "frame" not in speed:
             return None
         pipe = self.pipeline(settings.model)
+        if compare and "compare" in speed:  # measured by an earlier Compare run: sampling, rendering, writing
+            return speed["compare"] * _work(pipe, settings, num_labels, None)["sampling"]
         size = _image_size(image_path) or (pipe.image_size, pipe.image_size)
-        work = _work(pipe, settings, num_labels, output_size(*size, "input", self.max_resolution))
-        per_frame = speed["frame"] + (speed.get("megapixel", 0.0) + speed.get("writing", 0.0)) * work["megapixels"]
+        # Before any Compare run: one that renders the face's region at about COMPARE_TILE px, taken as
+        # `compare_resolution`, and whose batched sampling is counted as separate runs (an upper bound).
+        long_side = min(self.compare_resolution, max(size)) if compare else "input"
+        work = _work(pipe, settings, num_labels, output_size(*size, long_side, self.max_resolution))
+        per_megapixel = speed.get("megapixel", 0.0) + (0.0 if compare else speed.get("writing", 0.0))
+        per_frame = speed["frame"] + per_megapixel * work["megapixels"]
         return speed["step"] * work["sampling"] + per_frame * work["frames"]
 
-    def estimate_note(self, image_path, settings: GenerationSettings, num_labels: int = 1) -> str:
+    def estimate_note(
+        self, image_path, settings: GenerationSettings, num_labels: int = 1, *, compare: bool = False
+    ) -> str:
         """Markdown for the page before a run: "This takes about 40 s on this machine." when it takes longer than
         `ESTIMATE_SHOWN_S`, else ""."""
-        seconds = self.estimate_seconds(image_path, settings, num_labels)
+        seconds = self.estimate_seconds(image_path, settings, num_labels, compare=compare)
         if seconds is None or seconds <= ESTIMATE_SHOWN_S:
             return ""
         shown = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"

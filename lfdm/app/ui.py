@@ -162,8 +162,9 @@ class _Handlers:
 
     def _started(self, image_path, settings: GenerationSettings, num_labels: int | None):
         try:
+            compare = num_labels is None
             num_labels = num_labels or len(self.service.labels(settings.model))
-            note = self.service.estimate_note(image_path, settings, num_labels)
+            note = self.service.estimate_note(image_path, settings, num_labels, compare=compare)
         except Exception:  # the run itself reports what is wrong; an estimate never stands in its way
             logger.exception("estimating the time failed")
             note = ""
