@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from lfdm.app import LAUNCH_OPTIONS, GenerationService, build_demo
+from lfdm.app.inputs import MAX_UPLOAD_BYTES
 from lfdm.app.service import COMPARE_TILE
 
 pytestmark = pytest.mark.browser
@@ -220,6 +221,10 @@ def test_a_bad_upload_is_explained_beside_the_input_at_once_and_the_old_note_goe
     page.locator("#input-image input[type=file]").set_input_files(empty)
     note.get_by_text("The file is empty").wait_for()
     assert "Could not read" not in note.inner_text()
+    oversized = tmp_path / "oversized.png"
+    oversized.write_bytes(b"\0" * (MAX_UPLOAD_BYTES + 1))
+    page.locator("#input-image input[type=file]").set_input_files(oversized)
+    note.get_by_text("The file is larger than 20 MB; use a smaller picture.").wait_for()
 
 
 @pytest.mark.parametrize("page", [("app-captions.png", ASTRONAUT)], indirect=True)

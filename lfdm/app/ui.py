@@ -16,7 +16,7 @@ import gradio as gr
 
 from lfdm.app import layout, text
 from lfdm.app.driving_tab import driving_tab, wire_driving_tab
-from lfdm.app.inputs import SEED_MAX, DrivingSettings, GenerationSettings, UserInputError, preset_of
+from lfdm.app.inputs import MAX_UPLOAD_BYTES, SEED_MAX, DrivingSettings, GenerationSettings, UserInputError, preset_of
 from lfdm.app.models import NO_MODEL_MESSAGE
 from lfdm.app.service import GenerationService, GenerationStopped
 
@@ -31,8 +31,10 @@ QUEUE_SIZE = 32  # requests waiting beyond this are turned away with "the queue 
 GPU_SECONDS = 120  # ZeroGPU time asked for one request (1000 DDPM steps take about a minute on a GPU)
 _PROGRESS = gr.Progress()  # the default that marks a handler's progress argument; each event gets its own tracker
 # Keyword arguments of `demo.launch` that every launch uses (app.py, tests): no files served beyond what handlers
-# return, uploads capped, no server-side rendering (it would need Node.js and a second server).
-LAUNCH_OPTIONS = {"max_file_size": "20mb", "ssr_mode": False, "show_error": False}
+# return, uploads capped, no server-side rendering (it would need Node.js and a second server). The cap is above the
+# app's own limit (`MAX_UPLOAD_BYTES`), so that a picture over that limit still arrives and its message shows beside
+# the picture; Gradio refuses larger files itself, with a message in a corner of the page.
+LAUNCH_OPTIONS = {"max_file_size": 4 * MAX_UPLOAD_BYTES, "ssr_mode": False, "show_error": False}
 
 
 def _on_gpu(fn):
