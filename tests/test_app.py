@@ -31,10 +31,10 @@ from lfdm.app.models import find_pipelines
 from lfdm.app.service import (
     COMPARE_TILE,
     DEFAULT_LABEL_KEY,
-    ESTIMATE_SHOWN_S,
     STRIP_TILE,
     GenerationStopped,
 )
+from lfdm.app.speed import SHOWN_ABOVE_S, SpeedBook, Work, estimate_note
 from lfdm.app.ui import _Handlers
 from lfdm.evaluation.default_steps import write_default_steps
 from lfdm.video import probe_video, read_video
@@ -548,7 +548,7 @@ def test_a_long_run_is_announced_with_the_measured_speed(tiny_pipeline_dir, tmp_
     assert service.estimate_seconds(images["face.png"], settings) is None, "nothing measured yet"
     service.measure_speed()
     short = service.estimate_seconds(images["face.png"], settings)
-    assert short is not None and 0 < short < ESTIMATE_SHOWN_S
+    assert short is not None and 0 < short < SHOWN_ABOVE_S
     assert service.estimate_note(images["face.png"], settings) == "", "a short run needs no estimate"
     long_run = replace(settings, steps=1000, num_frames=64)
     seconds = service.estimate_seconds(images["face.png"], long_run)
@@ -594,3 +594,20 @@ def test_flow_and_occlusion_results_are_smooth_and_the_inspector_keeps_the_cells
     strip = service.inspect(result.request_id, 1).occlusion_strip[..., 0].astype(int)
     cell = strip[: STRIP_TILE // 8, : STRIP_TILE // 8]
     assert (cell == cell[0, 0]).all(), "the inspector shows the exact latent cells"
+
+
+def test_the_speed_book_separates_sampling_decoding_rendering_and_writing():
+    book = SpeedBook()
+    at_model_size = Work(sampling=16, frames=16, megapixels=0.0)
+    at_photo_size = Work(sampling=16, frames=16, megapixels=0.25)
+    assert book.estimate("m", at_photo_size) is None, "nothing measured"
+    book.add_run("m", sampling_s=1.6, rendering_s=0.8, work=at_model_size)  # 0.1 s a frame-step, 0.05 s a frame
+    book.add_run("m", sampling_s=1.6, rendering_s=1.6, work=at_photo_size)  # + 0.05 s a frame of 0.25 Mpx
+    book.add_writing("m", seconds=0.4, megapixel_frames=4.0)  # 0.1 s a megapixel-frame
+    assert book.rates("m") == pytest.approx({"step": 0.1, "frame": 0.05, "megapixel": 0.2, "writing": 0.1})
+    long_run = Work(sampling=160, frames=48, megapixels=1.0)
+    assert book.estimate("m", long_run) == pytest.approx(16 + 48 * (0.05 + 0.2 + 0.1))
+    assert book.estimate("m", long_run, compare=True) == pytest.approx(16 + 48 * (0.05 + 0.2)), "no files"
+    book.add_compare("m", seconds=8.0, work=Work(sampling=160, frames=48, megapixels=0.1))
+    assert book.estimate("m", long_run, compare=True) == pytest.approx(8.0), "Compare's own measured speed"
+    assert estimate_note(4.0) == "" and "about **16 s**" in estimate_note(16.0) and "**3 min**" in estimate_note(170)

@@ -48,6 +48,7 @@ from lfdm.app.inputs import (
     shown_scheduler,
 )
 from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines, read_model_card
+from lfdm.app.speed import SpeedBook, Work, estimate_note
 from lfdm.driving import DRIVING_LABEL
 from lfdm.motion import num_clips
 from lfdm.outputs import write_label_outputs
@@ -62,7 +63,6 @@ logger = logging.getLogger(__name__)
 STRIP_TILE = 64  # pixels per frame in the inspector's strips (latent cells drawn as blocks)
 COMPARE_TILE = 160  # pixels, the height of each action's face in the Compare grid: enough to tell expressions apart
 COMPARE_CONTEXT = 1.6  # the Compare crop's side, in face-box sides: brows, chin and a little around them
-ESTIMATE_SHOWN_S = 5.0  # runs expected to take longer than this get "about N s" before they start
 MEASURE_SIDE = 512  # pixels, the picture `measure_speed` renders
 # The label encoder config's key for the action the app selects first: one that visibly works (the model card says
 # which). Models without it start on `FALLBACK_LABEL` when they know it, else on their first label.
@@ -211,8 +211,7 @@ class GenerationService:
         self._trace_lock = threading.Lock()  # the inspector's events run beside generations
         self._run_lock = threading.Lock()  # one pipeline call at a time: runs share the pipeline's scheduler
         self._stop_events: dict[str, threading.Event] = {}
-        # model name -> measured seconds per unit of work on this machine (`_remember_speed`, `estimate_seconds`)
-        self._speeds: dict[str, dict[str, float]] = {}
+        self.speed = SpeedBook()  # this machine's measured speed, per model: for the estimates before a run
 
     @classmethod
     def from_checkpoints(cls, root: str | Path, model: str | None = None, **kwargs) -> GenerationService:
@@ -273,7 +272,7 @@ class GenerationService:
             pipe, picture, [settings.label], settings, threading.Event(), None, trace=False, resolution=resolution
         )
         run(None)  # the first call warms up (kernels, allocations): its time is not this machine's speed
-        self._speeds.pop(name, None)
+        self.speed.forget(name)
         run(None)  # sampling and decoding at the model's size
         run("input")  # and rendering at MEASURE_SIDE px
         faces.training_eye_range()  # computed once per process; the first face search would wait for it
@@ -392,7 +391,7 @@ class GenerationService:
             downloads = written.result()
         self._remember(request_id, trace)
         megapixels = output.frames.shape[2] * output.frames.shape[3] / 1e6
-        self._remember_writing(settings.model, time.perf_counter() - writing_began, output.frames.shape[1] * megapixels)
+        self.speed.add_writing(settings.model, time.perf_counter() - writing_began, output.frames.shape[1] * megapixels)
         panel_video = next(path for path in downloads if path.name == "panels.mp4")
         return GenerationResult(
             request_id=request_id,
@@ -454,9 +453,8 @@ class GenerationService:
             self.work_dir / uuid.uuid4().hex, videos, fps=settings.fps, size=COMPARE_TILE
         )
         # Batched sampling costs a Compare run less per action than a generation: it keeps its own speed.
-        per_unit = (time.perf_counter() - began) / _work(pipe, settings, len(labels), None)["sampling"]
-        speed = self._speeds.setdefault(settings.model, {})
-        speed["compare"] = per_unit if "compare" not in speed else (speed["compare"] + per_unit) / 2
+        work = Work.of(pipe, settings.steps, settings.num_frames, len(labels), None)
+        self.speed.add_compare(settings.model, time.perf_counter() - began, work)
         return CompareResult(video=video, downloads=[video, gif])
 
     def animate(self, image_path, video_path, settings: DrivingSettings) -> AnimationResult:
@@ -555,8 +553,8 @@ class GenerationService:
             raise GenerationStopped("stopped; press Generate to start again.")
         if sampled_at:
             rendered = None if resolution is None else output.frames.shape[2:4]  # None: the model's own frames
-            work = _work(pipe, settings, len(labels), rendered)
-            self._remember_speed(settings.model, sampled_at[-1] - began, time.perf_counter() - sampled_at[-1], work)
+            work = Work.of(pipe, settings.steps, settings.num_frames, len(labels), rendered)
+            self.speed.add_run(settings.model, sampled_at[-1] - began, time.perf_counter() - sampled_at[-1], work)
         if progress is not None:
             progress(1.0, "writing the videos")
         return output, seconds
@@ -590,25 +588,6 @@ class GenerationService:
 
     # --- how long a run takes -------------------------------------------------------------------------------------
 
-    def _remember_speed(self, model: str, sampling_s: float, rendering_s: float, work: dict[str, float]) -> None:
-        """Keep this machine's seconds per U-Net frame-step, per decoded frame and per rendered megapixel-frame
-        (each the mean of what it was and the new measurement). A run at the model's own size measures decoding;
-        a run at a photo's size, the rendering beyond it."""
-        speed = self._speeds.setdefault(model, {})
-        mean = lambda key, value: value if key not in speed else (speed[key] + value) / 2
-        speed["step"] = mean("step", sampling_s / work["sampling"])
-        per_frame = rendering_s / work["frames"]
-        if work["megapixels"] == 0 or "frame" not in speed:
-            speed["frame"] = mean("frame", per_frame)
-        else:
-            speed["megapixel"] = mean("megapixel", max(per_frame - speed["frame"], 0.0) / work["megapixels"])
-
-    def _remember_writing(self, model: str, seconds: float, megapixel_frames: float) -> None:
-        """Keep this machine's seconds per megapixel-frame of writing a generation's files (videos, GIF, panels)."""
-        speed = self._speeds.setdefault(model, {})
-        value = seconds / max(megapixel_frames, 1e-6)
-        speed["writing"] = value if "writing" not in speed else (speed["writing"] + value) / 2
-
     def estimate_seconds(
         self, image_path, settings: GenerationSettings, num_labels: int = 1, *, compare: bool = False
     ) -> float | None:
@@ -619,31 +598,20 @@ class GenerationService:
             settings = self.check_settings(settings, need_label=False)
         except UserInputError:
             return None
-        speed = self._speeds.get(settings.model, {})
-        if "step" not in speed or "frame" not in speed:
-            return None
         pipe = self.pipeline(settings.model)
-        if compare and "compare" in speed:  # measured by an earlier Compare run: sampling, rendering, writing
-            return speed["compare"] * _work(pipe, settings, num_labels, None)["sampling"]
         size = _image_size(image_path) or (pipe.image_size, pipe.image_size)
-        # Before any Compare run: one that renders the face's region at about COMPARE_TILE px, taken as
-        # `compare_resolution`, and whose batched sampling is counted as separate runs (an upper bound).
+        # Compare renders the face's region at about COMPARE_TILE px: taken as `compare_resolution`
         long_side = min(self.compare_resolution, max(size)) if compare else "input"
-        work = _work(pipe, settings, num_labels, output_size(*size, long_side, self.max_resolution))
-        per_megapixel = speed.get("megapixel", 0.0) + (0.0 if compare else speed.get("writing", 0.0))
-        per_frame = speed["frame"] + per_megapixel * work["megapixels"]
-        return speed["step"] * work["sampling"] + per_frame * work["frames"]
+        video_size = output_size(*size, long_side, self.max_resolution)
+        work = Work.of(pipe, settings.steps, settings.num_frames, num_labels, video_size)
+        return self.speed.estimate(settings.model, work, compare=compare)
 
     def estimate_note(
         self, image_path, settings: GenerationSettings, num_labels: int = 1, *, compare: bool = False
     ) -> str:
         """Markdown for the page before a run: "This takes about 40 s on this machine." when it takes longer than
-        `ESTIMATE_SHOWN_S`, else ""."""
-        seconds = self.estimate_seconds(image_path, settings, num_labels, compare=compare)
-        if seconds is None or seconds <= ESTIMATE_SHOWN_S:
-            return ""
-        shown = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-        return f"This takes about **{shown}** at the speed measured on this machine."
+        `lfdm.app.speed.SHOWN_ABOVE_S`, else ""."""
+        return estimate_note(self.estimate_seconds(image_path, settings, num_labels, compare=compare))
 
     @property
     def active_runs(self) -> int:
@@ -735,18 +703,6 @@ def _face_region(box, shape) -> tuple[float, float, float, float]:
     left = min(max(centre_x - side / 2, 0), width - side)
     top = min(max(centre_y - side / 2, 0), height - side)
     return left, top, left + side, top + side
-
-
-def _work(pipe, settings: GenerationSettings, num_labels: int, video_size) -> dict[str, float]:
-    """What one run does: U-Net frame-steps ("sampling"), decoded frames ("frames") and the megapixels of each
-    frame rendered at the photo's size ("megapixels"; 0 when `video_size` is None: the model's own frames)."""
-    frames = settings.num_frames or pipe.num_frames
-    clips = num_clips(frames, pipe.num_frames)
-    return {
-        "sampling": settings.steps * clips * pipe.num_frames * num_labels,
-        "frames": frames * num_labels,
-        "megapixels": 0.0 if video_size is None else video_size[0] * video_size[1] / 1e6,
-    }
 
 
 def _image_size(image_path) -> tuple[int, int] | None:
