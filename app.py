@@ -9,15 +9,19 @@ status 1, as `python -m lfdm` commands do.
 """
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 # Gradio keeps uploads and the files it serves in GRADIO_TEMP_DIR (default: one shared /tmp/gradio), where another
-# Gradio app or a test run may clean up. Unless told otherwise, this app keeps its own; set before Gradio loads.
+# Gradio app or a test run may clean up. Unless told otherwise, this app keeps its own (set before Gradio loads),
+# and removes it when it exits.
 if not os.environ.get("GRADIO_TEMP_DIR"):
     os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="lfdm-app-gradio-")
+    atexit.register(shutil.rmtree, os.environ["GRADIO_TEMP_DIR"], ignore_errors=True)
 
 from lfdm.app import LAUNCH_OPTIONS, GenerationService, build_demo  # noqa: E402
 from lfdm.commands._options import add_dtype_argument  # noqa: E402
