@@ -1,7 +1,7 @@
 """Photographic frames: how sharp a photo's video stays, per photo and label, beside its motion.
 
-For every photo (and its variants: mirrored, turned, grayscale, darker and warmer light, a small JPEG) and every
-label, the photo-size video (`resolution="input"`) is measured:
+For every photo (and its variants: mirrored, turned, grayscale, a small JPEG, in a larger canvas, darker and warmer
+light, overcast light, with drawn glasses) and every label, the photo-size video (`resolution="input"`) is measured:
 - sharpness ratios (`lfdm.evaluation.sharpness`) of the face box and of its eye and mouth bands at frames 5, 10
   and 15 (the last frame when the video is shorter): 1 = as sharp as the photo;
 - frame 0 against the photo (PSNR, dB) and the largest change of pixels far from the face (1/255 units);
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from lfdm import faces
 from lfdm.evaluation.motion import score_motion
 from lfdm.evaluation.sharpness import far_change, sharpness_ratios
 from lfdm.metrics import psnr
@@ -42,13 +43,27 @@ STRIP_LABELS = ("surprise", "happiness", "fear")
 STRIP_FRAMES = (0, 5, 10, 15)
 
 
-def lighting_variants(photo: np.ndarray) -> dict[str, np.ndarray]:
-    """The photo in other light: darker and warmer (tungsten), and brighter with less contrast (overcast)."""
+def more_variants(photo: np.ndarray) -> dict[str, np.ndarray]:
+    """The photo in other light (darker and warmer, as under tungsten; brighter with less contrast, as overcast) and
+    with glasses: dark rims drawn round the eyes that `lfdm.faces` finds, and a bridge."""
     pixels = photo.astype(np.float32) / 255
     warm = np.clip((pixels**1.3) * np.array([1.05, 0.85, 0.62]), 0, 1)
     flat = np.clip(0.25 + 0.7 * pixels, 0, 1)
     to_uint8 = lambda image: (image * 255).round().astype(np.uint8)
-    return {"darker, warm light": to_uint8(warm), "overcast, low contrast": to_uint8(flat)}
+    variants = {"darker, warm light": to_uint8(warm), "overcast, low contrast": to_uint8(flat)}
+    found = faces.detect_faces(photo)
+    if found:
+        glasses = photo.copy()
+        (left_x, left_y), (right_x, right_y) = found[0].eyes
+        spacing = float(np.hypot(right_x - left_x, right_y - left_y))
+        axes = (round(0.36 * spacing), round(0.24 * spacing))
+        thickness = max(2, round(0.05 * spacing))
+        for x, y in ((left_x, left_y), (right_x, right_y)):
+            cv2.ellipse(glasses, (round(x), round(y)), axes, 0, 0, 360, (30, 25, 25), thickness, cv2.LINE_AA)
+        bridge = ((round(left_x + axes[0]), round(left_y)), (round(right_x - axes[0]), round(right_y)))
+        cv2.line(glasses, *bridge, (30, 25, 25), thickness, cv2.LINE_AA)
+        variants["drawn glasses"] = glasses
+    return variants
 
 
 def measure(pipe, image: np.ndarray, seed: int, steps: int | None, frames: tuple[int, ...]) -> tuple[dict, object]:
@@ -142,7 +157,7 @@ def main() -> None:
     rows = []
     for photo_path in args.photos:
         photo = np.asarray(Image.open(photo_path).convert("RGB"))
-        for name, image in {**variants(photo), **lighting_variants(photo)}.items():
+        for name, image in {**variants(photo), **more_variants(photo)}.items():
             if args.variants is not None and name not in args.variants:
                 continue
             figures, output = measure(pipe, image, args.seed, args.steps, tuple(args.frames))

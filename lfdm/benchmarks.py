@@ -300,16 +300,16 @@ PHOTO = Path(__file__).resolve().parents[1] / "assets" / "examples" / "astronaut
 
 
 def photo_path_videos(
-    model_dir: str | os.PathLike, settings: BenchSettings, *, steps: int = 25, side: int = 512
+    model_dir: str | os.PathLike, settings: BenchSettings, *, steps: int | None = None, side: int = 512
 ) -> list[Measurement]:
     """What a real photo costs on top of the model-size path, with the pipeline folder `model_dir` (DPM-Solver++
-    `steps` steps, one label, the app's astronaut portrait enlarged to `side` px):
+    `steps` steps, None: the model's own default; one label, the app's astronaut portrait enlarged to `side` px):
 
     - photo_model_size_video: `face="none"`, `resolution=None`: the whole picture, a model-size video;
     - photo_<side>_video: `face="auto"`, `resolution="input"`: the face found and aligned, the video rendered at
       `side` px and pasted back into the photo;
     - photo_<side>_overhead: the photo path's own work timed alone: the face search and crop, then rendering the
-      frames at `side` px (`lfdm.photo`).
+      frames at `side` px (`lfdm.photo`), with the pipeline's refiner when it has one.
     """
     import cv2
     from PIL import Image
@@ -322,6 +322,7 @@ def photo_path_videos(
     pipe.scheduler = make_scheduler("dpmsolver", base_config=pipe.scheduler.config)
     photo = cv2.resize(np.asarray(Image.open(PHOTO).convert("RGB")), (side, side), interpolation=cv2.INTER_CUBIC)
     label, repeats = pipe.labels[0], settings.video_repeats
+    steps = steps or pipe.default_num_inference_steps
 
     def video(**kwargs):
         generator = torch.Generator(device=settings.device).manual_seed(settings.seed)
@@ -330,9 +331,11 @@ def photo_path_videos(
     output = video(face="auto")
 
     def overhead():
-        framing = frame_photo(photo, pipe.image_size, face="auto")
+        framing = frame_photo(photo, pipe.image_size, model_framing=pipe.framing, face="auto")
         frames = output.model_frames.permute(0, 1, 4, 2, 3)  # (B, F, S, S, 3) -> (B, F, 3, S, S)
-        return render_photo_video(framing, output.flows, output.occlusions, frames, (side, side))
+        return render_photo_video(
+            framing, output.flows, output.occlusions, frames, (side, side), refiner=pipe.refiner
+        )
 
     shapes = f"{side} px photo + label -> (F, {side}, {side}, 3)"
     note = f"dpmsolver, {steps} steps"

@@ -11,7 +11,10 @@ turns their motion into a latent flow and occlusion map. Two ways to carry a dri
   frame_t)`): the picture takes the driving face's shape and position; right when the two are the same face.
 
 Videos are read frame by frame and each frame is resized to the model's size as it is read, so a long or large
-video never sits in memory whole; at most `max_frames` frames are used.
+video never sits in memory whole; at most `max_frames` frames are used. A copy of each frame at up to
+`DRIVING_SOURCE_SIDE` px is kept too: a face model finds the driving face in it and frames it like its training
+faces in every frame (`frame_driving_faces`, `lfdm.face_track`), so that the motion it carries is the face's, not
+the camera's.
 """
 
 from __future__ import annotations
@@ -21,17 +24,26 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
-from lfdm.images import preprocess_image
+from lfdm import faces
+from lfdm.data.transforms import resize_and_pad
+from lfdm.face_track import crop_track, track_face
+from lfdm.framing import ModelFraming
+from lfdm.images import check_image_size, load_image, to_rgb_uint8
 from lfdm.models.lfae.region_predictor import RegionParams
-from lfdm.motion import scale_motion
+from lfdm.photo import letterbox_matrix
 from lfdm.video import iter_video_frames, probe_video
 
 logger = logging.getLogger(__name__)
 
 MAX_DRIVING_FRAMES = 256  # frames used from a driving video; longer videos are cut (64 px: ~0.05 s and ~0.2 MB each)
+# Long side of the copy of each driving frame that the face is found and framed in (at least twice the model's
+# size): the face search works at most at 400 px anyway (`lfdm.faces.DETECTION_SIDE`), and 320 px keep a face of a
+# third of the frame at over 100 px; 256 frames of 320 x 180 are 44 MB.
+DRIVING_SOURCE_SIDE = 320
 
 
 @dataclass(frozen=True)
@@ -42,11 +54,14 @@ class DrivingVideo:
         frames: (F, 3, S, S) float32 in [0, 1], F <= max_frames.
         fps: frames per second of the source, 0.0 when it does not say (a folder of frames, an array).
         total_frames: frames in the source (at least F; for a cut video, as many as the file says it has).
+        source: uint8 (F, H, W, 3) the frames at their own aspect, long side at most `DRIVING_SOURCE_SIDE` (or twice
+            the model's size), where the driving face is found; None: find it in `frames`.
     """
 
     frames: torch.Tensor
     fps: float
     total_frames: int
+    source: np.ndarray | None = None
 
     @property
     def truncated(self) -> bool:
@@ -84,12 +99,17 @@ def load_driving_video(video, size: int, *, max_frames: int = MAX_DRIVING_FRAMES
         frames = iter(video)
     else:
         frames = iter(video)
-    kept, read = [], 0
+    kept, sources, read = [], [], 0
+    source_side = max(DRIVING_SOURCE_SIDE, 2 * size)
     for frame in frames:
         read += 1
         if read > max_frames:
             break  # one frame past the cap: enough to know the video is longer
-        kept.append(preprocess_image(frame, size)[0])
+        rgb = to_rgb_uint8(load_image(frame) if isinstance(frame, (str, os.PathLike)) else frame)
+        check_image_size(*rgb.shape[:2])
+        # (3, size, size) in [0, 1]: what `lfdm.images.preprocess_image` makes of the frame
+        kept.append(torch.from_numpy(np.ascontiguousarray(resize_and_pad(rgb, size))).permute(2, 0, 1).float() / 255)
+        sources.append(_shrunk(rgb, source_side))
     if read < 2:
         raise ValueError(
             f"the driving video has {read} frame{'s' if read != 1 else ''}; it needs at least 2 (frame 0 is the "
@@ -98,7 +118,68 @@ def load_driving_video(video, size: int, *, max_frames: int = MAX_DRIVING_FRAMES
     total = max(total or 0, read)
     if total > len(kept):
         logger.warning("the driving video has %d frames; using the first %d", total, len(kept))
-    return DrivingVideo(frames=torch.stack(kept), fps=fps, total_frames=total)
+    # frames of different sizes (a folder of odd pictures) keep no source: their face is searched at the model's size
+    source = np.stack(sources) if len({frame.shape for frame in sources}) == 1 else None
+    return DrivingVideo(frames=torch.stack(kept), fps=fps, total_frames=total, source=source)
+
+
+def _shrunk(rgb: np.ndarray, side: int) -> np.ndarray:
+    """uint8 (H, W, 3) with its long side at most `side` (area-averaged, so that it does not alias)."""
+    scale = side / max(rgb.shape[:2])
+    if scale >= 1:
+        return rgb
+    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+@dataclass(frozen=True)
+class DrivingFaces:
+    """The driving frames framed like a face model's training faces (`frame_driving_faces`).
+
+    Attributes:
+        frames: (F, 3, S, S) float32 in [0, 1], the frames the motion is estimated on.
+        found: bool (F,) True where the driving face was found; elsewhere its place is filled in from the
+            neighbouring frames.
+        aligned: True when the frames are face crops; False when the face already sits where the model's training
+            faces have theirs (over the clip), and the frames are used as they are (re-sampling would only blur).
+        note: what the search found, for the person.
+    """
+
+    frames: torch.Tensor
+    found: np.ndarray
+    aligned: bool
+    note: str
+
+
+def frame_driving_faces(video: DrivingVideo, size: int, model_framing: ModelFraming) -> DrivingFaces:
+    """Find the driving face in every frame of `video`, follow it (`lfdm.face_track`) and frame every frame like
+    `model_framing`'s faces at `size` px. Raises ValueError when no frame shows a face."""
+    if not model_framing.is_face:
+        raise ValueError("this model animates whole pictures (its framing is 'whole'); it aligns no driving faces.")
+    source = video.source
+    if source is None:  # frames given at the model's size only: search them
+        source = (video.frames.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+    count = len(source)
+    track = track_face(source)
+    if track is None:
+        raise ValueError(
+            f"no face was found in any of the {count} driving frames (a face needs at least {faces.MIN_FACE_SIDE} px; "
+            "drawn and cartoon faces are rarely found). Use a clip that shows a face, or pass "
+            "driving_face='none' (--driving-face none) to use the frames as they are, framed like the model's "
+            "training faces."
+        )
+    found = int(track.found.sum())
+    filled = "" if found == count else "; the others are filled in from their neighbours"
+    note = f"The driving face was found in {found} of {count} frames{filled}."
+    letterbox = letterbox_matrix(*source.shape[1:3], size)
+    in_model_frame = track.eyes @ letterbox[:, :2].T + letterbox[:, 2]  # (F, 2, 2) model-frame pixels
+    # the clip's typical framing (the median over its frames): the face cascade's eyes are off by a few degrees
+    # and pixels in single frames, which must not send a clip framed like the model's faces through a re-sampling
+    if faces.framed_like_training(np.median(in_model_frame, axis=0), size, model_framing.eye_range):
+        return DrivingFaces(video.frames, track.found, False, note + " It is framed like the model's faces already.")
+    crops = crop_track(source, track, size, model_framing.target_eyes())
+    frames = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255  # (F, S, S, 3) -> (F, 3, S, S)
+    return DrivingFaces(frames, track.found, True, note)
 
 
 def _aligned_affine(affine: torch.Tensor, u: torch.Tensor, reference_u: torch.Tensor) -> torch.Tensor:
@@ -169,32 +250,3 @@ def estimate_driving_flows(
 
 
 DRIVING_LABEL = "driving video"  # what `LFDMPipelineOutput.labels` holds for an animated picture
-
-
-@torch.no_grad()
-def animate(
-    pipe,
-    image,
-    driving_video,
-    *,
-    relative: bool = True,
-    motion_scale: float = 1.0,
-    max_frames: int = MAX_DRIVING_FRAMES,
-    decode_chunk_size: int | None = 16,
-):
-    """The work of `LFDMPipeline.animate` on the model's own input `image`: the picture moved like the driving
-    video, one output frame per driving frame, as an `LFDMPipelineOutput` of CPU tensors."""
-    if decode_chunk_size is not None and decode_chunk_size < 1:
-        raise ValueError(f"`decode_chunk_size` must be >= 1 or None (all frames at once); got {decode_chunk_size}.")
-    pixels = pipe.preprocess_image(image)  # float32: the decoder warps these pixels
-    driving = load_driving_video(driving_video, pipe.image_size, max_frames=max_frames)
-    network = dict(device=pixels.device, dtype=pipe.lfae.dtype)  # what the motion networks read
-    frames = driving.frames.to(**network)
-    chunk_size = decode_chunk_size or frames.shape[0]
-    flows, occlusions = estimate_driving_flows(
-        pipe.lfae, pixels.to(**network), frames, relative=relative, chunk_size=chunk_size
-    )
-    flows, occlusions = scale_motion(flows.float(), occlusions.float(), motion_scale)
-    pyramid = pipe.encode_image(pixels)
-    video, warped = pipe.decode_flows(pixels, pyramid, flows, occlusions, chunk_size)
-    return pipe._make_output(video, warped, flows, occlusions, [DRIVING_LABEL])

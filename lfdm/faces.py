@@ -1,8 +1,8 @@
-"""Finding the face in a photograph, and the similarity transform that frames it the way SynthFace frames its faces.
+"""Finding the face in a photograph, and the similarity transform that frames it the way a model's faces were framed.
 
     faces = detect_faces(rgb)                      # largest first; each with a box and two eye centres
-    matrix = alignment_matrix(faces[0].eyes, 64)   # (2, 3): photo pixels -> pixels of a 64 px aligned crop
-    crop = warp_to_crop(rgb, matrix, 64)           # uint8 (64, 64, 3), eyes where SynthFace draws them
+    matrix = alignment_matrix(faces[0].eyes, 64, pipe.framing.target_eyes())  # (2, 3): photo px -> 64 px crop px
+    crop = warp_to_crop(rgb, matrix, 64)           # uint8 (64, 64, 3), eyes where the model's training faces had them
 
 Pixel coordinates put pixel centres on integers (x right, y down), as OpenCV's `warpAffine` does.
 
@@ -29,6 +29,8 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+
+from lfdm.framing import eye_measures
 
 FACE_SCALE_FACTOR = 1.1  # image pyramid step of the face search
 FACE_MIN_NEIGHBOURS = 5  # overlapping detections needed to accept a face (fewer: more false faces)
@@ -163,54 +165,23 @@ def _best_eye_pair(candidates) -> np.ndarray | None:
     return best
 
 
-@lru_cache(maxsize=1)
-def canonical_landmarks() -> np.ndarray:
-    """float (3, 2): where SynthFace draws the image-left eye, the image-right eye and the mouth centre, as
-    fractions of the frame side, averaged over 512 identities at rest (`lfdm.data.synthface.identity.landmarks`)."""
-    from lfdm.data.synthface.identity import landmarks, sample_identity
-
-    return np.mean([landmarks(sample_identity(seed), 1) for seed in range(512)], axis=0)
-
-
-@lru_cache(maxsize=1)
-def training_eye_range() -> dict[str, tuple[float, float]]:
-    """The range of eye framings SynthFace trains on (fractions of the side, degrees) over 512 identities:
-    'distance' between the eyes, 'angle' of the line through them, 'x' and 'y' of their midpoint."""
-    from lfdm.data.synthface.identity import landmarks, sample_identity
-
-    eyes = np.array([landmarks(sample_identity(seed), 1)[:2] for seed in range(512)])
-    measures = eye_measures(eyes)
-    return {name: (float(values.min()), float(values.max())) for name, values in measures.items()}
-
-
-def eye_measures(eyes: np.ndarray) -> dict[str, np.ndarray]:
-    """eyes (..., 2, 2) -> distance, angle (degrees), midpoint x and y, each (...)."""
-    delta = eyes[..., 1, :] - eyes[..., 0, :]
-    middle = eyes.mean(-2)
-    return {
-        "distance": np.hypot(delta[..., 0], delta[..., 1]),
-        "angle": np.degrees(np.arctan2(delta[..., 1], delta[..., 0])),
-        "x": middle[..., 0],
-        "y": middle[..., 1],
-    }
-
-
-def framed_like_training(eyes_in_frame: np.ndarray, size: int) -> bool:
-    """True when eyes (2, 2) in a `size` px model frame lie where SynthFace's training faces have theirs, give or
-    take the eye cascade's error (`EYE_TOLERANCE`): that picture needs no re-framing (re-sampling would blur it)."""
+def framed_like_training(eyes_in_frame: np.ndarray, size: int, eye_range) -> bool:
+    """True when eyes (2, 2) in a `size` px model frame lie within `eye_range` (a model's
+    `lfdm.framing.ModelFraming.eye_range`: where its training faces have their eyes), give or take the eye cascade's
+    error (`EYE_TOLERANCE`): that picture needs no re-framing (re-sampling would blur it)."""
     measures = eye_measures(np.asarray(eyes_in_frame, float) / size)
-    ranges = training_eye_range()
     return all(
-        ranges[name][0] - EYE_TOLERANCE[name] <= float(value) <= ranges[name][1] + EYE_TOLERANCE[name]
+        eye_range[name][0] - EYE_TOLERANCE[name] <= float(value) <= eye_range[name][1] + EYE_TOLERANCE[name]
         for name, value in measures.items()
     )
 
 
-def alignment_matrix(eyes: np.ndarray, size: int) -> np.ndarray:
-    """The similarity transform (2, 3) that takes eyes (2, 2) (photo pixels, left first) onto SynthFace's
-    canonical eye positions in a `size` px frame: photo pixels -> crop pixels."""
+def alignment_matrix(eyes: np.ndarray, size: int, target_eyes: np.ndarray) -> np.ndarray:
+    """The similarity transform (2, 3) that takes eyes (2, 2) (photo pixels, left first) onto `target_eyes` (2, 2)
+    (fractions of the side, a model's `lfdm.framing.ModelFraming.target_eyes()`) in a `size` px frame: photo pixels
+    -> crop pixels."""
     eyes = np.asarray(eyes, float)
-    target = canonical_landmarks()[:2] * size - 0.5  # fractions of the side -> pixels (centres on integers)
+    target = np.asarray(target_eyes, float) * size - 0.5  # fractions of the side -> pixels (centres on integers)
     source_vector, target_vector = eyes[1] - eyes[0], target[1] - target[0]
     scale = np.hypot(*target_vector) / max(np.hypot(*source_vector), 1e-6)
     angle = math.atan2(target_vector[1], target_vector[0]) - math.atan2(source_vector[1], source_vector[0])

@@ -4,7 +4,8 @@ The models work in their own square frame (`size` px, the LFAE's `image_size`). 
 the 2x3 matrix from photo pixels to that frame:
 - the whole picture: resized with its aspect kept and padded black (`lfdm.data.transforms.resize_and_pad`, as the
   training frames were); the model's input is exactly what `lfdm.images.preprocess_image` gives;
-- a face (`lfdm.faces`): the similarity transform that puts the eyes where SynthFace draws them.
+- a face (`lfdm.faces`): the similarity transform that puts the eyes where the model's training faces have them
+  (the model's `lfdm.framing.ModelFraming`, saved with it; a whole-picture model is never given a face crop).
 
 `render_photo_video` turns the model's flows (B, F, h, w, 2), occlusion maps (B, F, h, w) and decoded frames
 (B, F, S, S, 3) into video at the photo's aspect and any size: the flows are upsampled and warp the photo's own
@@ -29,11 +30,11 @@ from einops import rearrange
 
 from lfdm import faces
 from lfdm.data.transforms import resize_and_pad
+from lfdm.framing import FACE_MODES, ModelFraming
 from lfdm.images import check_image_size, load_image, to_rgb_uint8
 
 logger = logging.getLogger(__name__)
 
-FACE_MODES = ("auto", "none", "require")
 MIN_RESOLUTION = 16  # pixels, the shortest long side an output may have
 FEATHER = 0.3  # fraction of the crop's half-side over which a pasted face crop fades into the photo
 _NEW_CONTENT_EPS = 1e-3
@@ -108,21 +109,29 @@ def letterbox_matrix(height: int, width: int, size: int) -> np.ndarray:
     return np.array([[scale_x, 0.0, 0.5 * scale_x - 0.5 + left], [0.0, scale_y, 0.5 * scale_y - 0.5 + top]])
 
 
-def frame_photo(image, size: int, *, face: str = "auto") -> Framing:
-    """Decide what the model animates: the photo's largest face (aligned like SynthFace's) or the whole picture.
+def frame_photo(image, size: int, *, model_framing: ModelFraming, face: str = "auto") -> Framing:
+    """Decide what the model animates: the photo's largest face (aligned like the model's faces) or the whole picture.
 
-    `image`: anything `lfdm.images.preprocess_image` takes. `face`: "auto" uses a face when one is found and the
-    whole picture otherwise (with a note); "none" always the whole picture; "require" raises ValueError when no
-    usable face is found. A face already framed like SynthFace's training faces (eye spacing, angle and position
-    within the training range once the picture is padded to a square) is animated in place, without re-sampling.
+    `image`: anything `lfdm.images.preprocess_image` takes. `model_framing`: how the model's training pictures were
+    framed (`LFDMPipeline.framing`). `face`: "auto" follows the model: a whole-picture model gets the whole picture
+    (no face search); a face model gets a face when one is found and the whole picture otherwise (with a note).
+    "none" always the whole picture; "require" raises ValueError when no usable face is found (or the model
+    animates whole pictures). A face already framed like the model's training faces (eye spacing, angle and position
+    within `model_framing.eye_range` once the picture is padded to a square) is animated in place, without
+    re-sampling.
     """
     check_photo_options(face, None, MIN_RESOLUTION)
+    if face == "require" and not model_framing.is_face:
+        raise ValueError(
+            "this model animates whole pictures (its framing is 'whole'), so it aligns no faces; "
+            "pass face='auto' or 'none'."
+        )
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
     photo = to_rgb_uint8(image)
     check_image_size(*photo.shape[:2])
     whole = Framing(photo, letterbox_matrix(*photo.shape[:2], size), size, resize_and_pad(photo, size))
-    if face == "none":
+    if face == "none" or not model_framing.is_face:
         return whole
     found = faces.detect_faces(photo)
     if any(candidate.eyes_found for candidate in found):  # then the others are most likely not faces
@@ -141,9 +150,9 @@ def frame_photo(image, size: int, *, face: str = "auto") -> Framing:
         return _with_note(whole, f"{message[:1].upper()}{message[1:]}; the whole picture is animated.")
     chosen = usable[0]
     note = f"{len(usable)} faces were found; the largest clear one is animated." if len(usable) > 1 else None
-    if faces.framed_like_training(_apply(whole.matrix, chosen.eyes), size):
+    if faces.framed_like_training(_apply(whole.matrix, chosen.eyes), size, model_framing.eye_range):
         return Framing(photo, whole.matrix, size, whole.model_input, chosen, note, aligned=False)
-    matrix = faces.alignment_matrix(chosen.eyes, size)
+    matrix = faces.alignment_matrix(chosen.eyes, size, model_framing.target_eyes())
     return Framing(photo, matrix, size, faces.warp_to_crop(photo, matrix, size), chosen, note, aligned=True)
 
 
@@ -171,6 +180,7 @@ def render_photo_video(
     occlusions: torch.Tensor,
     model_frames: torch.Tensor,
     out_size: tuple[int, int],
+    refiner=None,
 ) -> torch.Tensor:
     """Video of the photo at `out_size` (height, width) from the model's output on `framing.model_input`.
 
@@ -179,8 +189,12 @@ def render_photo_video(
 
     Per frame f: the displacement d_f = flow_f - flow_0 and the new content n_f = (m_0 - m_f) / m_0 (what was
     visible in frame 0 and is not now), both upsampled; the photo's pixels at output size warped by d_f, mixed
-    with the decoder's frame where n_f says so; a face crop then fades into the untouched photo near its edge.
-    OpenCV does the resampling (`warpAffine`, `remap`: cubic, pixel centres on integers, edges repeated).
+    with painted pixels where content is new; a face crop then fades into the untouched photo near its edge. The
+    painted pixels are the `refiner`'s (`lfdm.models.refiner.PhotoRefiner`: detail at `refiner.config.scale` x the
+    model's size, around the new content only) with its gate, or without one the decoder's frame upsampled, with
+    n_f as the gate.
+    OpenCV does the resampling (`remap` of the photo: Lanczos; `warpAffine` of the coarse maps: cubic; pixel centres
+    on integers, edges repeated).
     """
     flows = flows.detach().float().cpu().numpy()
     occlusions = occlusions.detach().float().cpu().numpy()
@@ -197,9 +211,7 @@ def render_photo_video(
     else:
         source, to_source = cv2.resize(framing.photo, (width, height), interpolation=cv2.INTER_AREA), np.eye(3)
         source = source.astype(np.float32) / 255
-    columns, rows = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-    xs = (to_source[0, 0] * columns + to_source[0, 1] * rows + to_source[0, 2]).astype(np.float32)
-    ys = (to_source[1, 0] * columns + to_source[1, 1] * rows + to_source[1, 2]).astype(np.float32)
+    xs, ys = _points(to_source, width, height)
     base = _sample(source, xs, ys)  # (H, W, 3) float32: the photo at the video's size, frame 0
     video = np.repeat(np.repeat(base[None, None], flows.shape[1], axis=1), flows.shape[0], axis=0)
     to_model = np.vstack([framing.matrix, [0, 0, 1]]) @ to_photo
@@ -209,43 +221,156 @@ def render_photo_video(
     region_size = (right - left, bottom - top)
     region_to_output = np.array([[1, 0, left], [0, 1, top], [0, 0, 1]])
     region_to_model = to_model @ region_to_output  # region pixels -> model pixels
-    size, latent = framing.size, flows.shape[2]
-    ratio = latent / size
-    model_to_latent = np.array([[ratio, 0, 0.5 * ratio - 0.5], [0, ratio, 0.5 * ratio - 0.5], [0, 0, 1]])
-    region_to_latent = (model_to_latent @ region_to_model)[:2]  # region pixels -> latent cells
+    size = framing.size
     # a displacement in grid units (the frame is 2 wide) -> model pixels (size / 2) -> source pixels
     grid_to_source = to_source[:2, :2] @ np.linalg.inv(region_to_model[:2, :2]) * (size / 2)
     weight = _feather(region_to_model, size, region_size) if framing.aligned else None
-    xs, ys = xs[top:bottom, left:right], ys[top:bottom, left:right]
+    region = _Grid(xs[top:bottom, left:right], ys[top:bottom, left:right], region_to_model)
+    model_to_source = to_source @ np.linalg.inv(to_model)
     flags = cv2.WARP_INVERSE_MAP
     for index in range(flows.shape[0]):
         shift = (flows[index] - flows[index, :1]) @ grid_to_source.T  # (F, h, w, 2) source pixels, 0 at frame 0
         first = occlusions[index, :1]  # frame 0's occlusion map: what the photo itself shows
         new_content = np.clip((first - occlusions[index]) / np.maximum(first, _NEW_CONTENT_EPS), 0, 1)
         maps = np.concatenate([shift, new_content[..., None]], axis=-1).astype(np.float32)  # (F, h, w, 3)
+        painted = None
+        if refiner is not None:
+            painted = _refine(refiner, source, maps, model_frames[index], model_to_source, size)
         for frame in range(flows.shape[1]):
-            # the coarse maps upsampled smoothly (cubic): a bilinear displacement bends straight lines at cell edges
-            moved = cv2.warpAffine(
-                maps[frame], region_to_latent, region_size, flags=flags | cv2.INTER_CUBIC,
-                borderMode=cv2.BORDER_REPLICATE,
-            )  # fmt: skip  (h', w', 3): shift x, shift y, new content
-            decoded = cv2.warpAffine(
-                model_frames[index, frame], region_to_model[:2], region_size, flags=flags | cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REPLICATE,
-            )  # fmt: skip
-            warped = _sample(source, xs + moved[..., 0], ys + moved[..., 1])
-            new = np.clip(moved[..., 2:], 0, 1)
-            animated = warped + new * (decoded - warped)  # the decoder's pixels where content is new
+            inputs = _frame_inputs(source, region, maps, model_frames[index], frame, model_to_source, size)
+            if painted is None:  # the decoder's change where content is new
+                paint, gate = inputs.warped + inputs.decoded - inputs.decoded_start, inputs.new_content
+            elif frame in painted:  # the refiner's pixels and gate, from its frame into the region
+                region_to_box = np.linalg.inv(painted[frame].to_model) @ region_to_model
+                both = cv2.warpAffine(
+                    painted[frame].pixels, region_to_box[:2], region_size,
+                    flags=flags | cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+                )  # fmt: skip  (h', w', 4): paint RGB, gate
+                paint, gate = both[..., :3], both[..., 3:]
+            else:  # nothing new near this frame: the warp alone
+                paint, gate = inputs.warped, np.zeros_like(inputs.new_content)
+            animated = inputs.warped + gate * (paint - inputs.warped)
             target = video[index, frame, top:bottom, left:right]
             target += animated - target if weight is None else weight * (animated - target)
     return torch.from_numpy(video).permute(0, 1, 4, 2, 3)
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """Pixels to render: xs, ys (h, w) float32 where each samples the photo's `source` when nothing moves, and
+    to_model (3, 3) their pixel coordinates -> model-frame pixels."""
+
+    xs: np.ndarray
+    ys: np.ndarray
+    to_model: np.ndarray
+
+
+@dataclass(frozen=True)
+class _FrameInputs:
+    """One frame on a `_Grid`, float32: warped (h, w, 3) the photo warped by the displacement; decoded (h, w, 3) the
+    decoder's frame; decoded_start (h, w, 3) the decoder's frame 0 warped like the photo; new_content (h, w, 1)."""
+
+    warped: np.ndarray
+    decoded: np.ndarray
+    decoded_start: np.ndarray
+    new_content: np.ndarray
+
+
+def _frame_inputs(source, grid: _Grid, maps, model_frames, frame: int, model_to_source, size: int) -> _FrameInputs:
+    """The photo, the decoder's frame and its frame 0 on `grid` at `frame`. maps (F, h', w', 3) latent shift (source
+    pixels) and new content; model_frames (F, S, S, 3) the decoder's frames; model_to_source (3, 3) model-frame
+    pixels -> source pixels. The coarse maps are upsampled smoothly (cubic): a bilinear displacement would bend
+    straight lines at cell edges."""
+    height, width = grid.xs.shape
+    ratio = maps.shape[1] / size
+    model_to_latent = np.array([[ratio, 0, 0.5 * ratio - 0.5], [0, ratio, 0.5 * ratio - 0.5], [0, 0, 1]])
+    flags = cv2.WARP_INVERSE_MAP
+    moved = cv2.warpAffine(
+        maps[frame], (model_to_latent @ grid.to_model)[:2], (width, height), flags=flags | cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REPLICATE,
+    )  # fmt: skip  (h, w, 3): shift x, shift y, new content
+    points_x, points_y = grid.xs + moved[..., 0], grid.ys + moved[..., 1]  # where each pixel samples the photo
+    decoded = cv2.warpAffine(
+        model_frames[frame], grid.to_model[:2], (width, height), flags=flags | cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )  # fmt: skip
+    # the decoder's frame 0 sampled where the photo is: what it shows when the content only moves
+    model_x, model_y = _apply_to_points(np.linalg.inv(model_to_source), points_x, points_y)
+    decoded_start = cv2.remap(model_frames[0], model_x, model_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return _FrameInputs(_sample(source, points_x, points_y), decoded, decoded_start, np.clip(moved[..., 2:], 0, 1))
+
+
+@dataclass(frozen=True)
+class _Painted:
+    """The refiner's output for one frame: pixels (h, w, 4) float32, paint RGB and gate, on a box of its frame;
+    to_model (3, 3) box pixels -> model-frame pixels."""
+
+    pixels: np.ndarray
+    to_model: np.ndarray
+
+
+_REFINE_THRESHOLD = 0.02  # new content below this is left to the warp
+_REFINE_MARGIN = 1  # latent cells around the new content that the refiner also sees
+
+
+@torch.no_grad()
+def _refine(refiner, source, maps, model_frames, model_to_source, size: int) -> dict[int, _Painted]:
+    """Run `refiner` on the frames of one video where content is new: frame -> `_Painted`.
+
+    source (h, w, 3) float32 the photo as sampled; maps (F, h', w', 3) float32 latent shift (source pixels) and new
+    content; model_frames (F, S, S, 3) the decoder's frames; model_to_source (3, 3) model-frame pixels -> source
+    pixels. The refiner works at `scale` x the model's size on one box that holds every frame's new content (with a
+    margin), its sides multiples of the refiner's patch; frame 0 (the photo itself) is never painted.
+    """
+    scale, patch = int(refiner.config.scale), int(refiner.config.patch)
+    latent = maps.shape[1]
+    cells = (maps[1:, ..., 2] > _REFINE_THRESHOLD).any(0)
+    if not cells.any():
+        return {}
+    rows, columns = np.nonzero(cells)
+    cell = size * scale / latent  # refiner pixels per latent cell
+    full = size * scale
+    y0, y1 = (max(0, rows.min() - _REFINE_MARGIN), min(latent, rows.max() + 1 + _REFINE_MARGIN))
+    x0, x1 = (max(0, columns.min() - _REFINE_MARGIN), min(latent, columns.max() + 1 + _REFINE_MARGIN))
+    down = lambda value: int(value * cell) // patch * patch
+    up = lambda value: min(full, -(-int(np.ceil(value * cell)) // patch) * patch)
+    top, bottom, left, right = down(y0), up(y1), down(x0), up(x1)
+    box_size = (right - left, bottom - top)
+    # refiner box pixels -> model pixels: a resize by 1 / scale (pixel centres) after the box's offset
+    box_to_model = np.array(
+        [[1 / scale, 0, (left + 0.5) / scale - 0.5], [0, 1 / scale, (top + 0.5) / scale - 0.5], [0, 0, 1]]
+    )
+    box = _Grid(*_points(model_to_source @ box_to_model, *box_size), box_to_model)
+    frames = range(1, maps.shape[0])
+    inputs = [_frame_inputs(source, box, maps, model_frames, frame, model_to_source, size) for frame in frames]
+    device = refiner.device
+    # (F, h, w, C) -> (F, C, h, w)
+    stack = lambda name: torch.from_numpy(np.stack([getattr(one, name) for one in inputs])).permute(0, 3, 1, 2)
+    names = ("warped", "decoded", "decoded_start", "new_content")
+    output = refiner(*(stack(name).to(device) for name in names))
+    pixels = torch.cat([output.paint, output.gate], 1).float().permute(0, 2, 3, 1).cpu().numpy()
+    return {frame: _Painted(pixels[k], box_to_model) for k, frame in enumerate(frames)}
+
+
+def _points(matrix: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """xs, ys (height, width) float32: `matrix` (3, 3) applied to the pixel grid of a `width` x `height` image."""
+    columns, rows = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    return _apply_to_points(matrix, columns, rows)
+
+
+def _apply_to_points(matrix: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`matrix` (3, 3 or 2, 3) applied to the points (xs, ys) of any shape, computed in float64, as float32."""
+    x = matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2]
+    y = matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2]
+    return x.astype(np.float32), y.astype(np.float32)
+
+
 def _sample(source: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """`source` (h, w, 3) float32 at the points (xs, ys) (H, W) of its pixel grid (centres on integers, edges
-    repeated). Cubic: it keeps the photo's detail under sub-pixel shifts, which bilinear sampling halves, and it
+    repeated). Lanczos (8 x 8): under the sub-pixel shifts of a moving face it keeps more of the photo's fine detail
+    than bicubic, and far more than bilinear, which halves it (`benchmarks/RESULTS.md`, "Photographic frames"); it
     returns a pixel exactly where a point falls on its centre, so an unmoved pixel is the photo's."""
-    return cv2.remap(source, xs, ys, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(source, xs, ys, cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _model_region(to_model: np.ndarray, size: int, height: int, width: int) -> tuple[int, int, int, int]:

@@ -9,17 +9,21 @@ Notation (variable -> paper):
 Where the constants live (one place each, saved with the weights): the label list in the label encoder's config,
 the image and latent size in the LFAE's config, the number of frames in the U-Net's config (`num_frames`, the
 length it was trained on; the network itself accepts any length, so `__call__` can override it), the default
-sampler in the scheduler's class and its measured step count in the scheduler's config (`lfdm.schedulers`).
+sampler in the scheduler's class and its measured step count in the scheduler's config (`lfdm.schedulers`), and how
+its pictures are framed (aligned faces or the whole picture) in the LFAE's config (`lfdm.framing`).
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
+import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,12 +33,20 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from einops import rearrange, repeat
 
-from lfdm.driving import MAX_DRIVING_FRAMES, animate
+from lfdm.driving import (
+    DRIVING_LABEL,
+    MAX_DRIVING_FRAMES,
+    estimate_driving_flows,
+    frame_driving_faces,
+    load_driving_video,
+)
+from lfdm.framing import DRIVING_FACE_MODES, MAX_RESOLUTION, ModelFraming
 from lfdm.guidance import guided_model_output
 from lfdm.images import load_image, preprocess_image
 from lfdm.latents import latents_to_flows
 from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
+from lfdm.models.refiner import PhotoRefiner
 from lfdm.models.unet3d import FlowUNet3D
 from lfdm.motion import check_motion_scale, sample_chained, scale_motion
 from lfdm.photo import check_photo_options, frame_photo, output_size, render_photo_video
@@ -43,7 +55,7 @@ from lfdm.schedulers import default_steps
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LFDMPipeline", "LFDMPipelineOutput", "load_pipeline", "load_image", "preprocess_image"]
+__all__ = ["LFDMPipeline", "LFDMPipelineOutput", "add_refiner", "load_pipeline", "load_image", "preprocess_image"]
 
 
 @dataclass
@@ -68,6 +80,9 @@ class LFDMPipelineOutput(BaseOutput):
         model_input: (S, S, 3) the picture the model animated (the aligned face crop or the padded whole picture).
         model_frames: (B, F, S, S, 3) the decoder's frames of `model_input` (the same as `frames` when
             `resolution=None`).
+        driving_face_frames: bool (F,) for `animate` with `driving_face="auto"` on a face model: True where the
+            driving face was found (elsewhere its framing is filled in from the neighbouring frames); else None.
+        driving_note: what the driving face search found (`animate`), or None.
     """
 
     frames: np.ndarray | torch.Tensor
@@ -83,6 +98,8 @@ class LFDMPipelineOutput(BaseOutput):
     face_note: str | None = None
     model_input: np.ndarray | torch.Tensor | None = None
     model_frames: np.ndarray | torch.Tensor | None = None
+    driving_face_frames: np.ndarray | None = None
+    driving_note: str | None = None
 
 
 @dataclass
@@ -153,14 +170,17 @@ class LFDMPipeline(DiffusionPipeline):
     r"""Latent flow diffusion: image + action label -> video (Ni et al., CVPR 2023).
 
     Components: `lfae` (`LatentFlowAutoencoder`), `unet` (`FlowUNet3D`), `scheduler` (any diffusers scheduler of
-    the DDPM family: DDPM, DDIM, DPM-Solver++, UniPC), `label_encoder` (`LabelEncoder`).
+    the DDPM family: DDPM, DDIM, DPM-Solver++, UniPC), `label_encoder` (`LabelEncoder`), and the optional `refiner`
+    (`PhotoRefiner`), which paints new content when a photo is animated at its own size (`resolution`); without
+    it the decoder's upsampled frame is mixed in there.
 
     Swap the sampler with `pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)`. Set
     `pipe.interrupt = True` from a callback to stop sampling early: the video is then decoded from the last step's
     clean estimate and the output says `interrupted=True`.
     """
 
-    model_cpu_offload_seq = "lfae->label_encoder->unet"
+    model_cpu_offload_seq = "lfae->label_encoder->unet->refiner"
+    _optional_components = ["refiner"]
     _callback_tensor_inputs = ["latents", "pred_original_sample"]
 
     def __init__(
@@ -169,10 +189,11 @@ class LFDMPipeline(DiffusionPipeline):
         unet: FlowUNet3D,
         scheduler,
         label_encoder: LabelEncoder,
+        refiner: PhotoRefiner | None = None,
     ):
         super().__init__()
         _check_components(lfae, unet, label_encoder)
-        self.register_modules(lfae=lfae, unet=unet, scheduler=scheduler, label_encoder=label_encoder)
+        self.register_modules(lfae=lfae, unet=unet, scheduler=scheduler, label_encoder=label_encoder, refiner=refiner)
         self._interrupt = False
 
     # --- what the model knows -------------------------------------------------------------------------------------
@@ -191,6 +212,13 @@ class LFDMPipeline(DiffusionPipeline):
     def image_size(self) -> int:
         """Side of the square frames, pixels (from the LFAE's config)."""
         return int(self.lfae.config.image_size)
+
+    @property
+    def framing(self) -> ModelFraming:
+        """How the model's training pictures were framed: aligned faces (target eye points and their range) or the
+        whole picture. Saved in the LFAE's config (`lfdm.framing` says why there); a pipeline saved without one is
+        SynthFace-framed (`lfdm.framing.SYNTHFACE_FRAMING`)."""
+        return ModelFraming.from_config(self.lfae.config.get("framing"))
 
     @property
     def latent_size(self) -> int:
@@ -327,7 +355,7 @@ class LFDMPipeline(DiffusionPipeline):
         motion_scale: float = 1.0,
         face: str = "auto",
         resolution: int | str | None = None,
-        max_resolution: int = 1024,
+        max_resolution: int = MAX_RESOLUTION,
         return_dict: bool = True,
     ) -> LFDMPipelineOutput | tuple:
         r"""Generate one video per label from one image.
@@ -356,9 +384,10 @@ class LFDMPipeline(DiffusionPipeline):
             motion_scale: multiplies the generated displacement before decoding: 0 = the still picture, 1 = the
                 model's motion, 2 = twice as much; occlusion follows (`lfdm.motion.scale_motion`). The step trace
                 keeps the model's own estimates.
-            face: "auto" animates the largest face found (aligned like the training faces) and else the whole
-                picture, saying so in `face_note`; "none" always the whole picture; "require" raises ValueError
-                when no face of at least 32 px is found (`lfdm.photo.frame_photo`).
+            face: "auto" follows the model's `framing`: a face model animates the largest face found (aligned
+                like its training faces) and else the whole picture, saying so in `face_note`; a whole-picture
+                model animates the whole picture. "none" always the whole picture; "require" raises ValueError when
+                no face of at least 32 px is found (`lfdm.photo.frame_photo`).
             resolution: None = frames at the model's size, of its input; "input" = the photo's own size; a number
                 = that long side. Then the flows are upsampled, warp the photo's own pixels, and a face crop is
                 pasted back into the photo, so frame 0 is the photo (`lfdm.photo.render_photo_video`).
@@ -393,7 +422,7 @@ class LFDMPipeline(DiffusionPipeline):
         self._interrupt = False
         device = self._execution_device
         batch_size = len(labels)
-        framing = frame_photo(image, self.image_size, face=face)
+        framing = frame_photo(image, self.image_size, model_framing=self.framing, face=face)
         pixels = framing.model_tensor().to(device=device)
         pyramid = self.encode_image(pixels)
         image_features = repeat(pyramid[-1], "1 c h w -> b c h w", b=batch_size).to(self.unet.dtype)
@@ -503,6 +532,7 @@ class LFDMPipeline(DiffusionPipeline):
                 output.occlusions,
                 rearrange(model_frames, "b f h w c -> b f c h w"),
                 out_size,
+                refiner=self.refiner,
             )
             frames = rearrange(rendered, "b f c h w -> b f h w c").clamp(0, 1)
         output = replace(
@@ -530,8 +560,9 @@ class LFDMPipeline(DiffusionPipeline):
         max_frames: int = MAX_DRIVING_FRAMES,
         decode_chunk_size: int | None = 16,
         face: str = "auto",
+        driving_face: str = "auto",
         resolution: int | str | None = None,
-        max_resolution: int = 1024,
+        max_resolution: int = MAX_RESOLUTION,
         output_type: str = "np",
         return_dict: bool = True,
     ) -> LFDMPipelineOutput | tuple:
@@ -541,35 +572,56 @@ class LFDMPipeline(DiffusionPipeline):
             image: the picture, as for `__call__`.
             driving_video: a video file or folder of frames (mp4, GIF, ... as `lfdm.video` reads them), a uint8 or
                 [0, 1] float array (F, H, W, 3), a tensor (F, 3, H, W) in [0, 1], a list of images, or a
-                `lfdm.driving.DrivingVideo`. Frames are resized and padded like the picture.
+                `lfdm.driving.DrivingVideo`.
             relative: True moves the picture's own regions as the driving regions moved since driving frame 0, so
                 another face keeps its shape and frame 0 is the picture; False warps the picture into each driving
                 frame's pose and shape (for the same face). See `lfdm.driving`.
             motion_scale: multiplies the displacement, as in `__call__`.
             max_frames: driving frames used at most; a longer video is cut there (and a warning logged).
             decode_chunk_size: frames per LFAE call (None = all at once).
-            face, resolution, max_resolution: the picture's face is found, aligned and animated, and the video
-                rendered at `resolution`, as in `__call__`. The driving frames are used as they are (framed like
-                the model's training videos, as the SynthFace example clips are).
+            face, resolution, max_resolution: the picture is framed as the model's `framing` says (a face model
+                finds and aligns the face) and the video rendered at `resolution`, as in `__call__`.
+            driving_face: "auto": a face model finds the driving face in every frame, follows it and frames it like
+                its training faces (`lfdm.face_track`), so that the camera's motion does not reach the picture; a
+                clip where no face is found raises ValueError. "none", and any whole-picture model: the driving
+                frames are resized and padded like the picture, as they are.
             output_type, return_dict: as in `__call__`.
 
         Returns:
-            `LFDMPipelineOutput` with B = 1, F = the driving frames used, `labels == ["driving video"]`.
+            `LFDMPipelineOutput` with B = 1, F = the driving frames used, `labels == ["driving video"]`, and
+            `driving_face_frames` (F,) / `driving_note` saying where the driving face was found.
         """
         if output_type not in ("np", "pt"):
             raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}.")
+        if driving_face not in DRIVING_FACE_MODES:
+            raise ValueError(f"`driving_face` must be one of {DRIVING_FACE_MODES}; got {driving_face!r}.")
+        if decode_chunk_size is not None and decode_chunk_size < 1:
+            raise ValueError(f"`decode_chunk_size` must be >= 1 or None (all frames at once); got {decode_chunk_size}.")
         check_photo_options(face, resolution, max_resolution)
-        framing = frame_photo(image, self.image_size, face=face)
-        output = animate(
-            self,
-            framing.model_input,  # the face crop (or the padded picture) the model animates, as it is
-            driving_video,
-            relative=relative,
-            motion_scale=motion_scale,
-            max_frames=max_frames,
-            decode_chunk_size=decode_chunk_size,
+        # 1. The picture framed as the model's pictures were; the driving frames, their face framed likewise
+        framing = frame_photo(image, self.image_size, model_framing=self.framing, face=face)
+        pixels = self.preprocess_image(framing.model_input)  # float32: the decoder warps these pixels
+        driving = load_driving_video(driving_video, self.image_size, max_frames=max_frames)
+        driving_faces = None
+        if driving_face == "auto" and self.framing.is_face:
+            driving_faces = frame_driving_faces(driving, self.image_size, self.framing)
+        frames = driving.frames if driving_faces is None else driving_faces.frames
+
+        # 2. The motion of every driving frame carried over to the picture, in the motion networks' dtype
+        network = dict(device=pixels.device, dtype=self.lfae.dtype)
+        chunk_size = decode_chunk_size or frames.shape[0]
+        flows, occlusions = estimate_driving_flows(
+            self.lfae, pixels.to(**network), frames.to(**network), relative=relative, chunk_size=chunk_size
         )
+        flows, occlusions = scale_motion(flows.float(), occlusions.float(), motion_scale)
+
+        # 3. Warp and decode, then render at `resolution`
+        pyramid = self.encode_image(pixels)
+        video, warped = self.decode_flows(pixels, pyramid, flows, occlusions, chunk_size)
         self.maybe_free_model_hooks()
+        output = self._make_output(video, warped, flows, occlusions, [DRIVING_LABEL])
+        if driving_faces is not None:
+            output = replace(output, driving_face_frames=driving_faces.found, driving_note=driving_faces.note)
         photo = dict(resolution=resolution, max_resolution=max_resolution)
         return self._photo_output(output, framing, **photo, output_type=output_type, return_dict=return_dict)
 
@@ -593,6 +645,29 @@ class LFDMPipeline(DiffusionPipeline):
 def _to_numpy(value):
     """A tensor as a numpy array; anything else unchanged."""
     return value.numpy() if isinstance(value, torch.Tensor) else value
+
+
+def add_refiner(pipeline_folder: str | os.PathLike, refiner_folder: str | os.PathLike) -> Path:
+    """Make a saved pipeline use a trained refiner: copy `refiner_folder` (a `PhotoRefiner.save_pretrained` folder,
+    e.g. a train-refiner run's `model/`) to `<pipeline_folder>/refiner` and list it in `model_index.json`. The other
+    components' files are left as they are. Returns the new refiner folder."""
+    pipeline_folder, refiner_folder = Path(pipeline_folder), Path(refiner_folder)
+    index_file = pipeline_folder / "model_index.json"
+    if not index_file.is_file():
+        raise FileNotFoundError(f"{str(pipeline_folder)!r} has no model_index.json; pass a saved pipeline folder.")
+    if not (refiner_folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{str(refiner_folder)!r} holds no refiner (no config.json); pass a train-refiner run's model/ folder."
+        )
+    PhotoRefiner.from_pretrained(refiner_folder)  # it must load, before anything is changed
+    target = pipeline_folder / "refiner"
+    if target.resolve() != refiner_folder.resolve():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(refiner_folder, target)
+    index = json.loads(index_file.read_text())
+    index["refiner"] = [PhotoRefiner.__module__, PhotoRefiner.__name__]
+    index_file.write_text(json.dumps(dict(sorted(index.items())), indent=2) + "\n")
+    return target
 
 
 def load_pipeline(path_or_repo, device: str = "auto", dtype: str | torch.dtype | None = "auto") -> LFDMPipeline:

@@ -4,13 +4,15 @@
     video = pipe(image, "smile", num_inference_steps=2).frames   # (1, 4, 32, 32, 3)
 
 Everything is seeded, so two calls with the same arguments build the same weights. A forward pass takes
-milliseconds on a CPU.
+milliseconds on a CPU. `film_with_moving_camera` turns a still or a video into a clip filmed by a handheld camera,
+for driving-face tests and the example clips.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 
@@ -109,3 +111,39 @@ def make_test_image(size: int = 48, seed: int = 0) -> np.ndarray:
     disc = ((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) < 0.04
     image[disc] = 1.0
     return to_uint8(image)
+
+
+def camera_matrices(num_frames: int, height: int, width: int, size: int, *, pan: float = 0.05, zoom: float = 0.10,
+                    shake: float = 0.003, direction=(0.6, -0.8), centre=(0.5, 0.47)) -> np.ndarray:  # fmt: skip
+    """(F, 2, 3) output pixels -> frame pixels of a handheld camera filming a (height, width) frame into size x size.
+
+    The camera's window starts as the largest square that leaves room to move, about `centre` (fractions of the
+    frame), pans by `pan` of the frame's side along `direction` (x, y; default right and up, so that a portrait's
+    head stays in the picture) over the clip, zooms in by `zoom` (the window shrinks by 1 / (1 + zoom)), and shakes
+    a little (`shake` of the side, a slow sine in x and y).
+    """
+    side = min(height, width)
+    start = side / (1 + pan)  # the window's side at frame 0: room to pan by `pan` of the side
+    matrices = []
+    for frame in range(num_frames):
+        progress = frame / max(num_frames - 1, 1)
+        window = start / (1 + zoom * progress)
+        wobble = shake * side * np.array([np.sin(1.3 * frame), np.cos(0.9 * frame)])
+        middle = np.array([width, height]) * np.array(centre) - 0.5
+        position = middle + pan * side * (progress - 0.5) * np.array(direction) + wobble
+        scale = window / size  # frame pixels per output pixel
+        offset = position - scale * (size - 1) / 2
+        matrices.append(np.array([[scale, 0.0, offset[0]], [0.0, scale, offset[1]]]))
+    return np.stack(matrices)
+
+
+def film_with_moving_camera(frames: np.ndarray, size: int, **camera) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (F, H, W, 3) frames -> (uint8 (F, size, size, 3) the clip a handheld camera films of them, (F, 2, 3) the
+    camera's output-pixel -> frame-pixel matrices); `camera` as in `camera_matrices`."""
+    matrices = camera_matrices(len(frames), *frames.shape[1:3], size, **camera)
+    flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP  # the window is about as large as the output: no aliasing
+    filmed = [
+        cv2.warpAffine(frame, matrix, (size, size), flags=flags, borderMode=cv2.BORDER_REFLECT)
+        for frame, matrix in zip(frames, matrices, strict=True)
+    ]
+    return np.stack(filmed), matrices

@@ -508,7 +508,7 @@ def test_the_face_note_is_plain_words(service):
 def test_a_huge_photo_is_searched_on_a_reduced_copy_and_the_note_gives_the_video_size(service, tmp_path):
     path = tmp_path / "huge.jpg"
     Image.open(ASTRONAUT).convert("RGB").resize((6000, 6000), Image.BICUBIC).save(path, quality=85)
-    service.find_face(ASTRONAUT)  # the first search of a process computes the training eye range once
+    service.find_face(ASTRONAUT)  # the first search of a process loads the cascades
     began = time.perf_counter()
     preview = service.find_face(path)
     seconds = time.perf_counter() - began

@@ -12,12 +12,12 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from lfdm.app import LAUNCH_OPTIONS, DrivingSettings, GenerationService, GenerationSettings, UserInputError, build_demo
-from lfdm.app.inputs import MAX_DRIVING_FRAMES
+from lfdm.app.inputs import APP_MAX_DRIVING_FRAMES
 from lfdm.motion import num_clips
 from lfdm.video import probe_video, read_video, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
-DRIVING_EXAMPLES = sorted((ROOT / "assets" / "driving").glob("*.mp4"))
+DRIVING_EXAMPLES = sorted((ROOT / "assets" / "driving").glob("synthface_*.mp4"))  # the real clip: test_face_track
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
     paths["text.mp4"].write_text("not a video")
     clip = rng.integers(0, 256, (1, 24, 24, 3), dtype=np.uint8)
     paths["one.mp4"] = write_video(folder / "one.mp4", clip, fps=8)
-    paths["long.mp4"] = write_video(folder / "long.mp4", np.repeat(clip, MAX_DRIVING_FRAMES + 5, axis=0), fps=25)
+    # a still face (the app finds the driving face by default; a clip with no face is refused)
+    face = np.asarray(Image.open(ROOT / "assets" / "examples" / "synthface_test_8388608.png").convert("RGB"))
+    long_clip = np.repeat(face[None, ::2, ::2], APP_MAX_DRIVING_FRAMES + 5, axis=0)
+    paths["long.mp4"] = write_video(folder / "long.mp4", long_clip, fps=25)
     return paths
 
 
@@ -76,8 +79,8 @@ def test_service_animates_an_example_clip_with_every_view(service, files):
 
 def test_long_driving_videos_are_cut_and_the_page_says_so(service, files):
     result = service.animate(files["face.png"], files["long.mp4"], DrivingSettings())
-    assert probe_video(result.video).num_frames == MAX_DRIVING_FRAMES
-    assert f"has {MAX_DRIVING_FRAMES + 5} frames; animated the first {MAX_DRIVING_FRAMES}" in result.note
+    assert probe_video(result.video).num_frames == APP_MAX_DRIVING_FRAMES
+    assert f"has {APP_MAX_DRIVING_FRAMES + 5} frames; animated the first {APP_MAX_DRIVING_FRAMES}" in result.note
 
 
 @pytest.mark.parametrize(

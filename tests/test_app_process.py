@@ -99,8 +99,9 @@ def _example_files(url: str) -> dict[str, str]:
 def test_a_running_app_keeps_serving_every_example_after_others_clean_their_temp_folder(running_app, tmp_path):
     url, shared = running_app
     examples = _example_files(url)
-    expected = {path.name: path for folder in ("examples", "driving") for path in (ROOT / "assets" / folder).iterdir()}
-    assert sorted(examples.values()) == sorted(name for name in expected if name.endswith((".png", ".mp4")))
+    offered = [*(ROOT / "assets" / "examples").glob("*.png"), *(ROOT / "assets" / "driving").glob("*.mp4")]
+    expected = {path.name: path for path in offered}
+    assert sorted(examples.values()) == sorted(expected), "every example picture and driving clip"
     # What a test session or a second app does to a Gradio folder it shares: launch an app with the same examples,
     # close it (Gradio deletes the files it cached), then wipe the folder outright.
     script = (

@@ -18,6 +18,7 @@ from lfdm.cli import main
 from lfdm.commands import convert as convert_command
 from lfdm.commands.convert import CONFIG_DIR, PRESETS, check_labels, official_unet_params
 from lfdm.convert import unet_config_from_official
+from lfdm.framing import MUG_FRAMING, WHOLE_PICTURE
 from lfdm.models.labels import LabelEncoder, save_label_table
 from lfdm.pipeline import LFDMPipeline
 from lfdm.training.config import load_config
@@ -27,6 +28,7 @@ SETUP = json.loads((PARITY / "config.json").read_text())
 VARIANTS = {"mug": ("dm_official.pth", "Unet3D_mug", "dm_io.safetensors"),
             "natops": ("dm_official_natops_variant.pth", "Unet3D_natops", "dm_io_natops.safetensors")}  # fmt: skip
 LABELS = ["wave", "nod", "shrug"]
+ASTRONAUT = Path(__file__).resolve().parents[1] / "assets" / "examples" / "astronaut.png"
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,8 @@ def convert_argv(variant: str, label_table: Path, out: Path, params_file: Path) 
     return ["convert", "--lfae", str(PARITY / "lfae_official.pth"), "--dm", str(PARITY / checkpoint),
             "--label-embeddings", str(label_table), "--out", str(out), "--lfae-params", str(params_file),
             "--unet-params", json.dumps(SETUP["dm"][unet_key]), "--image-size", str(SETUP["lfae"]["image_size"]),
-            "--num-frames", str(SETUP["dm"]["num_frames"])]  # fmt: skip
+            "--num-frames", str(SETUP["dm"]["num_frames"]),
+            *(["--framing", "mug"] if variant == "mug" else [])]  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
@@ -80,6 +83,17 @@ def test_converted_pipeline_generates_two_steps(converted, tiny_image):
     assert out.frames.shape == (2, frames, size, size, 3) and np.isfinite(out.frames).all()
 
 
+def test_converted_folders_record_their_framing_and_follow_it(converted):
+    """--framing mug: faces aligned like MUG's crops; no preset and no --framing: the whole picture, so a photo with
+    a face is animated whole by default."""
+    variant, folder = converted
+    pipe = LFDMPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.framing == (MUG_FRAMING if variant == "mug" else WHOLE_PICTURE)
+    out = pipe(ASTRONAUT, "wave", num_inference_steps=1)
+    assert (out.face_box is not None) == (variant == "mug"), "face='auto' follows the model's framing"
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_presets_translate_to_the_official_unet_arguments_and_back(preset):
     unet = load_config(CONFIG_DIR / f"{preset}128.yaml").unet
@@ -91,27 +105,32 @@ def test_presets_translate_to_the_official_unet_arguments_and_back(preset):
     }
 
 
-def test_preset_path_with_a_small_preset_file(tmp_path, monkeypatch):
-    """The --preset route end to end, with a preset YAML of the fixture's sizes in place of the 128 px one."""
+@pytest.mark.parametrize("preset", ["mug", "natops"])
+def test_preset_path_with_a_small_preset_file(preset, tmp_path, monkeypatch):
+    """The --preset route end to end, with a preset YAML of the fixture's sizes in place of the 128 px one; MUG
+    records aligned faces, NATOPS the whole picture."""
     from lfdm.convert import lfae_config_from_official
-    from lfdm.labelsets import MUG_LABELS
+    from lfdm.labelsets import label_set
 
+    checkpoint, unet_key, _ = VARIANTS[preset]
+    labels = list(label_set(preset))
     sections = {
-        "data": {"dataset": "mug", "resolution": SETUP["lfae"]["image_size"], "num_frames": SETUP["dm"]["num_frames"]},
+        "data": {"dataset": preset, "resolution": SETUP["lfae"]["image_size"], "num_frames": SETUP["dm"]["num_frames"]},
         "lfae": lfae_config_from_official(SETUP["lfae"]["model_params"], SETUP["lfae"]["image_size"]),
-        "unet": {**unet_config_from_official(SETUP["dm"]["Unet3D_mug"]), "num_frames": 40, "sample_size": 32},
+        "unet": {**unet_config_from_official(SETUP["dm"][unet_key]), "num_frames": 40, "sample_size": 32},
         "labels": {"embedding_dim": 768, "learned": False},
     }
     sections["unet"]["dim_mults"] = list(sections["unet"]["dim_mults"])
-    (tmp_path / "mug128.yaml").write_text(yaml.safe_dump(sections))
+    (tmp_path / f"{preset}128.yaml").write_text(yaml.safe_dump(sections))
     monkeypatch.setattr(convert_command, "CONFIG_DIR", tmp_path)
-    table = save_label_table(tmp_path / "mug.safetensors", MUG_LABELS, torch.randn(len(MUG_LABELS), 768))
-    argv = ["convert", "--lfae", str(PARITY / "lfae_official.pth"), "--dm", str(PARITY / "dm_official.pth"),
-            "--label-embeddings", str(table), "--out", str(tmp_path / "out"), "--preset", "mug"]  # fmt: skip
+    table = save_label_table(tmp_path / f"{preset}.safetensors", labels, torch.randn(len(labels), 768))
+    argv = ["convert", "--lfae", str(PARITY / "lfae_official.pth"), "--dm", str(PARITY / checkpoint),
+            "--label-embeddings", str(table), "--out", str(tmp_path / "out"), "--preset", preset]  # fmt: skip
     assert main(argv) == 0
     pipe = LFDMPipeline.from_pretrained(tmp_path / "out")
-    assert pipe.labels == list(MUG_LABELS) and pipe.num_frames == SETUP["dm"]["num_frames"]
+    assert pipe.labels == labels and pipe.num_frames == SETUP["dm"]["num_frames"]
     assert pipe.unet.config.sample_size == pipe.latent_size == SETUP["dm"]["latent_size"]
+    assert pipe.framing == (MUG_FRAMING if preset == "mug" else WHOLE_PICTURE)
 
 
 def test_preset_and_official_parameters_are_alternatives(label_table, tmp_path, capsys):

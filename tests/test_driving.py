@@ -1,4 +1,7 @@
-"""Driving videos: `pipe.animate` (motion transfer through the LFAE), reading and capping videos, bad input."""
+"""Driving videos: `pipe.animate` (motion transfer through the LFAE), reading and capping videos, bad input.
+
+The clips here show no face (a square sliding over a gradient), so they drive with `driving_face="none"`; finding and
+framing a driving face is tested in tests/test_face_track.py."""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ def driving_frames() -> np.ndarray:
 
 
 def test_animate_gives_one_frame_per_driving_frame(tiny_pipeline, tiny_image, driving_frames):
-    out = tiny_pipeline.animate(tiny_image, driving_frames)
+    out = tiny_pipeline.animate(tiny_image, driving_frames, driving_face="none")
     size, latent = tiny_pipeline.image_size, tiny_pipeline.latent_size
     assert out.frames.shape == (1, 6, size, size, 3) and out.warped.shape == (1, 6, size, size, 3)
     assert out.flows.shape == (1, 6, latent, latent, 2) and out.occlusions.shape == (1, 6, latent, latent)
@@ -31,17 +34,19 @@ def test_animate_gives_one_frame_per_driving_frame(tiny_pipeline, tiny_image, dr
 
 
 def test_relative_motion_of_the_driving_face_itself_is_its_absolute_motion(tiny_pipeline, driving_frames):
-    relative = tiny_pipeline.animate(driving_frames[0], driving_frames, relative=True)
-    absolute = tiny_pipeline.animate(driving_frames[0], driving_frames, relative=False)
+    relative = tiny_pipeline.animate(driving_frames[0], driving_frames, relative=True, driving_face="none")
+    absolute = tiny_pipeline.animate(driving_frames[0], driving_frames, relative=False, driving_face="none")
     np.testing.assert_allclose(relative.flows, absolute.flows, atol=1e-5)
     np.testing.assert_allclose(relative.frames, absolute.frames, atol=1e-5)
 
 
 def test_relative_motion_starts_from_the_picture_and_absolute_from_the_driving_pose(tiny_pipeline, tiny_image,
                                                                                      driving_frames):  # fmt: skip
-    relative = tiny_pipeline.animate(tiny_image, driving_frames, output_type="pt")
-    absolute = tiny_pipeline.animate(tiny_image, driving_frames, relative=False, output_type="pt")
-    still = tiny_pipeline.animate(tiny_image, np.stack([np.asarray(tiny_image)] * 2), relative=False, output_type="pt")
+    relative = tiny_pipeline.animate(tiny_image, driving_frames, output_type="pt", driving_face="none")
+    absolute = tiny_pipeline.animate(tiny_image, driving_frames, relative=False, output_type="pt", driving_face="none")
+    still = tiny_pipeline.animate(
+        tiny_image, np.stack([np.asarray(tiny_image)] * 2), relative=False, output_type="pt", driving_face="none"
+    )
     # frame 0 of the relative animation is what the LFAE makes of the picture against itself
     torch.testing.assert_close(relative.flows[:, 0], still.flows[:, 0], atol=1e-5, rtol=0)
     assert (absolute.flows[:, 0] - still.flows[:, 0]).abs().max() > 1e-3, "absolute takes the driving frame's pose"
@@ -103,11 +108,11 @@ def test_long_driving_videos_are_cut_without_reading_them_whole(tmp_path, drivin
 
 
 def test_animate_caps_the_frames(tiny_pipeline, tiny_image, driving_frames):
-    assert tiny_pipeline.animate(tiny_image, driving_frames, max_frames=3).frames.shape[1] == 3
+    assert tiny_pipeline.animate(tiny_image, driving_frames, max_frames=3, driving_face="none").frames.shape[1] == 3
 
 
 def test_motion_scale_zero_keeps_the_picture_still(tiny_pipeline, tiny_image, driving_frames):
-    out = tiny_pipeline.animate(tiny_image, driving_frames, motion_scale=0)
+    out = tiny_pipeline.animate(tiny_image, driving_frames, motion_scale=0, driving_face="none")
     assert np.abs(out.frames[0] - out.frames[0, :1]).max() <= 2 / 255
     np.testing.assert_allclose(out.flows[0], resting_grid(8, 8).expand(6, -1, -1, -1).numpy(), atol=1e-6)
 
@@ -140,7 +145,7 @@ def test_half_precision_animates_and_returns_float32(tiny_image, driving_frames)
     from lfdm.testing import make_tiny_pipeline
 
     pipe = make_tiny_pipeline().to(dtype=torch.bfloat16)
-    out = pipe.animate(tiny_image, driving_frames)
+    out = pipe.animate(tiny_image, driving_frames, driving_face="none")
     assert out.frames.dtype == np.float32 and np.isfinite(out.frames).all() and out.frames.shape[1] == 6
 
 

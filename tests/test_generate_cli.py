@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -150,4 +151,23 @@ def test_the_commands_offer_the_pipelines_face_modes():
     from lfdm import photo
     from lfdm.commands import _options
 
-    assert _options.FACE_MODES == photo.FACE_MODES, "--face lists what the pipeline's `face` accepts"
+    assert _options.FACE_MODES is photo.FACE_MODES, "--face lists what the pipeline's `face` accepts"
+
+
+def test_the_resolution_cap_has_one_definition():
+    import inspect
+
+    from lfdm.app.service import GenerationService
+    from lfdm.commands._options import add_photo_arguments
+    from lfdm.framing import MAX_RESOLUTION
+    from lfdm.pipeline import LFDMPipeline
+
+    for function in (LFDMPipeline.__call__, LFDMPipeline.animate, GenerationService.__init__):
+        assert inspect.signature(function).parameters["max_resolution"].default == MAX_RESOLUTION, function
+    parser = argparse.ArgumentParser()
+    add_photo_arguments(parser)
+    assert parser.get_default("max_resolution") == MAX_RESOLUTION
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"max_resolution={MAX_RESOLUTION}" in readme and f"--max-resolution {MAX_RESOLUTION}" in readme, (
+        "README's prose names the cap's value; keep it in step with lfdm.framing.MAX_RESOLUTION"
+    )

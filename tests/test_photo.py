@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from lfdm import faces
+from lfdm.framing import SYNTHFACE_FRAMING
 from lfdm.images import preprocess_image
 from lfdm.photo import Framing, frame_photo, render_photo_video
 
@@ -85,13 +86,13 @@ def test_eyes_match_where_synthface_draws_them():
 
 def test_alignment_puts_the_eyes_on_the_canonical_points_and_inverts(photo):
     eyes = faces.detect_faces(photo)[0].eyes
-    matrix = faces.alignment_matrix(eyes, 64)
-    target = faces.canonical_landmarks()[:2] * 64 - 0.5
+    matrix = faces.alignment_matrix(eyes, 64, SYNTHFACE_FRAMING.target_eyes())
+    target = SYNTHFACE_FRAMING.target_eyes() * 64 - 0.5
     np.testing.assert_allclose(eyes @ matrix[:, :2].T + matrix[:, 2], target, atol=1e-9)
     # pixels: crop at the photo's own scale, then back through the inverse transform
     scale = 1 / np.hypot(*matrix[:, 0])
     size = int(64 * scale)
-    big = faces.alignment_matrix(eyes, size)
+    big = faces.alignment_matrix(eyes, size, SYNTHFACE_FRAMING.target_eyes())
     crop = faces.warp_to_crop(photo, big, size)
     back = cv2.warpAffine(crop, cv2.invertAffineTransform(big), photo.shape[1::-1], flags=cv2.INTER_LINEAR)
     inside = cv2.warpAffine(np.ones((size - 4, size - 4), np.uint8), np.hstack([np.eye(2), [[2], [2]]]), (size, size))
@@ -102,7 +103,7 @@ def test_alignment_puts_the_eyes_on_the_canonical_points_and_inverts(photo):
 
 def test_synthface_examples_are_animated_in_place_exactly_as_before():
     for path in sorted(EXAMPLES.glob("synthface_*.png")):
-        framing = frame_photo(Image.open(path), 64)
+        framing = frame_photo(Image.open(path), 64, model_framing=SYNTHFACE_FRAMING)
         assert framing.face is not None and not framing.aligned, f"{path.name} is framed like the training faces"
         expected = preprocess_image(Image.open(path), 64)
         assert torch.equal(framing.model_tensor(), expected), "the model sees exactly what preprocess_image gives"
@@ -111,7 +112,7 @@ def test_synthface_examples_are_animated_in_place_exactly_as_before():
 def test_the_whole_picture_framing_is_preprocess_image_for_every_kind_of_input(tiny_image):
     rgba = np.dstack([tiny_image, np.full(tiny_image.shape[:2], 200, np.uint8)])
     for image in (tiny_image, tiny_image[:30], Image.fromarray(tiny_image).convert("L"), rgba, tiny_image / 255.0):
-        framing = frame_photo(image, 32, face="none")
+        framing = frame_photo(image, 32, face="none", model_framing=SYNTHFACE_FRAMING)
         assert torch.equal(framing.model_tensor(), preprocess_image(image, 32))
 
 
@@ -122,28 +123,28 @@ def test_no_face_falls_back_to_the_whole_picture_with_a_note(tiny_image):
         cv2.circle(smiley, (eye_x, 80), 10, (0, 0, 0), -1)
     cv2.ellipse(smiley, (100, 115), (40, 25), 0, 0, 180, (0, 0, 0), 4)
     for picture in (tiny_image, smiley):
-        framing = frame_photo(picture, 32)
+        framing = frame_photo(picture, 32, model_framing=SYNTHFACE_FRAMING)
         assert framing.face is None and framing.face_box is None and not framing.aligned
         assert "no face was found" in framing.note.lower() and "whole picture" in framing.note
         with pytest.raises(ValueError, match="no face was found.*face='auto' or 'none'"):
-            frame_photo(picture, 32, face="require")
+            frame_photo(picture, 32, face="require", model_framing=SYNTHFACE_FRAMING)
 
 
 def test_a_face_under_32_px_gets_a_clear_message(photo):
     canvas = np.full((240, 320, 3), 128, np.uint8)
     canvas[60:150, 100:190] = cv2.resize(photo, (90, 90), interpolation=cv2.INTER_AREA)
     assert faces.detect_faces(canvas)[0].side < faces.MIN_FACE_SIDE, "the test needs a face the cascade still finds"
-    framing = frame_photo(canvas, 32)
+    framing = frame_photo(canvas, 32, model_framing=SYNTHFACE_FRAMING)
     assert framing.face is None and "px wide; faces need at least 32 px" in framing.note
     with pytest.raises(ValueError, match="faces need at least 32 px"):
-        frame_photo(canvas, 32, face="require")
+        frame_photo(canvas, 32, face="require", model_framing=SYNTHFACE_FRAMING)
 
 
 # --- rendering at the photo's size -----------------------------------------------------------------------------
 
 
 def test_paste_back_leaves_pixels_away_from_the_face_untouched(photo):
-    framing = frame_photo(photo, 32, face="require")
+    framing = frame_photo(photo, 32, face="require", model_framing=SYNTHFACE_FRAMING)
     assert framing.aligned
     generator = torch.Generator().manual_seed(0)
     flows = torch.rand(1, 4, 8, 8, 2, generator=generator) * 2 - 1  # wild motion everywhere in the crop
@@ -202,7 +203,7 @@ def test_whole_picture_path_renders_at_any_size_with_the_photos_aspect(tiny_pipe
     picture = tiny_image[:, :40]  # 48 high, 40 wide
     out = tiny_pipeline(picture, "smile", num_inference_steps=STEPS, resolution=96)
     assert out.frames.shape == (1, 4, 96, 80, 3)
-    resized = cv2.resize(picture, (80, 96), interpolation=cv2.INTER_CUBIC) / 255
+    resized = cv2.resize(picture, (80, 96), interpolation=cv2.INTER_LANCZOS4) / 255
     assert np.abs(out.frames[0, 0] - resized).max() <= 1 / 255, "frame 0 is the photo, enlarged"
     same = tiny_pipeline(picture, "smile", num_inference_steps=STEPS, resolution="input")
     np.testing.assert_array_equal(same.frames[0, 0], picture / np.float32(255), "at its own size: the photo exactly")
@@ -248,10 +249,10 @@ def test_a_longer_video_of_a_photo_chains_clips_of_the_face_and_renders_at_the_p
 
 def test_a_driving_video_animates_the_photos_face_at_the_photos_size(tiny_pipeline, photo):
     driving = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    out = tiny_pipeline.animate(photo, driving, resolution="input")
+    out = tiny_pipeline.animate(photo, driving, resolution="input", driving_face="none")
     assert out.frames.shape == (1, 5, 320, 320, 3) and out.model_frames.shape == (1, 5, 32, 32, 3)
     assert out.face_box is not None and np.linalg.norm(box_centre(out.face_box) - FACE_CENTRE) < 10
     assert np.abs(out.frames[:, 0] - photo / 255).max() < 1e-5, "frame 0 is the photo"
     assert np.abs(out.frames[:, :, 280:, :60] - photo[280:, :60] / 255).max() < 1e-6, "a far corner stays still"
-    whole = tiny_pipeline.animate(photo, driving, face="none")
+    whole = tiny_pipeline.animate(photo, driving, face="none", driving_face="none")
     assert whole.face_box is None and whole.frames.shape == (1, 5, 32, 32, 3)

@@ -188,6 +188,8 @@ def test_driving_video_animates_a_bfloat16_pipeline(tiny_pipeline_dir):
     pipe = load_pipeline(tiny_pipeline_dir, device="cpu", dtype="bfloat16")
     generator = torch.Generator().manual_seed(0)
     driving = torch.rand(5, 3, pipe.image_size, pipe.image_size, generator=generator)
-    out = pipe.animate(torch.rand(3, pipe.image_size, pipe.image_size, generator=generator), driving)
+    out = pipe.animate(
+        torch.rand(3, pipe.image_size, pipe.image_size, generator=generator), driving, driving_face="none"
+    )
     assert out.frames.shape[:2] == (1, 5) and out.frames.dtype == np.float32
     assert np.isfinite(out.frames).all() and np.isfinite(out.flows).all()

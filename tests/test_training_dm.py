@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import Dataset
 
+from lfdm.framing import SYNTHFACE_FRAMING
 from lfdm.latents import flows_to_latents, latents_to_flows
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import UNet3DOutput
@@ -209,6 +210,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(lfae_dir, tmp_path):
     assert [r["step"] for r in records] == list(range(1, 21)) and all(np.isfinite(r["loss"]) for r in records)
     assert (run / "loss_curve.png").is_file() and (run / "config.yaml").is_file()
     assert pipe.labels == LABELS and pipe.num_frames == NUM_FRAMES
+    assert pipe.framing == SYNTHFACE_FRAMING and pipe.lfae.config.framing is not None, "the export records it"
 
 
 def test_residual_v_prediction_run_exports_what_it_trained_and_warm_starts_another(lfae_dir, tmp_path):

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
 from lfdm.cli import main
+from lfdm.framing import SYNTHFACE_FRAMING, ModelFraming
 from lfdm.models import LatentFlowAutoencoder
 from lfdm.testing import tiny_lfae_config
 from lfdm.training.config import RunConfig
@@ -92,6 +93,7 @@ def test_run_folder_holds_config_logs_samples_checkpoints_and_model(uninterrupte
     assert yaml.safe_load((run / "config.yaml").read_text())["lfae"] == TINY_LFAE
     model = LatentFlowAutoencoder.from_pretrained(run / "model")
     assert model.config.image_size == 32
+    assert ModelFraming.from_config(model.config.framing) == SYNTHFACE_FRAMING, "SynthFace's framing, measured"
 
 
 def test_resume_continues_from_the_same_step_with_the_same_state(uninterrupted_run, tmp_path):

@@ -10,14 +10,14 @@ from types import SimpleNamespace
 import gradio as gr
 
 from lfdm.app import text
-from lfdm.app.inputs import MAX_DRIVING_FRAMES
+from lfdm.app.inputs import APP_MAX_DRIVING_FRAMES
 from lfdm.app.widgets import captioned_video, example_files, motion_slider
 
 
 def driving_tab(examples_dir, driving_dir) -> SimpleNamespace:
     """Animate a picture with the motion of a driving video (the autoencoder alone, no sampling)."""
     ui = SimpleNamespace()
-    gr.Markdown(text.DRIVING_HELP.format(max_frames=MAX_DRIVING_FRAMES))
+    gr.Markdown(text.DRIVING_HELP.format(max_frames=APP_MAX_DRIVING_FRAMES))
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             ui.image = gr.Image(label="Picture", type="filepath", image_mode=None, height=220, elem_id="driving-image")

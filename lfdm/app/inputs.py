@@ -26,7 +26,9 @@ SEED_MAX = 2**31 - 1
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 FRAMES_RANGE = (1, 64)  # video length; beyond the model's clip the pipeline chains clips (the slider shows 16-64)
 MOTION_SCALE_RANGE = (0.0, 3.0)  # 0 = still picture, 1 = the model's motion
-MAX_DRIVING_FRAMES = 128  # frames of a driving video the app animates; longer videos are cut (and told so)
+# Frames of a driving video the app animates; longer videos are cut (and told so). The app's own limit, below the
+# library's `lfdm.driving.MAX_DRIVING_FRAMES`: one shared demo keeps each request short for the next person.
+APP_MAX_DRIVING_FRAMES = 128
 
 
 class UserInputError(ValueError):
@@ -150,8 +152,9 @@ def check_driving_settings(settings: DrivingSettings) -> DrivingSettings:
 
 
 def read_driving_video(path: str | Path | None, size: int) -> DrivingVideo:
-    """An uploaded driving video -> `lfdm.driving.DrivingVideo` of at most `MAX_DRIVING_FRAMES` frames at the model's
-    size. No file, a file over `MAX_UPLOAD_BYTES`, an unreadable file and a single frame raise UserInputError."""
+    """An uploaded driving video -> `lfdm.driving.DrivingVideo` of at most `APP_MAX_DRIVING_FRAMES` frames at the
+    model's size. No file, a file over `MAX_UPLOAD_BYTES`, an unreadable file and a single frame raise
+    UserInputError."""
     if path is None or str(path) == "":
         raise UserInputError("no driving video: upload one (mp4, WebM, GIF, ...) or pick one of the example clips.")
     path = Path(path)
@@ -160,7 +163,7 @@ def read_driving_video(path: str | Path | None, size: int) -> DrivingVideo:
     if path.stat().st_size > MAX_UPLOAD_BYTES:
         raise UserInputError(f"the driving video is larger than {MAX_UPLOAD_BYTES // 2**20} MB; use a shorter clip.")
     try:
-        return load_driving_video(path, size, max_frames=MAX_DRIVING_FRAMES)
+        return load_driving_video(path, size, max_frames=APP_MAX_DRIVING_FRAMES)
     except (ValueError, FileNotFoundError, TypeError, OSError) as error:
         message = _plain(str(error), path).replace(f"{path}", "the driving video")
         raise UserInputError(f"could not read the driving video: {message}") from error

@@ -33,7 +33,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lfdm import faces
 from lfdm.app import render
 from lfdm.app.inputs import (
     SCHEDULERS,
@@ -50,6 +49,7 @@ from lfdm.app.inputs import (
 from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines, read_model_card
 from lfdm.app.speed import SpeedBook, Work, estimate_note
 from lfdm.driving import DRIVING_LABEL
+from lfdm.framing import MAX_RESOLUTION, SYNTHFACE_FRAMING
 from lfdm.motion import num_clips
 from lfdm.outputs import write_label_outputs
 from lfdm.photo import frame_photo, output_size
@@ -182,7 +182,7 @@ class GenerationService:
         max_trace_steps: int = 100,
         device: str = "auto",
         dtype: str | torch.dtype = "auto",
-        max_resolution: int = 1024,
+        max_resolution: int = MAX_RESOLUTION,
         compare_resolution: int = 256,
         preview_size: int = 512,
     ):
@@ -275,7 +275,6 @@ class GenerationService:
         self.speed.forget(name)
         run(None)  # sampling and decoding at the model's size
         run("input")  # and rendering at MEASURE_SIDE px
-        faces.training_eye_range()  # computed once per process; the first face search would wait for it
 
     def default_label(self, model: str | None = None) -> str | None:
         """The action selected first: the model's own choice (`DEFAULT_LABEL_KEY` in its label encoder config),
@@ -427,8 +426,8 @@ class GenerationService:
         # Each action's tile shows the face large enough to judge: the photo is rendered so that the region around
         # the face is about `COMPARE_TILE` px, then cropped to it; without a face, the whole picture.
         face_box = None
-        if settings.find_face:
-            face_box = frame_photo(photo, pipe.image_size, face="auto").face_box
+        if settings.find_face and pipe.framing.is_face:
+            face_box = frame_photo(photo, pipe.image_size, model_framing=pipe.framing, face="auto").face_box
         resolution, region = self.compare_resolution, None
         if face_box is not None:
             region = _face_region(face_box, photo.shape[:2])
@@ -566,11 +565,14 @@ class GenerationService:
         photo = read_photo(image_path)
         height, width = photo.shape[:2]
         small, scale = _reduced(photo, self.max_resolution)
-        size = self.pipeline(model).image_size if self.has_model else 64
-        framing = frame_photo(small, size, face="auto" if find_face else "none")
+        pipe = self.pipeline(model) if self.has_model else None
+        size, model_framing = (pipe.image_size, pipe.framing) if pipe is not None else (64, SYNTHFACE_FRAMING)
+        framing = frame_photo(small, size, model_framing=model_framing, face="auto" if find_face else "none")
         picture = render.face_preview(small, framing.face_box, self.preview_size)
         face_box = _scaled_box(framing.face_box, 1 / scale, photo.shape)
-        if not find_face:
+        if not model_framing.is_face:
+            note = "The whole picture is animated: this model was trained on whole pictures, not faces."
+        elif not find_face:
             note = "The whole picture is animated (*Find the face* is off)."
         elif face_box is None:
             note = f"**{framing.note}**"

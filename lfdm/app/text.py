@@ -65,11 +65,13 @@ Because the pixels come from your image, the subject keeps its identity.
   45 degrees; faces of at least 32 px). The largest face with two eyes is used; the preview under the picture shows
   its box, and a note says when no face or several faces were found. The face is turned and scaled so that its
   eyes sit where the training faces have theirs, and the model animates that crop.
-- The flows are then upsampled to your photo's size (long side at most 1024 px) and move your photo's own pixels;
-  the model's decoder paints only where the occlusion map says something new appears (an opening mouth), and the
-  crop fades back into the photo at its edge: frame 0 is your photo, and nothing far from the face moves.
+- The flows are then upsampled to your photo's size (long side at most {max_resolution} px) and move your photo's
+  own pixels; the model's decoder paints only where the occlusion map says something new appears (an opening
+  mouth), and the crop fades back into the photo at its edge: frame 0 is your photo, and nothing far from the face
+  moves.
 - Without a face (or with *Find the face* off) the whole picture is animated, as the model's training frames were
-  framed (resized, padded to a square), and rendered at your photo's size the same way.
+  framed (resized, padded to a square), and rendered at your photo's size the same way. A model trained on whole
+  pictures (the body-action models) always animates the whole picture: *Find the face* is hidden for it.
 
 ## Limits
 - The model's own frames have its training resolution (shown under *Advanced*); the sharp photo-size video comes

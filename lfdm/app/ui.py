@@ -184,12 +184,14 @@ class _Handlers:
         presets = self.service.quality_presets(model)
         quality = gr.Radio(choices=list(presets), value=preset_of(presets, scheduler, steps))
         label = gr.Dropdown(choices=labels, value=self.service.default_label(model))
-        return label, self.service.describe(model), length, scheduler, steps, quality
+        faces = self.service.pipeline(model).framing.is_face  # a whole-picture model never searches for a face
+        find_face = gr.Checkbox(visible=faces, value=faces)
+        return label, self.service.describe(model), length, find_face, scheduler, steps, quality
 
     @_shown_errors
     def page_loaded(self):
         if not self.service.has_model:
-            return gr.Dropdown(), NO_MODEL_MESSAGE, gr.Slider(), gr.skip(), gr.skip(), gr.skip()
+            return gr.Dropdown(), NO_MODEL_MESSAGE, gr.Slider(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return self.choose_model(self.service.default_model)
 
     @_shown_errors
@@ -243,7 +245,8 @@ def build_demo(
             with gr.Tab("Driving video"):
                 driving = driving_tab(examples_dir, driving_dir)
             with gr.Tab("About"):
-                gr.Markdown(f"{text.ABOUT}\n## The default model\n{service.describe()}")
+                about = text.ABOUT.format(max_resolution=service.max_resolution)
+                gr.Markdown(f"{about}\n## The default model\n{service.describe()}")
         handlers = _Handlers(service)
         _wire(demo, handlers, inputs, results, inspector, compare, request_id, run_note)
         wire_driving_tab(driving, _on_gpu(handlers.animate), inputs.model)
@@ -326,7 +329,7 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
         handlers.choose_scheduler, [inputs.model, inputs.scheduler], [inputs.steps, inputs.quality], **private
     )
     inputs.steps.input(handlers.choose_steps, [inputs.model, *sampler], inputs.quality, **private)
-    model_outputs = [inputs.label, inputs.model_info, inputs.num_frames, *sampler, inputs.quality]
+    model_outputs = [inputs.label, inputs.model_info, inputs.num_frames, inputs.find_face, *sampler, inputs.quality]
     inputs.model.input(handlers.choose_model, inputs.model, model_outputs, api_visibility="private")
     demo.load(handlers.page_loaded, None, model_outputs, api_visibility="private")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-FACE_MODES = ("auto", "none", "require")  # lfdm.photo.FACE_MODES, without importing OpenCV and torch for --help
+from lfdm.framing import FACE_MODES, MAX_RESOLUTION  # numpy only: --help needs neither OpenCV nor torch
 
 
 def resolution_argument(text: str) -> str | int | None:
@@ -37,11 +37,16 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
 def add_photo_arguments(parser: argparse.ArgumentParser) -> None:
     """--face, --resolution and --max-resolution: the `face`, `resolution` and `max_resolution` of the pipeline."""
     parser.add_argument(
-        "--face", choices=FACE_MODES, default="auto", help="animate the picture's largest face (auto), the whole "
-        "picture (none), or stop when there is no face (require)"
+        "--face", choices=FACE_MODES, default="auto", help="auto follows the model: its largest face for a face model, "
+        "the whole picture for a whole-picture model; none: the whole picture; require: stop when there is no face"
     )  # fmt: skip
     parser.add_argument(
         "--resolution", type=resolution_argument, default="input", metavar="{input,model,PIXELS}",
         help="video size: the picture's (input), the model's (model) or this long side in pixels",
     )  # fmt: skip
-    parser.add_argument("--max-resolution", type=int, default=1024, help="longest side of the video, pixels")
+    parser.add_argument(
+        "--max-resolution",
+        type=int,
+        default=MAX_RESOLUTION,
+        help="longest side of the video, pixels (default: %(default)s)",
+    )

@@ -10,7 +10,9 @@ writes to `<out>/`:
 - `flows.npz`  `flows` (F, h, w, 2) absolute sampling grids, `occlusions` (F, h, w) in [0, 1], `labels` (1,).
 
 The driving video may be an mp4 (or anything ffmpeg reads), a GIF or a folder of frames; at most `--max-frames` of
-its frames are used.
+its frames are used. With `--driving-face auto` (the default) a face model finds the driving face in every frame
+and frames it like its training faces, so the camera's motion does not reach the picture; `--driving-face none`
+uses the frames as they are.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from lfdm.commands._options import add_device_arguments, add_photo_arguments
 from lfdm.driving import DRIVING_LABEL, MAX_DRIVING_FRAMES
+from lfdm.framing import DRIVING_FACE_MODES
 
 DEFAULT_FPS = 8.0  # when the driving video does not say (a folder of frames)
 
@@ -37,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--motion-scale", type=float, default=1.0, help="0 = still, 1 = as driven, 2 = twice as much")
     parser.add_argument(
         "--max-frames", type=int, default=MAX_DRIVING_FRAMES, help="driving frames used at most; longer videos are cut"
+    )
+    parser.add_argument(
+        "--driving-face",
+        choices=DRIVING_FACE_MODES,
+        default="auto",
+        help="auto: find and frame the driving face in every frame (face models); none: use the frames as they are",
     )
     parser.add_argument("--fps", type=float, default=None, help="frame rate of the written videos (default: driving's)")
     parser.add_argument("--gif", action="store_true", help="also write video.gif")
@@ -70,10 +79,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: the driving video has {driving.total_frames} frames; using the first {len(driving.frames)}.")
     result = pipe.animate(
         image, driving, relative=not args.absolute, motion_scale=args.motion_scale,
-        face=args.face, resolution=args.resolution, max_resolution=args.max_resolution,
+        face=args.face, driving_face=args.driving_face, resolution=args.resolution,
+        max_resolution=args.max_resolution,
     )  # fmt: skip
     if result.face_note:
         print(f"note: {result.face_note}")
+    if result.driving_note:
+        print(f"note: {result.driving_note}")
     written = write_label_outputs(
         Path(args.out),
         DRIVING_LABEL,

@@ -16,7 +16,7 @@ Figures (medians over --repeats after a warm-up; random weights at the size of -
   message, when the folder does not exist).
 - photo_model_size_video, photo_512_video, photo_512_overhead: --model on a 512 px portrait, the whole picture at
   the model's size against the face found, aligned and rendered at 512 px, and the photo path's own work alone
-  (`lfdm.benchmarks.photo_path_videos`; --steps DPM-Solver++ steps).
+  (`lfdm.benchmarks.photo_path_videos`; --steps DPM-Solver++ steps, default the model's own).
 """
 
 from __future__ import annotations
@@ -41,7 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure, after one warm-up run")
     parser.add_argument("--video-repeats", type=int, default=3, help="timed runs per whole video")
-    parser.add_argument("--steps", type=int, default=25, help="DPM-Solver++ steps of the full-size video")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="DPM-Solver++ steps of the full-size video (default 25) and of the photo path (default: the model's)",
+    )
     parser.add_argument("--frames", type=int, default=None, help="frames per video (default: the U-Net's config)")
     parser.add_argument("--decode-chunk-size", type=int, default=None, help="frames per decoder call (default all)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: leave torch's default)")
@@ -63,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     for name in ("repeats", "video_repeats", "steps"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}.")
 
     import torch
@@ -137,8 +142,9 @@ def _measure(args, parts, settings, lfae, unet, *, benchmarks) -> list:
             results.append(benchmarks.bench_decode(lfae, settings))
         if "video" in parts:
             pipe = benchmarks.random_pipeline(lfae, unet).to(args.device)
-            name = f"video_dpmsolver_{args.steps}"
-            results.append(benchmarks.bench_video(pipe, "dpmsolver", args.steps, settings, name=name))
+            steps = args.steps or 25
+            name = f"video_dpmsolver_{steps}"
+            results.append(benchmarks.bench_video(pipe, "dpmsolver", steps, settings, name=name))
             by_name = {result.name: result for result in results}
             results.append(benchmarks.extrapolate_ddpm_video(by_name["ddpm_step"], by_name["decode"]))
         if "shipped" in parts:

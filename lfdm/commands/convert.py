@@ -8,6 +8,10 @@
 the authors' constructor arguments instead: `--lfae-params` (their YAML's `model_params`) with `--image-size`, and
 `--unet-params` (their `Unet3D` arguments), each a JSON file or a JSON string, plus `--num-frames`. The scheduler
 is the paper's (1000-step DDPM with dynamic thresholding); swap it at sampling time.
+
+The folder records how the model's pictures are framed (`lfdm.framing`), so that a photo is framed the same way:
+MUG's faces aligned like its crops, MHAD's and NATOPS's whole pictures. `--framing` gives it for checkpoints
+without a preset (default: the whole picture) or overrides the preset's.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 from pathlib import Path
 
 PRESETS = ("mug", "mhad", "natops")
+FRAMINGS = ("mug", "whole")  # lfdm.framing.MUG_FRAMING (aligned faces) | WHOLE_PICTURE
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -30,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unet-params", help="instead of --preset: the authors' `Unet3D` arguments (JSON or file)")
     parser.add_argument("--image-size", type=int, help="frame side in px (default: the preset's, else 128)")
     parser.add_argument("--num-frames", type=int, help="frames per video (default: the preset's, else 40)")
+    parser.add_argument(
+        "--framing", choices=FRAMINGS, help="how the training pictures were framed: faces aligned like MUG's crops, "
+        "or the whole picture (default: the preset's data set, else whole)"
+    )  # fmt: skip
 
 
 def read_json_option(value: str, option: str) -> dict:
@@ -119,16 +128,27 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--num-frames must be at least 1; got {num_frames}.")
     # The frame count and latent size a video is generated with by default live in the U-Net's config.
     unet.register_to_config(num_frames=num_frames, sample_size=lfae.latent_size)
+    lfae.register_to_config(framing=model_framing(args).to_config())  # how a photo is framed for this model
 
     label_encoder = LabelEncoder.from_embedding_file(args.label_embeddings)
     check_labels(label_encoder, unet, expected_labels, args.preset)
     pipe = LFDMPipeline(lfae=lfae, unet=unet, scheduler=make_training_scheduler(), label_encoder=label_encoder.eval())
     pipe.save_pretrained(args.out)
     print(
-        f"wrote {args.out}: {lfae.config.image_size} px, {num_frames} frames, {len(pipe.labels)} labels; "
+        f"wrote {args.out}: {lfae.config.image_size} px, {num_frames} frames, {len(pipe.labels)} labels, "
+        f"{'aligned faces' if pipe.framing.is_face else 'whole pictures'}; "
         f"load it with LFDMPipeline.from_pretrained({str(args.out)!r}) or python -m lfdm generate --model {args.out}"
     )
     return 0
+
+
+def model_framing(args: argparse.Namespace):
+    """The `lfdm.framing.ModelFraming` the converted model saves: --framing, else its preset data set's, else the
+    whole picture."""
+    from lfdm.framing import DATASET_FRAMINGS, WHOLE_PICTURE
+
+    name = args.framing or args.preset
+    return WHOLE_PICTURE if name in (None, "whole") else DATASET_FRAMINGS[name]
 
 
 def check_labels(label_encoder, unet, expected_labels: list[str] | None, preset: str | None) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lfdm.configuration import check_choice, check_positive
 from lfdm.data.sampling import FRAME_SAMPLING_MODES
+from lfdm.framing import DATASET_FRAMINGS, WHOLE_PICTURE, ModelFraming
 
 # "synthface": rendered on demand; "mug" | "mhad" | "natops": the official layout, labels and subject split of
 # that data set under a folder; "folder": root/<label>/.../<video>, or labels and splits from a CSV (`label_from`).
@@ -143,3 +144,18 @@ def build_dataset(data: DataConfig, *, view: str, split: str = "train", **overri
     if data.dataset == "synthface":
         arguments["appearance"] = data.appearance if training else 0.0
     return make_dataset(data.dataset, **(arguments | overrides))
+
+
+def dataset_framing(dataset: str) -> ModelFraming:
+    """How the pictures of `dataset` (one of `DATASETS`) are framed, for the models trained on it to save.
+
+    SynthFace's is measured now from its identities (`lfdm.data.synthface.framing.measure_framing`, about a second);
+    the authors' data sets have theirs in `lfdm.framing.DATASET_FRAMINGS`; a folder of videos is read whole (resized
+    and padded), so a model trained on it animates whole pictures.
+    """
+    check_choice("dataset", dataset, DATASETS)
+    if dataset == "synthface":
+        from lfdm.data.synthface.framing import measure_framing
+
+        return measure_framing()
+    return DATASET_FRAMINGS.get(dataset, WHOLE_PICTURE)

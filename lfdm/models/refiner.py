@@ -7,12 +7,17 @@ works in the model's frame at `scale` times its size (256 px for the shipped mod
 
 - `warped` (B, 3, H, W): the photo warped by the frame's displacement (sharp where the warp is right);
 - `decoded` (B, 3, H, W): the decoder's frame, bilinearly upsampled (right colours and layout, no detail);
+- `decoded_start` (B, 3, H, W): the decoder's frame 0 warped by the same displacement (what the decoder would show
+  if the content had only moved);
 - `new_content` (B, 1, H, W) in [0, 1]: how much of each pixel is new since frame 0 (from the occlusion maps).
 
-It returns a painted frame `paint = decoded + residual` and a gate g in [0, 1]; the frame is
-`warped + g * (paint - warped)`. Its last layer starts at zero, so an untrained refiner is exactly the plain mix
-(g = new content, paint = decoded); training on SynthFace rendered large with photographic looks
-(`lfdm.training.refiner`) teaches it detail and where the warp alone is right.
+The decoder's change `decoded - decoded_start` is what it painted beyond the motion (a dark mouth opening, an eye
+closing), in the decoder's colours but relative to its own picture of frame 0; added to the warped photo it keeps
+the photo's colours and detail (teeth the photo shows stay). The refiner returns `paint = warped + (decoded -
+decoded_start) + residual` and a gate g in [0, 1]; the frame is `warped + g * (paint - warped)`. Its last layer
+starts at zero, so an untrained refiner adds the decoder's change where content is new (g = new content); training
+on SynthFace rendered large with photographic looks (`lfdm.training.refiner`) teaches it detail and where the warp
+alone is right.
 
 Fast on a CPU: the layers work on 4 x 4 blocks folded into channels (pixel unshuffle, as ESPCN's sub-pixel
 convolutions), and one full-resolution convolution finishes.
@@ -74,7 +79,7 @@ class PhotoRefiner(ModelMixin, ConfigMixin):
         super().__init__()
         if scale < 1 or patch < 1:
             raise ValueError(f"`scale` and `patch` must be >= 1; got {scale} and {patch}.")
-        inputs = 10  # warped, decoded, new content, warped - decoded
+        inputs = 13  # warped, decoded, decoded_start, new content, decoded - decoded_start
         self.fold = nn.PixelUnshuffle(patch)
         self.stem = nn.Conv2d(inputs * patch * patch, channels, 3, padding=1)
         self.blocks = nn.Sequential(*(_ResBlock(channels) for _ in range(num_res_blocks)))
@@ -84,12 +89,15 @@ class PhotoRefiner(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, warped: torch.Tensor, decoded: torch.Tensor, new_content: torch.Tensor) -> RefinerOutput:
-        """warped, decoded (B, 3, H, W) in [0, 1]; new_content (B, 1, H, W) in [0, 1]; H, W multiples of `patch`.
-        Returns `RefinerOutput` (image, paint (B, 3, H, W), gate (B, 1, H, W))."""
-        if warped.shape != decoded.shape or warped.ndim != 4 or warped.shape[1] != 3:
+    def forward(
+        self, warped: torch.Tensor, decoded: torch.Tensor, decoded_start: torch.Tensor, new_content: torch.Tensor
+    ) -> RefinerOutput:
+        """warped, decoded, decoded_start (B, 3, H, W) in [0, 1]; new_content (B, 1, H, W) in [0, 1]; H, W multiples
+        of `patch`. Returns `RefinerOutput` (image, paint (B, 3, H, W), gate (B, 1, H, W))."""
+        if not (warped.shape == decoded.shape == decoded_start.shape) or warped.ndim != 4 or warped.shape[1] != 3:
             raise ValueError(
-                f"warped and decoded must both be (B, 3, H, W); got {tuple(warped.shape)} and {tuple(decoded.shape)}."
+                f"warped, decoded and decoded_start must all be (B, 3, H, W); got {tuple(warped.shape)}, "
+                f"{tuple(decoded.shape)} and {tuple(decoded_start.shape)}."
             )
         if new_content.shape != (warped.shape[0], 1, *warped.shape[2:]):
             raise ValueError(f"new_content must be (B, 1, H, W) like warped; got {tuple(new_content.shape)}.")
@@ -97,12 +105,13 @@ class PhotoRefiner(ModelMixin, ConfigMixin):
         if warped.shape[2] % patch or warped.shape[3] % patch:
             raise ValueError(f"the refiner's input sides must be multiples of {patch}; got {tuple(warped.shape[2:])}.")
         dtype = self.stem.weight.dtype
-        inputs = torch.cat([warped, decoded, new_content, warped - decoded], dim=1).to(dtype)
+        change = decoded.float() - decoded_start.float()
+        inputs = torch.cat([warped, decoded, decoded_start, new_content, change], dim=1).to(dtype)
         folded = self.blocks(F.silu(self.stem(self.fold(inputs))))  # (B, C, H / patch, W / patch)
         unfolded = F.silu(self.unfold(self.expand(F.silu(folded))))  # (B, unfolded_channels, H, W)
         residual, gate_logit = self.head(torch.cat([unfolded, inputs], dim=1)).float().split([3, 1], dim=1)
         prior = torch.logit(new_content.float().clamp(_GATE_LIMIT, 1 - _GATE_LIMIT))
         gate = torch.sigmoid(gate_logit + prior)
-        paint = decoded.float() + residual
+        paint = warped.float() + change + residual
         image = warped.float() + gate * (paint - warped.float())
         return RefinerOutput(image=image, paint=paint, gate=gate)

@@ -39,6 +39,7 @@ from lfdm.training.config import FlowDiffusionTrainConfig, RunConfig
 from lfdm.training.dm_samples import sample_image, sample_videos, write_samples
 from lfdm.training.dm_targets import TargetCache, compute_targets, load_frozen_lfae
 from lfdm.training.ema import ExponentialMovingAverage
+from lfdm.training.lfae import record_framing
 from lfdm.training.loop import Stage
 from lfdm.training.stream import training_dataset
 from lfdm.training.warm_start import init_weights
@@ -167,6 +168,7 @@ class FlowDiffusionStage(Stage):
         self.autoencoder = load_frozen_lfae(self.train.lfae).to(accelerator.device)
         _check_resolution(self.autoencoder, self.config)
         _check_autoencoder_section(self.autoencoder, self.config, self.train.lfae)
+        record_framing(self.autoencoder, self.config.data.dataset)  # the exported pipeline carries it
         clips = self.dataset if self.dataset is not None else training_dataset(self.config.data, view="clip")
         model = build_training_model(self.config, self.autoencoder, default_labels=getattr(clips, "labels", None))
         labels = list(model.label_encoder.labels)

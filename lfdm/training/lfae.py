@@ -24,6 +24,8 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
+from lfdm.data.factory import dataset_framing
+from lfdm.framing import ModelFraming
 from lfdm.models import LatentFlowAutoencoder, LFAEOutput, RegionParams
 from lfdm.training import loop
 from lfdm.training.config import AutoencoderTrainConfig, RunConfig
@@ -85,6 +87,24 @@ def build_model(config: RunConfig) -> LatentFlowAutoencoder:
         init_weights(model, source, "train_lfae.init_from")
         logger.info("initialised the autoencoder from %s", init_from)
     return model
+
+
+def record_framing(autoencoder: LatentFlowAutoencoder, dataset: str) -> None:
+    """Write how `dataset`'s pictures are framed into the autoencoder's config (`framing`), so that every checkpoint
+    and export carries it and a photo is later framed the same way (`lfdm.framing`). SynthFace's is measured now. A
+    framing the autoencoder already has (from its config, or from the folder it was loaded from) is kept; a
+    different one for this data is logged."""
+    framing = dataset_framing(dataset)
+    saved = autoencoder.config.get("framing")
+    if saved is None:
+        autoencoder.register_to_config(framing=framing.to_config())
+    elif ModelFraming.from_config(saved) != framing:
+        logger.warning(
+            "the autoencoder keeps its own framing %s, which is not %s's (%s)",
+            ModelFraming.from_config(saved),
+            dataset,
+            framing,
+        )
 
 
 # The tensors whose shape follows the number of regions K (C image channels, E the hourglass width):
@@ -170,6 +190,7 @@ class AutoencoderStage(Stage):
     def build(self, accelerator) -> tuple[AutoencoderTrainingModel, Dataset]:
         torch.manual_seed(self.train.seed)  # the same initial weights on every process
         model = build_model(self.config).train()
+        record_framing(model, self.config.data.dataset)
         if accelerator.num_processes > 1 and accelerator.device.type == "cuda":
             # the authors' BatchNorm is synchronised across GPUs; keys and single-device numerics stay the same
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

@@ -8,7 +8,7 @@ model), with SynthFace's photographic looks:
 2. the frozen LFAE estimates the reference's flow to itself and to the driving frame, and decodes the driving frame;
 3. as in `render_photo_video`: the displacement (flow minus the reference's own) and the new content
    ((m_0 - m_t) / m_0) upsampled bicubically; the large reference warped by the displacement (bicubic); the
-   decoder's frame upsampled bilinearly;
+   decoder's frame upsampled bilinearly, and its frame of the reference warped by the displacement;
 4. the target is the large driving frame.
 
 Crops (`train_refiner.crop`) are taken mostly where the content is newest (mouths, eyes), from a pool of examples
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
@@ -49,11 +50,12 @@ _NEW_CONTENT_EPS = 1e-3  # as lfdm.photo
 
 @dataclasses.dataclass
 class RefinerInputs:
-    """One batch of refiner examples, all (B, C, S, S) at the refiner's size: warped, decoded (3 channels),
-    new_content (1), target (3)."""
+    """One batch of refiner examples, all (B, C, S, S) at the refiner's size: warped, decoded, decoded_start (3
+    channels), new_content (1), target (3)."""
 
     warped: torch.Tensor
     decoded: torch.Tensor
+    decoded_start: torch.Tensor
     new_content: torch.Tensor
     target: torch.Tensor
 
@@ -74,15 +76,21 @@ def make_inputs(lfae: LatentFlowAutoencoder, reference: torch.Tensor, driving: t
     dtype = lfae.dtype
     rest = lfae.estimate_flow(reference_small.to(dtype), reference_small.to(dtype))
     moved = lfae.estimate_flow(reference_small.to(dtype), driving_small.to(dtype))
-    decoded = lfae.decode(reference_small.to(dtype), moved.flow, moved.occlusion).prediction.float()
+    pair = lambda first, now: rearrange(torch.stack([first, now], 1), "b f ... -> (b f) ...")  # grouped (b f)
+    both = lfae.decode(
+        reference_small.to(dtype), pair(rest.flow, moved.flow), pair(rest.occlusion, moved.occlusion)
+    ).prediction.float()  # (2 B, 3, h, w): per reference, its decoded self, then the decoded driving frame
+    decoded_start, decoded = rearrange(both, "(b f) c h w -> f b c h w", f=2)
+    # the decoder's picture of the reference is warped like the photo: the decoded frame minus it is the change
     first, now = rest.occlusion.float(), moved.occlusion.float()
     new_content = ((first - now) / first.clamp_min(_NEW_CONTENT_EPS)).clamp(0, 1)  # (B, 1, h, w)
     shift = (moved.flow.float() - rest.flow.float()).permute(0, 3, 1, 2)  # (B, 2, h, w) grid units
     maps = F.interpolate(torch.cat([shift, new_content], 1), size=(size, size), mode="bicubic", align_corners=False)
     grid = _pixel_centre_grid(size, reference.device) + maps[:, :2].permute(0, 2, 3, 1)
     warped = F.grid_sample(reference, grid, mode="bicubic", padding_mode="border", align_corners=False)
+    decoded_start = F.grid_sample(decoded_start, grid, mode="bilinear", padding_mode="border", align_corners=False)
     decoded = F.interpolate(decoded, size=(size, size), mode="bilinear", align_corners=False)
-    return RefinerInputs(warped, decoded, maps[:, 2:].clamp(0, 1), driving)
+    return RefinerInputs(warped, decoded, decoded_start, maps[:, 2:].clamp(0, 1), driving)
 
 
 def _pixel_centre_grid(size: int, device) -> torch.Tensor:
@@ -116,16 +124,18 @@ class RefinerExamples(Dataset):
     Making an example costs far more than training on it (rendering at 256 px, two flow estimates and a decode), so
     the refiner trains for many epochs over one pool, with random flips. `cache_file`: where the pool is saved after
     it is made and read back on the next start (a resumed run skips the work); None keeps it in memory only.
-    Items are dicts of (C, crop, crop) float32 tensors: warped, decoded, new_content, target.
+    Items are dicts of (C, crop, crop) float32 tensors: warped, decoded, decoded_start, new_content, target.
     """
 
-    FIELDS = ("warped", "decoded", "new_content", "target")
+    FIELDS = ("warped", "decoded", "decoded_start", "new_content", "target")
 
     def __init__(self, pairs: Dataset, lfae: LatentFlowAutoencoder, train: RefinerTrainConfig, cache_file=None):
         if cache_file is not None and Path(cache_file).is_file():
             self.tensors = torch.load(cache_file, weights_only=True)
-            logger.info("read %d refiner examples from %s", len(self), cache_file)
-            return
+            if tuple(self.tensors) == self.FIELDS:
+                logger.info("read %d refiner examples from %s", len(self), cache_file)
+                return
+            logger.info("%s holds other fields %s; making the pool again", cache_file, tuple(self.tensors))
         generator = torch.Generator().manual_seed(train.seed)
         stream = SampleStream(pairs, seed=train.seed + 2)
         parts = {name: [] for name in self.FIELDS}
@@ -198,7 +208,8 @@ class RefinerStage(Stage):
             folder = folder / "refiner" if (folder / "refiner" / "config.json").is_file() else folder
             init_weights(model, PhotoRefiner.from_pretrained(folder), "train_refiner.init_from")
         self.pairs = self.dataset if self.dataset is not None else training_dataset(self.config.data, view="pair")
-        cache = self.train.cache_dir and Path(self.train.cache_dir) / f"examples-{self.train.pool_size}-{self.train.seed}.pt"
+        name = f"examples-{self.train.pool_size}-{self.train.crops_per_pair}x{self.train.crop}-{self.train.seed}.pt"
+        cache = self.train.cache_dir and Path(self.train.cache_dir) / name
         return model.train(), RefinerExamples(self.pairs, self.autoencoder, self.train, cache or None)
 
     def losses(self, accelerator, training_model, batch, micro_batch: int) -> dict[str, torch.Tensor]:
@@ -206,7 +217,7 @@ class RefinerStage(Stage):
         if micro_batch % 2:  # mirrored faces are faces too
             inputs = {name: value.flip(-1) for name, value in inputs.items()}
         with accelerator.autocast():
-            output = training_model(inputs["warped"], inputs["decoded"], inputs["new_content"])
+            output = training_model(inputs["warped"], inputs["decoded"], inputs["decoded_start"], inputs["new_content"])
         return refiner_loss(output.image.float(), output.gate.float(), inputs["target"], self.train)
 
     def prepare_samples(self, dataset: Dataset) -> None:
@@ -220,7 +231,7 @@ class RefinerStage(Stage):
         device = next(model.parameters()).device
         inputs = make_inputs(self.autoencoder, *(self.sample_batch[k].to(device) for k in ("reference", "driving")))
         was_training = model.training
-        output = model.eval()(inputs.warped, inputs.decoded, inputs.new_content)
+        output = model.eval()(inputs.warped, inputs.decoded, inputs.decoded_start, inputs.new_content)
         model.train(was_training)
         columns = [inputs.warped, inputs.decoded, output.image, inputs.target, output.gate.expand(-1, 3, -1, -1)]
         rows = torch.cat([torch.cat(list(column), dim=-1) for column in zip(*columns)], dim=-2)  # (3, B*S, 5*S)

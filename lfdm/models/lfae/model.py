@@ -26,6 +26,7 @@ from diffusers.utils import BaseOutput
 from einops import repeat
 from torch import nn
 
+from lfdm.framing import ModelFraming
 from lfdm.models.lfae.background_motion import BackgroundMotionPredictor
 from lfdm.models.lfae.generator import Generator
 from lfdm.models.lfae.region_predictor import RegionParams, RegionPredictor
@@ -93,6 +94,10 @@ class LatentFlowAutoencoder(ModelMixin, ConfigMixin):
             predictor's hourglass adds a free correction to the mixture of region motions, so the flow is not
             limited to K affine motions and the background. Zero-initialised: switched on for a trained model
             (`init_from`), it starts from the same flow.
+        framing: how the pictures it was trained on were framed, `lfdm.framing.ModelFraming.to_config()` (aligned
+            faces with their target eye points, or the whole picture); the networks do not use it, it travels with
+            them so that a photo is framed the same way (`LFDMPipeline.framing`). None: not recorded (a model saved
+            before framings were), read as SynthFace's.
     """
 
     @register_to_config
@@ -121,8 +126,11 @@ class LatentFlowAutoencoder(ModelMixin, ConfigMixin):
         flow_scale_factor: float = 0.25,
         revert_axis_swap: bool = True,
         flow_residual: bool = False,
+        framing: dict | None = None,
     ):
         super().__init__()
+        if framing is not None:
+            ModelFraming.from_config(framing)  # a framing that cannot be read fails here, not at the first photo
         _check_sizes(
             image_size=image_size,
             region_scale_factor=region_scale_factor,
