@@ -137,6 +137,8 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
             "For a (3, H, W) array, transpose it to (H, W, 3) first."
         )
     check_image_size(array.shape[0], array.shape[1])
+    if array.dtype == np.uint8 and array.shape[-1] == 3:  # already 8-bit RGB: the float round trip below is exact
+        return array.copy()  # but takes seconds on a 6000x6000 photo
     unit = _to_unit_range(array)  # float32 in [0, 1]
     if unit.shape[-1] == 4:  # premultiply: composite onto black, the colour of the padding
         unit = unit[..., :3] * unit[..., 3:]

@@ -46,9 +46,10 @@ def write_label_outputs(
             ("warped", to_uint8(warped)),
             ("flow", flow_colors),
             ("grid", draw_grid(flows, panel_size)),
-            ("occlusion", occlusion_to_image(occlusions, panel_size)),
+            ("occlusion", occlusion_to_image(occlusions, panel_size, interpolation="bicubic")),
         ],
         scale=panel_size / max(model_video.shape[1], panel_size),  # tiles are scaled from the tallest column
+        interpolation="bicubic",  # smooth flows and occlusion maps; the app's step inspector shows the exact cells
     )
     written = [write_video(folder / "video.mp4", video, fps), write_video(folder / "panels.mp4", panels, fps)]
     if gif:

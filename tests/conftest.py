@@ -8,17 +8,27 @@ own with `lfdm.testing.make_tiny_pipeline()` (milliseconds). `tiny_pipeline_dir`
 on a GPU (`parity_device`), with TF32 off: the fixtures are float32 numbers, and torch's default TF32 convolutions
 move the outputs by up to a few 1e-3 (`LFDM_TEST_ALLOW_TF32=1` keeps them, to measure that). Everything else runs
 where it always does.
+
+The session has its own Gradio temporary folder (GRADIO_TEMP_DIR, deleted at the end) and every launched app a free
+port, so a `python app.py` running beside the tests keeps its files (tests/test_app_process.py shows it).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
-import numpy as np
-import pytest
-import torch
+# The session's own Gradio folder, before anything imports Gradio: the apps the tests launch keep their uploads and
+# outputs there and delete them on close, so nothing a running `python app.py` serves from its folder is touched.
+GRADIO_TEMP_DIR = tempfile.mkdtemp(prefix="lfdm-tests-gradio-")
+os.environ["GRADIO_TEMP_DIR"] = GRADIO_TEMP_DIR
 
-from lfdm.testing import make_test_image, make_tiny_pipeline
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from lfdm.testing import make_test_image, make_tiny_pipeline  # noqa: E402
 
 # Tests run tiny models on a machine whose cores are shared: one thread per process avoids the heavy
 # oversubscription that makes each small convolution dozens of times slower.
@@ -56,3 +66,7 @@ def tiny_pipeline_dir(tmp_path_factory):
 def tiny_image() -> np.ndarray:
     """uint8 (48, 48, 3) test picture."""
     return make_test_image(48)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(GRADIO_TEMP_DIR, ignore_errors=True)  # the session's own folder, nothing else

@@ -2,7 +2,9 @@
 
 Upload an image, press Generate, wait until the `<video>` element has decoded a frame, move the step slider and
 check that the flow picture changed; upload a real photo and get its face found and its video at the photo's size;
-on the Driving video tab, animate a picture with an example clip. The last screenshots are saved to
+on the Driving video tab, animate a picture with an example clip. What a first visit meets: the model's default
+action, Stop off while idle, the inspector closed, a bad upload explained at once, captions beside (not over) the
+videos' own titles, and faces large enough to judge on the Compare tab. The last screenshots are saved to
 `tests/artifacts/`.
 """
 
@@ -18,6 +20,8 @@ import pytest
 from PIL import Image
 
 from lfdm.app import LAUNCH_OPTIONS, GenerationService, build_demo
+from lfdm.app.inputs import MAX_UPLOAD_BYTES
+from lfdm.app.service import COMPARE_TILE
 
 pytestmark = pytest.mark.browser
 
@@ -100,6 +104,12 @@ def page(app, tmp_path, request):
             browser.close()
 
 
+def open_inspector(page) -> None:
+    """The step inspector starts closed; open it (its header is the accordion's button)."""
+    page.locator("#inspector .label-wrap").first.click()
+    page.locator("#step-slider").wait_for()
+
+
 def set_steps(page, steps: int) -> None:
     """Type the step count. The Advanced accordion mounts its sliders when it opens and may then reset their
     values once, so type again until the slider holds the number."""
@@ -120,6 +130,7 @@ def test_generate_play_and_inspect_steps_in_chromium(page):
     page.wait_for_function(VIDEO_DECODED, timeout=120_000)
     assert page.evaluate("() => document.querySelector('#video video').videoWidth") > 0
 
+    open_inspector(page)
     page.wait_for_function(f"() => ({FLOW_SRC})() !== null")
     last_step = page.evaluate(FLOW_SRC)
     page.locator("#step-slider input[type=range]").fill("1")
@@ -132,17 +143,21 @@ def test_generate_play_and_inspect_steps_in_chromium(page):
 @pytest.mark.parametrize("page", ["app-stopped.png"], indirect=True)
 def test_stop_ends_a_long_run_and_the_next_run_works(page, app):
     _, service = app
+    assert page.locator("#stop").is_disabled(), "nothing runs: Stop is off"
     set_steps(page, 1000)
     page.click("#generate")
     page.get_by_text("sampling step").first.wait_for()  # the progress bar is moving
+    assert page.locator("#stop").is_enabled(), "a run: Stop is on"
     page.click("#stop")
     deadline = time.monotonic() + 60
     while service.active_runs and time.monotonic() < deadline:  # the stopped run ends after its current step
         time.sleep(0.1)
     assert service.active_runs == 0, "Stop must end the run"
+    page.wait_for_function("() => document.querySelector('#stop').disabled")
     set_steps(page, 3)
     page.click("#generate")
     page.wait_for_function(VIDEO_DECODED, timeout=120_000)
+    page.wait_for_function("() => document.querySelector('#stop').disabled", timeout=30_000)  # off again once done
     folders = [path for path in service.work_dir.iterdir() if path.is_dir()]
     assert len(folders) == 1, "the stopped run must end without writing files; only the second run's are there"
 
@@ -166,7 +181,7 @@ def test_driving_video_tab_animates_a_picture_in_chromium(page, tmp_path):
 @pytest.mark.parametrize("page", [("app-photo.png", ASTRONAUT)], indirect=True)
 def test_a_real_photo_gets_its_face_found_and_a_video_at_its_size(page):
     page.wait_for_function("() => document.querySelector('#face-preview img')?.getAttribute('src')")
-    page.get_by_text("Face found at").wait_for()
+    page.get_by_text("Face found (").wait_for()
     set_steps(page, 2)
     page.click("#generate")
     page.wait_for_function(VIDEO_DECODED, timeout=120_000)
@@ -175,3 +190,87 @@ def test_a_real_photo_gets_its_face_found_and_a_video_at_its_size(page):
     assert size == [320, 320], f"the video has the photo's size; got {size}"
     page.uncheck("#find-face input[type=checkbox]")
     page.get_by_text("The whole picture is animated").wait_for()  # the note follows the checkbox
+
+
+CAPTIONED_VIDEOS = ["video", "flow-video", "occlusion-video", "panel-video"]
+BOXES = """(ids) => ids.map((id) => {
+    const box = (element) => { const r = element.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+    return [box(document.getElementById(id + '-caption')), box(document.querySelector('#' + id + ' video'))];
+})"""
+
+
+@pytest.mark.parametrize("page", ["app-first-page.png"], indirect=True)
+def test_the_first_page_selects_the_models_action_with_stop_off_and_the_inspector_closed(page):
+    assert page.locator("#label input").input_value() == "surprise", "the tiny model has no choice: surprise"
+    assert page.locator("#stop").is_disabled()
+    assert page.locator("#step-slider").count() == 0 or not page.locator("#step-slider").is_visible()
+    assert page.locator("#inspector .label-wrap").first.is_visible(), "the closed inspector's header shows"
+
+
+@pytest.mark.parametrize("page", ["app-bad-upload.png"], indirect=True)
+def test_a_bad_upload_is_explained_beside_the_input_at_once_and_the_old_note_goes(page, tmp_path):
+    note = page.locator("#face-note")
+    note.get_by_text("No face was found").wait_for()  # the random picture's note
+    bad = tmp_path / "not-a-picture.png"
+    bad.write_text("this is not a picture")
+    page.locator("#input-image input[type=file]").set_input_files(bad)
+    note.get_by_text("Could not read the file as an image; use a PNG, JPEG, WebP or BMP file.").wait_for()
+    assert "No face was found" not in note.inner_text(), "the earlier picture's note is gone"
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    page.locator("#input-image input[type=file]").set_input_files(empty)
+    note.get_by_text("The file is empty").wait_for()
+    assert "Could not read" not in note.inner_text()
+    oversized = tmp_path / "oversized.png"
+    oversized.write_bytes(b"\0" * (MAX_UPLOAD_BYTES + 1))
+    page.locator("#input-image input[type=file]").set_input_files(oversized)
+    note.get_by_text("The file is larger than 20 MB; use a smaller picture.").wait_for()
+
+
+@pytest.mark.parametrize("page", [("app-captions.png", ASTRONAUT)], indirect=True)
+def test_no_caption_covers_a_title_drawn_in_the_videos(page, tmp_path):
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "other.png")
+    set_steps(page, 2)
+    page.click("#generate")
+    page.wait_for_function(VIDEO_DECODED, timeout=120_000)
+    for elem_id in CAPTIONED_VIDEOS:
+        page.wait_for_function(f"() => document.querySelector('#{elem_id} video')?.readyState >= 2", timeout=60_000)
+    for elem_id, (caption, video) in zip(CAPTIONED_VIDEOS, page.evaluate(BOXES, CAPTIONED_VIDEOS), strict=True):
+        overlap_x = min(caption[2], video[2]) - max(caption[0], video[0])
+        overlap_y = min(caption[3], video[3]) - max(caption[1], video[1])
+        assert overlap_x <= 0 or overlap_y <= 0, f"#{elem_id}: caption {caption} overlaps the video {video}"
+        assert caption[3] <= video[1] + 0.5, f"#{elem_id}: the caption sits above the video"
+        label = page.locator(f"#{elem_id} [data-testid=block-label]")
+        assert label.count() == 0 or not label.first.is_visible(), f"#{elem_id}: Gradio's floating label is hidden"
+    covering = page.evaluate("""() => ['flow-video', 'panel-video'].flatMap((id) => {
+        const video = document.querySelector('#' + id + ' video').getBoundingClientRect();
+        return [...document.querySelectorAll('#' + id + ' button')].filter((button) => {
+            const box = button.getBoundingClientRect();
+            const titles = video.top + video.height / 4;  // the titles are drawn along the top of the frames
+            return box.width > 0 && box.left < video.right && box.right > video.left && box.top < titles
+                && box.bottom > video.top;
+        }).map((button) => id + ': ' + (button.getAttribute('aria-label') || button.innerText));
+    })""")
+    assert covering == [], f"buttons over the titles drawn in the videos: {covering}"
+    page.locator("#run-note").get_by_text("Made in").wait_for()
+    page.locator("#input-image input[type=file]").set_input_files(tmp_path / "other.png")
+    page.wait_for_function("() => !document.querySelector('#run-note').innerText.includes('Made in')")  # stale
+
+
+@pytest.mark.parametrize("page", [("app-compare.png", ASTRONAUT)], indirect=True)
+def test_compare_shows_each_actions_face_at_least_128_px_high(page):
+    set_steps(page, 2)
+    page.get_by_role("tab", name="Compare").click()
+    page.click("#compare")
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#compare-video video'); return v && v.readyState >= 2; }",
+        timeout=120_000,
+    )
+    shown = page.evaluate("""(tile) => {
+        const video = document.querySelector('#compare-video video');
+        const box = video.getBoundingClientRect();
+        const scale = Math.min(box.width / video.videoWidth, box.height / video.videoHeight);  // object-fit: contain
+        return [video.videoHeight, tile * scale];
+    }""", COMPARE_TILE)  # fmt: skip
+    assert shown[0] >= COMPARE_TILE, "each face is a COMPARE_TILE px tile of the video"
+    assert shown[1] >= 128, f"each face is shown {shown[1]:.0f} px high"

@@ -5,36 +5,13 @@ Layout and wiring only; the handler is `ui._Handlers.animate` and the work `Gene
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
 
 from lfdm.app import text
-from lfdm.app.inputs import APP_MAX_DRIVING_FRAMES, MOTION_SCALE_RANGE
-
-
-def motion_slider(elem_id: str) -> gr.Slider:
-    """The motion strength slider (`motion_scale`), on the Generate and the Driving video tabs."""
-    return gr.Slider(
-        *MOTION_SCALE_RANGE,
-        value=1.0,
-        step=0.1,
-        label="Motion strength",
-        info="0 = still picture, 1 = as made, 2 = twice",
-        elem_id=elem_id,
-    )
-
-
-def example_files(folder: Path | None, pattern: str) -> list[list[str]]:
-    """One example row per file of `folder` matching `pattern`, sorted; none without the folder."""
-    if folder is None or not Path(folder).is_dir():
-        return []
-    return [[str(path)] for path in sorted(Path(folder).glob(pattern))]
-
-
-def _video(label: str, elem_id: str) -> gr.Video:
-    return gr.Video(label=label, autoplay=True, loop=True, elem_id=elem_id)
+from lfdm.app.inputs import APP_MAX_DRIVING_FRAMES
+from lfdm.app.widgets import captioned_video, example_files, motion_slider
 
 
 def driving_tab(examples_dir, driving_dir) -> SimpleNamespace:
@@ -59,10 +36,12 @@ def driving_tab(examples_dir, driving_dir) -> SimpleNamespace:
         with gr.Column(scale=2):
             ui.note = gr.Markdown(elem_id="driving-note")
             with gr.Row():
-                ui.result = _video("Animated picture", "driving-result")
-                ui.flow_video = _video("Latent flow, with its colour key", "driving-flow")
-                ui.occlusion_video = _video("Occlusion (white = visible)", "driving-occlusion")
-            ui.panel_video = _video("input | animated | warped input | flow | grid | occlusion", "driving-panels")
+                ui.result = captioned_video("Animated picture", "driving-result")
+                ui.flow_video = captioned_video("Latent flow, with its colour key", "driving-flow", titled=True)
+                ui.occlusion_video = captioned_video("Occlusion (white = visible)", "driving-occlusion")
+            ui.panel_video = captioned_video(
+                "input | animated | warped input | flow | grid | occlusion", "driving-panels", titled=True
+            )
             ui.downloads = gr.File(label="Downloads: video, panels, GIF, flows (.npz)", file_count="multiple")
     return ui
 

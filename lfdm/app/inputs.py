@@ -111,13 +111,15 @@ def preset_of(presets: dict[str, tuple[str, int]], scheduler: str, steps) -> str
 
 def read_photo(path: str | Path | None) -> np.ndarray:
     """An uploaded file -> uint8 (H, W, 3) RGB at its own size (`lfdm.images.to_rgb_uint8`: any mode, EXIF
-    turned, first frame of an animation). Non-images, truncated files, decompression bombs, tiny or thin pictures
-    and files over `MAX_UPLOAD_BYTES` raise UserInputError."""
+    turned, first frame of an animation). Empty files, non-images, truncated files, decompression bombs, tiny or
+    thin pictures and files over `MAX_UPLOAD_BYTES` raise UserInputError."""
     if path is None or str(path) == "":
         raise UserInputError("no image: upload a picture (PNG, JPEG, WebP, ...) or pick one of the examples.")
     path = Path(path)
     if not path.is_file():
         raise UserInputError("the uploaded image is gone; upload it again.")
+    if path.stat().st_size == 0:
+        raise UserInputError("the file is empty; upload the picture again, or use another PNG, JPEG, WebP or BMP file.")
     if path.stat().st_size > MAX_UPLOAD_BYTES:
         raise UserInputError(f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MB; use a smaller picture.")
     try:

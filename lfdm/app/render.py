@@ -104,21 +104,30 @@ def upscale(frames: np.ndarray, size: int, *, smooth: bool) -> np.ndarray:
     return np.stack([cv2.resize(frame, (new_width, size), interpolation=interpolation) for frame in frames])
 
 
-def flow_frames(flows: np.ndarray, size: int, max_magnitude: float | None = None) -> np.ndarray:
-    """Flows (F, h, w, 2) -> colour-wheel frames with the colour key beside them, uint8 (F, H', W', 3)."""
-    colors = upscale(flow_to_color(flows, max_magnitude), size, smooth=False)
+def flow_frames(
+    flows: np.ndarray, size: int, max_magnitude: float | None = None, *, smooth: bool = False
+) -> np.ndarray:
+    """Flows (F, h, w, 2) -> colour-wheel frames with the colour key beside them, uint8 (F, H', W', 3); `smooth`
+    upsamples the colours bicubically, else each latent cell is a block."""
+    colors = upscale(flow_to_color(flows, max_magnitude), size, smooth=smooth)
     return panel_strip([("latent flow", colors), ("colour key", color_wheel_legend(size))])
+
+
+def occlusion_frames(occlusions: np.ndarray, size: int, *, smooth: bool = False) -> np.ndarray:
+    """Occlusion maps (F, h, w) in [0, 1] -> gray frames uint8 (F, size, size, 3); `smooth` as in `flow_frames`."""
+    return occlusion_to_image(occlusions, size, interpolation="bicubic" if smooth else "nearest")
 
 
 def write_display_videos(folder: Path, output, *, fps: float, size: int) -> DisplayVideos:
     """The first video of a pipeline output as three same-length H.264 files: the video (at its own size, upscaled
     to `size` pixels high when smaller), the flows (one colour scale over the sequence, with the key) and the
-    occlusion maps. Encoded in parallel: each file is its own ffmpeg process, which mostly waits on pipes."""
+    occlusion maps), both smoothly upsampled from the latent grid (the step inspector shows the exact cells).
+    Encoded in parallel: each file is its own ffmpeg process, which mostly waits on pipes."""
     video = to_uint8(output.frames[0])
     videos = {
         "display.mp4": video if video.shape[1] >= size else upscale(video, size, smooth=True),
-        "flow.mp4": flow_frames(output.flows[0], size),
-        "occlusion.mp4": occlusion_to_image(output.occlusions[0], size),
+        "flow.mp4": flow_frames(output.flows[0], size, smooth=True),
+        "occlusion.mp4": occlusion_frames(output.occlusions[0], size, smooth=True),
     }
     with ThreadPoolExecutor(len(videos)) as pool:
         paths = list(pool.map(lambda item: write_video(folder / item[0], item[1], fps), videos.items()))
@@ -169,8 +178,17 @@ def write_step_videos(folder: Path, trace: StepTrace, index: int, *, fps: float,
     return flow_path, occlusion_path
 
 
+def crop_frames(frames: np.ndarray, region, photo_shape) -> np.ndarray:
+    """uint8 (F, H, W, 3) video of a photo of `photo_shape` (height, width), at any size -> the part inside
+    `region` (x0, y0, x1, y1, photo pixels), at the video's scale."""
+    scale = frames.shape[1] / photo_shape[0]
+    x0, y0, x1, y1 = (round(value * scale) for value in region)
+    return np.ascontiguousarray(frames[:, max(y0, 0) : max(y1, y0 + 1), max(x0, 0) : max(x1, x0 + 1)])
+
+
 def comparison_frames(videos: dict[str, np.ndarray], *, size: int) -> np.ndarray:
-    """label -> uint8 (F, H, W, 3) videos as one captioned grid video, `_COMPARE_COLUMNS` labels per row."""
+    """label -> uint8 (F, H, W, 3) videos as one captioned grid video, `_COMPARE_COLUMNS` labels per row, each
+    tile `size` px high."""
     items = list(videos.items())
     height = next(iter(videos.values())).shape[1]
     rows = [

@@ -13,6 +13,7 @@ maps of every sampling step, at most `max_trace_steps` of them) in memory and in
 from __future__ import annotations
 
 import logging
+import math
 import re
 import shutil
 import tempfile
@@ -27,8 +28,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from lfdm.app import render
 from lfdm.app.inputs import (
@@ -44,11 +47,12 @@ from lfdm.app.inputs import (
     shown_scheduler,
 )
 from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines, read_model_card
+from lfdm.app.speed import SpeedBook, Work, estimate_note
 from lfdm.driving import DRIVING_LABEL
 from lfdm.framing import MAX_RESOLUTION, SYNTHFACE_FRAMING
 from lfdm.motion import num_clips
 from lfdm.outputs import write_label_outputs
-from lfdm.photo import frame_photo
+from lfdm.photo import frame_photo, output_size
 from lfdm.pipeline import load_pipeline
 from lfdm.runtime import cpu_has_amx_bf16, dtype_name
 from lfdm.schedulers import default_steps, make_scheduler, sampler_name
@@ -57,6 +61,13 @@ from lfdm.viz import to_uint8
 logger = logging.getLogger(__name__)
 
 STRIP_TILE = 64  # pixels per frame in the inspector's strips (latent cells drawn as blocks)
+COMPARE_TILE = 160  # pixels, the height of each action's face in the Compare grid: enough to tell expressions apart
+COMPARE_CONTEXT = 1.6  # the Compare crop's side, in face-box sides: brows, chin and a little around them
+MEASURE_SIDE = 512  # pixels, the picture `measure_speed` renders
+# The label encoder config's key for the action the app selects first: one that visibly works (the model card says
+# which). Models without it start on `FALLBACK_LABEL` when they know it, else on their first label.
+DEFAULT_LABEL_KEY = "_lfdm_default_label"
+FALLBACK_LABEL = "surprise"
 _REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 
 ProgressFn = Callable[[float, str], None]
@@ -88,6 +99,7 @@ class FacePreview:
     picture: np.ndarray  # uint8 (H, W, 3), long side at most `GenerationService.preview_size`
     note: str  # Markdown
     face_box: tuple[int, int, int, int] | None  # in the photo's pixels
+    video_size: tuple[int, int] | None = None  # (width, height) of the video a generation will make
 
 
 @dataclass(frozen=True)
@@ -199,6 +211,7 @@ class GenerationService:
         self._trace_lock = threading.Lock()  # the inspector's events run beside generations
         self._run_lock = threading.Lock()  # one pipeline call at a time: runs share the pipeline's scheduler
         self._stop_events: dict[str, threading.Event] = {}
+        self.speed = SpeedBook()  # this machine's measured speed, per model: for the estimates before a run
 
     @classmethod
     def from_checkpoints(cls, root: str | Path, model: str | None = None, **kwargs) -> GenerationService:
@@ -237,10 +250,44 @@ class GenerationService:
             self._pipelines.move_to_end(name)
             return self._pipelines[name]
 
-    def preload(self) -> None:
-        """Load the default model now, so the first request does not wait for it."""
+    def preload(self, measure: bool = True) -> None:
+        """Load the default model now, so the first request does not wait for it, and (`measure`) time one short
+        run, so that the first long request gets an estimate of its time."""
         if self.has_model:
             self.pipeline()
+            if measure:
+                self.measure_speed()
+
+    def measure_speed(self, model: str | None = None) -> None:
+        """Measure this machine's speed afresh: after a warm-up, two 1-step runs of the model on a plain picture (a
+        few seconds on a CPU), one at the model's own size (sampling and decoding), one rendered at `MEASURE_SIDE`
+        px (the photo-size rendering on top)."""
+        name = self._model_name(model)
+        pipe = self.pipeline(name)
+        picture = np.full((MEASURE_SIDE, MEASURE_SIDE, 3), 128, np.uint8)
+        settings = self.check_settings(
+            GenerationSettings(label=self.default_label(name), model=name, steps=1, find_face=False)
+        )
+        run = lambda resolution: self._sample(
+            pipe, picture, [settings.label], settings, threading.Event(), None, trace=False, resolution=resolution
+        )
+        run(None)  # the first call warms up (kernels, allocations): its time is not this machine's speed
+        self.speed.forget(name)
+        run(None)  # sampling and decoding at the model's size
+        run("input")  # and rendering at MEASURE_SIDE px
+
+    def default_label(self, model: str | None = None) -> str | None:
+        """The action selected first: the model's own choice (`DEFAULT_LABEL_KEY` in its label encoder config),
+        else `FALLBACK_LABEL` when the model knows it, else its first label."""
+        if not self.has_model:
+            return None
+        pipe = self.pipeline(model)
+        labels = pipe.labels
+        chosen = pipe.label_encoder.config.get(DEFAULT_LABEL_KEY)
+        for label in (chosen, FALLBACK_LABEL):
+            if label in labels:
+                return label
+        return labels[0] if labels else None
 
     def labels(self, model: str | None = None) -> list[str]:
         """The actions the model knows, from its own config (never a list of ours)."""
@@ -315,13 +362,15 @@ class GenerationService:
         settings = self.check_settings(settings)
         pipe = self.pipeline(settings.model)
         photo = read_photo(image_path)
+        fitted, scale = _reduced(photo, self.max_resolution)  # the video is at most this large anyway
         with self._stoppable(session) as stop:
             output, seconds = self._sample(
-                pipe, photo, [settings.label], settings, stop, progress, trace=True, resolution="input"
+                pipe, fitted, [settings.label], settings, stop, progress, trace=True, resolution="input"
             )
 
         request_id = uuid.uuid4().hex
         folder = self.work_dir / request_id
+        writing_began = time.perf_counter()
         label_outputs = (
             settings.label,
             output.model_input,
@@ -340,6 +389,8 @@ class GenerationService:
             trace.save(folder / "trace.npz")
             downloads = written.result()
         self._remember(request_id, trace)
+        megapixels = output.frames.shape[2] * output.frames.shape[3] / 1e6
+        self.speed.add_writing(settings.model, time.perf_counter() - writing_began, output.frames.shape[1] * megapixels)
         panel_video = next(path for path in downloads if path.name == "panels.mp4")
         return GenerationResult(
             request_id=request_id,
@@ -350,7 +401,7 @@ class GenerationService:
             panel_video=panel_video,
             downloads=[*downloads, folder / "trace.npz"],
             num_trace_steps=len(trace.steps),
-            face_box=output.face_box,
+            face_box=_scaled_box(output.face_box, 1 / scale, photo.shape),
             face_note=output.face_note,
             seconds=seconds,
             note=_timing_note(pipe, settings, seconds),
@@ -367,10 +418,22 @@ class GenerationService:
     ) -> CompareResult:
         """Every label of the model for one image, sampled in batches, shown as one captioned grid video."""
         self.cleanup()
+        began = time.perf_counter()
         settings = self.check_settings(settings, need_label=False)
         pipe = self.pipeline(settings.model)
-        photo = read_photo(image_path)
+        photo, _ = _reduced(read_photo(image_path), self.max_resolution)
         labels = pipe.labels
+        # Each action's tile shows the face large enough to judge: the photo is rendered so that the region around
+        # the face is about `COMPARE_TILE` px, then cropped to it; without a face, the whole picture.
+        face_box = None
+        if settings.find_face and pipe.framing.is_face:
+            face_box = frame_photo(photo, pipe.image_size, model_framing=pipe.framing, face="auto").face_box
+        resolution, region = self.compare_resolution, None
+        if face_box is not None:
+            region = _face_region(face_box, photo.shape[:2])
+            side = region[2] - region[0]
+            wanted = math.ceil(max(photo.shape[:2]) * COMPARE_TILE / side)  # the region then is COMPARE_TILE px
+            resolution = int(min(self.max_resolution, max(self.compare_resolution, wanted)))
         videos: dict[str, np.ndarray] = {}
         with self._stoppable(session) as stop:
             for start in range(0, len(labels), batch_size):
@@ -378,12 +441,19 @@ class GenerationService:
                 share, done = len(batch) / len(labels), start / len(labels)
                 batch_progress = None if progress is None else (lambda f, d, s=share, o=done: progress(o + f * s, d))
                 output, _ = self._sample(
-                    pipe, photo, batch, settings, stop, batch_progress, trace=False, resolution=self.compare_resolution
+                    pipe, photo, batch, settings, stop, batch_progress, trace=False, resolution=resolution
                 )
-                videos.update({label: to_uint8(frames) for label, frames in zip(batch, output.frames, strict=True)})
+                for label, frames in zip(batch, output.frames, strict=True):
+                    frames = to_uint8(frames)
+                    if region is not None:
+                        frames = render.crop_frames(frames, region, photo.shape[:2])
+                    videos[label] = frames
         video, gif = render.write_comparison(
-            self.work_dir / uuid.uuid4().hex, videos, fps=settings.fps, size=self.panel_size
+            self.work_dir / uuid.uuid4().hex, videos, fps=settings.fps, size=COMPARE_TILE
         )
+        # Batched sampling costs a Compare run less per action than a generation: it keeps its own speed.
+        work = Work.of(pipe, settings.steps, settings.num_frames, len(labels), None)
+        self.speed.add_compare(settings.model, time.perf_counter() - began, work)
         return CompareResult(video=video, downloads=[video, gif])
 
     def animate(self, image_path, video_path, settings: DrivingSettings) -> AnimationResult:
@@ -392,7 +462,7 @@ class GenerationService:
         self.cleanup()
         settings = check_driving_settings(replace(settings, model=self._model_name(settings.model)))
         pipe = self.pipeline(settings.model)
-        photo = read_photo(image_path)
+        photo, _ = _reduced(read_photo(image_path), self.max_resolution)
         driving = read_driving_video(video_path, pipe.image_size)
         with self._run_lock:
             output = pipe.animate(
@@ -447,8 +517,11 @@ class GenerationService:
             # a video longer than the model's clip samples one clip after the other, each for all labels at once
             sampling_steps = settings.steps * num_clips(settings.num_frames or pipe.num_frames, pipe.num_frames)
             total = sampling_steps + 1  # the last unit is decoding the frames
+            sampled_at = []  # when the last sampling step ended: sampling and rendering are timed apart
 
             def on_step_end(pipe, step_index, timestep, callback_kwargs):
+                if step_index + 1 == sampling_steps:
+                    sampled_at.append(time.perf_counter())
                 if progress is not None:
                     done = step_index + 1
                     what = (
@@ -477,29 +550,70 @@ class GenerationService:
             seconds = time.perf_counter() - began
         if output.interrupted or stop.is_set():
             raise GenerationStopped("stopped; press Generate to start again.")
+        if sampled_at:
+            rendered = None if resolution is None else output.frames.shape[2:4]  # None: the model's own frames
+            work = Work.of(pipe, settings.steps, settings.num_frames, len(labels), rendered)
+            self.speed.add_run(settings.model, sampled_at[-1] - began, time.perf_counter() - sampled_at[-1], work)
         if progress is not None:
             progress(1.0, "writing the videos")
         return output, seconds
 
     def find_face(self, image_path, find_face: bool = True, model: str | None = None) -> FacePreview:
-        """The face the next generation will animate, drawn on the input (no sampling; about 0.2 s)."""
+        """The face the next generation will animate, drawn on the input, and the size of the video (no sampling;
+        well under a second even for a 6000x6000 photo: the face is searched on a copy at most `max_resolution`
+        px, the size a generation uses too)."""
         photo = read_photo(image_path)
+        height, width = photo.shape[:2]
+        small, scale = _reduced(photo, self.max_resolution)
         pipe = self.pipeline(model) if self.has_model else None
         size, model_framing = (pipe.image_size, pipe.framing) if pipe is not None else (64, SYNTHFACE_FRAMING)
-        framing = frame_photo(photo, size, model_framing=model_framing, face="auto" if find_face else "none")
-        picture = render.face_preview(photo, framing.face_box, self.preview_size)
+        framing = frame_photo(small, size, model_framing=model_framing, face="auto" if find_face else "none")
+        picture = render.face_preview(small, framing.face_box, self.preview_size)
+        face_box = _scaled_box(framing.face_box, 1 / scale, photo.shape)
         if not model_framing.is_face:
             note = "The whole picture is animated: this model was trained on whole pictures, not faces."
         elif not find_face:
             note = "The whole picture is animated (*Find the face* is off)."
-        elif framing.face_box is None:
+        elif face_box is None:
             note = f"**{framing.note}**"
         else:
-            how = "aligned like the training faces" if framing.aligned else "already framed like the training faces"
-            note = f"Face found at {framing.face_box} (x0, y0, x1, y1), {how}." + (
-                f" **{framing.note}**" if framing.note else ""
+            x0, y0, x1, y1 = face_box
+            how = "animated and pasted back" if framing.aligned else "framed like the model's training faces already"
+            note = f"Face found ({x1 - x0}x{y1 - y0} px), {how}." + (f" **{framing.note}**" if framing.note else "")
+        video_height, video_width = output_size(height, width, "input", self.max_resolution)
+        if scale < 1:
+            note += (
+                f" The photo is {width}x{height} px; the video will be {video_width}x{video_height} px "
+                f"(at most {self.max_resolution} px a side)."
             )
-        return FacePreview(picture=picture, note=note, face_box=framing.face_box)
+        return FacePreview(picture=picture, note=note, face_box=face_box, video_size=(video_width, video_height))
+
+    # --- how long a run takes -------------------------------------------------------------------------------------
+
+    def estimate_seconds(
+        self, image_path, settings: GenerationSettings, num_labels: int = 1, *, compare: bool = False
+    ) -> float | None:
+        """How long a generation with these settings takes on this machine, from the speed measured by earlier
+        runs (`measure_speed` at start, then every run); None before any run or for settings it cannot check.
+        `compare`: a Compare run of `num_labels` actions, rendered smaller and without a generation's files."""
+        try:
+            settings = self.check_settings(settings, need_label=False)
+        except UserInputError:
+            return None
+        pipe = self.pipeline(settings.model)
+        size = _image_size(image_path) or (pipe.image_size, pipe.image_size)
+        # Compare renders the face's region at about COMPARE_TILE px: taken as `compare_resolution`
+        long_side = min(self.compare_resolution, max(size)) if compare else "input"
+        video_size = output_size(*size, long_side, self.max_resolution)
+        work = Work.of(pipe, settings.steps, settings.num_frames, num_labels, video_size)
+        return self.speed.estimate(settings.model, work, compare=compare)
+
+    def estimate_note(
+        self, image_path, settings: GenerationSettings, num_labels: int = 1, *, compare: bool = False
+    ) -> str:
+        """Markdown for the page before a run: "This takes about 40 s on this machine." when it takes longer than
+        `lfdm.app.speed.SHOWN_ABOVE_S`, else ""."""
+        return estimate_note(self.estimate_seconds(image_path, settings, num_labels, compare=compare))
 
     @property
     def active_runs(self) -> int:
@@ -559,3 +673,46 @@ class GenerationService:
                 shutil.rmtree(folder, ignore_errors=True)
                 with self._trace_lock:
                     self._traces.pop(folder.name, None)
+
+
+def _reduced(photo: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """The photo with its long side at most `max_side` (area-averaged), and the scale applied (1.0: unchanged)."""
+    height, width = photo.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale == 1:
+        return photo, 1.0
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(photo, size, interpolation=cv2.INTER_AREA), scale
+
+
+def _scaled_box(box, factor: float, shape) -> tuple[int, int, int, int] | None:
+    """A (x0, y0, x1, y1) box multiplied by `factor`, rounded and clipped to a picture of `shape` (H, W, ...)."""
+    if box is None:
+        return None
+    height, width = shape[:2]
+    x0, y0, x1, y1 = (value * factor for value in box)
+    clip = lambda value, high: int(min(max(round(value), 0), high))
+    return clip(x0, width), clip(y0, height), clip(x1, width), clip(y1, height)
+
+
+def _face_region(box, shape) -> tuple[float, float, float, float]:
+    """A square around a face box, `COMPARE_CONTEXT` times its side, moved (and if need be shrunk) into the photo:
+    (x0, y0, x1, y1) in the photo's pixels."""
+    height, width = shape
+    x0, y0, x1, y1 = box
+    side = min(COMPARE_CONTEXT * max(x1 - x0, y1 - y0), height, width)
+    centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
+    left = min(max(centre_x - side / 2, 0), width - side)
+    top = min(max(centre_y - side / 2, 0), height - side)
+    return left, top, left + side, top + side
+
+
+def _image_size(image_path) -> tuple[int, int] | None:
+    """(height, width) of an image file as its header says (no decoding; EXIF turns counted); None if unreadable."""
+    try:
+        with Image.open(image_path) as image:
+            width, height = image.size
+            turned = image.getexif().get(0x0112) in (5, 6, 7, 8)
+    except (OSError, ValueError, TypeError, AttributeError, Image.DecompressionBombError):
+        return None
+    return (width, height) if turned else (height, width)

@@ -11,28 +11,14 @@ import functools
 import logging
 import random
 from pathlib import Path
-from types import SimpleNamespace
 
 import gradio as gr
 
-from lfdm.app import text
-from lfdm.app.driving_tab import driving_tab, example_files, motion_slider, wire_driving_tab
-from lfdm.app.inputs import (
-    DEFAULT_SCHEDULER,
-    FPS_RANGE,
-    GUIDANCE_RANGE,
-    SCHEDULERS,
-    SEED_MAX,
-    STEPS_RANGE,
-    DrivingSettings,
-    GenerationSettings,
-    UserInputError,
-    preset_of,
-)
+from lfdm.app import layout, text
+from lfdm.app.driving_tab import driving_tab, wire_driving_tab
+from lfdm.app.inputs import MAX_UPLOAD_BYTES, SEED_MAX, DrivingSettings, GenerationSettings, UserInputError, preset_of
 from lfdm.app.models import NO_MODEL_MESSAGE
 from lfdm.app.service import GenerationService, GenerationStopped
-from lfdm.schedulers import DEFAULT_STEPS
-from lfdm.viz import color_wheel_legend
 
 try:  # ZeroGPU Spaces attach a GPU only while a function decorated with `spaces.GPU` runs
     import spaces
@@ -45,8 +31,10 @@ QUEUE_SIZE = 32  # requests waiting beyond this are turned away with "the queue 
 GPU_SECONDS = 120  # ZeroGPU time asked for one request (1000 DDPM steps take about a minute on a GPU)
 _PROGRESS = gr.Progress()  # the default that marks a handler's progress argument; each event gets its own tracker
 # Keyword arguments of `demo.launch` that every launch uses (app.py, tests): no files served beyond what handlers
-# return, uploads capped, no server-side rendering (it would need Node.js and a second server).
-LAUNCH_OPTIONS = {"max_file_size": "20mb", "ssr_mode": False, "show_error": False}
+# return, uploads capped, no server-side rendering (it would need Node.js and a second server). The cap is above the
+# app's own limit (`MAX_UPLOAD_BYTES`), so that a picture over that limit still arrives and its message shows beside
+# the picture; Gradio refuses larger files itself, with a message in a corner of the page.
+LAUNCH_OPTIONS = {"max_file_size": 4 * MAX_UPLOAD_BYTES, "ssr_mode": False, "show_error": False}
 
 
 def _on_gpu(fn):
@@ -153,10 +141,36 @@ class _Handlers:
 
     @_shown_errors
     def preview_face(self, image, find_face, model):
+        """Runs as soon as a picture arrives: the face found, or what is wrong with the file, beside the input."""
         if _image_path(image) is None:  # the picture was cleared
             return None, ""
-        preview = self.service.find_face(_image_path(image), bool(find_face), model)
+        try:
+            preview = self.service.find_face(_image_path(image), bool(find_face), model)
+        except UserInputError as error:  # an unreadable, empty or oversized file: say so now, not after Generate
+            return None, f"**{_sentence(str(error))}**"
         return preview.picture, preview.note
+
+    def start(self, image, label, model, scheduler, steps, guidance, seed, fps, find_face=True, num_frames=None,
+              motion_scale=1.0):  # fmt: skip
+        """As a run starts: about how long it takes (empty for a short run or settings it rejects) and Stop on."""
+        settings = GenerationSettings(
+            label, model, scheduler, steps, guidance, seed, fps, num_frames, motion_scale, find_face
+        )
+        return self._started(_image_path(image), settings, 1)
+
+    def start_compare(self, image, model, scheduler, steps, guidance, seed, fps, find_face=True):
+        settings = GenerationSettings(None, model, scheduler, steps, guidance, seed, fps, find_face=find_face)
+        return self._started(_image_path(image), settings, None)
+
+    def _started(self, image_path, settings: GenerationSettings, num_labels: int | None):
+        try:
+            compare = num_labels is None
+            num_labels = num_labels or len(self.service.labels(settings.model))
+            note = self.service.estimate_note(image_path, settings, num_labels, compare=compare)
+        except Exception:  # the run itself reports what is wrong; an estimate never stands in its way
+            logger.exception("estimating the time failed")
+            note = ""
+        return note, gr.Button(interactive=True), gr.Button(interactive=True)
 
     def stop(self, request: gr.Request):
         self.service.stop(_session(request))
@@ -169,7 +183,7 @@ class _Handlers:
         scheduler, steps = self.service.default_sampler(model)  # the model's own sampler and measured steps
         presets = self.service.quality_presets(model)
         quality = gr.Radio(choices=list(presets), value=preset_of(presets, scheduler, steps))
-        label = gr.Dropdown(choices=labels, value=labels[0] if labels else None)
+        label = gr.Dropdown(choices=labels, value=self.service.default_label(model))
         faces = self.service.pipeline(model).framing.is_face  # a whole-picture model never searches for a face
         find_face = gr.Checkbox(visible=faces, value=faces)
         return label, self.service.describe(model), length, find_face, scheduler, steps, quality
@@ -199,140 +213,6 @@ class _Handlers:
         return preset_of(self.service.quality_presets(model), scheduler, steps)
 
 
-def _video(label: str, elem_id: str | None = None) -> gr.Video:
-    return gr.Video(label=label, autoplay=True, loop=True, elem_id=elem_id)
-
-
-def _inputs(service: GenerationService, examples_dir) -> SimpleNamespace:
-    """The left column of the Generate tab: image, examples, action, buttons and the Advanced accordion."""
-    ui = SimpleNamespace()
-    ui.image = gr.Image(
-        label="Image",
-        type="filepath",
-        image_mode=None,
-        height=280,
-        sources=["upload", "webcam", "clipboard"],
-        elem_id="input-image",
-    )
-    ui.find_face = gr.Checkbox(
-        label="Find the face",
-        value=True,
-        info="animate the largest face, framed like the model's training faces, and paste it back into the photo; "
-        "off: the whole picture",
-        elem_id="find-face",
-    )
-    with gr.Row():
-        ui.face_preview = gr.Image(
-            label="The face to animate", format="png", interactive=False, height=180, elem_id="face-preview"
-        )
-    ui.face_note = gr.Markdown(elem_id="face-note")
-    examples = example_files(examples_dir, "*.png")
-    if examples:
-        gr.Examples(examples, inputs=[ui.image], label="Examples", examples_per_page=12)
-    ui.label = gr.Dropdown(label="Action", choices=[], value=None, elem_id="label")  # filled from the model
-    ui.quality = gr.Radio(  # choices and value come from the model when the page loads
-        label="Quality",
-        choices=[],
-        value=None,
-        info="the model's own default first; the paper's 1000 DDPM steps take minutes on a CPU",
-        elem_id="quality",
-    )
-    with gr.Row():
-        ui.num_frames = gr.Slider(
-            16,
-            64,
-            value=16,
-            step=1,
-            label="Video length (frames)",
-            info="beyond the model's clip, clips are chained",
-            elem_id="num-frames",
-        )
-        ui.motion_scale = motion_slider("motion-scale")
-    with gr.Row():
-        ui.generate = gr.Button("Generate", variant="primary", elem_id="generate")
-        ui.stop = gr.Button("Stop", variant="stop", elem_id="stop")
-    with gr.Accordion("Advanced", open=False, elem_id="advanced"):
-        ui.model = gr.Dropdown(
-            label="Model (every pipeline folder under checkpoints/)",
-            choices=list(service.models),
-            value=service.default_model,
-        )
-        ui.scheduler = gr.Dropdown(label="Scheduler", choices=list(SCHEDULERS), value=DEFAULT_SCHEDULER)
-        ui.steps = gr.Slider(
-            *STEPS_RANGE,
-            value=DEFAULT_STEPS[SCHEDULERS[DEFAULT_SCHEDULER]],
-            step=1,
-            label="Sampling steps",
-            elem_id="steps",
-        )
-        ui.guidance = gr.Slider(
-            *GUIDANCE_RANGE,
-            value=1.0,
-            step=0.1,
-            label="Guidance scale",
-            info="1 = plain conditional sampling, as in the paper",
-        )
-        with gr.Row(equal_height=True):
-            ui.seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=SEED_MAX, scale=3)
-            ui.dice = gr.Button("Random seed", scale=1)
-        ui.fps = gr.Slider(*FPS_RANGE, value=8, step=1, label="Output frames per second")
-        ui.model_info = gr.Markdown()
-    return ui
-
-
-def _results() -> SimpleNamespace:
-    """The right column of the Generate tab: the three videos side by side, the panel video, the downloads."""
-    ui = SimpleNamespace()
-    with gr.Row():
-        ui.video = _video("Generated video", "video")
-        ui.flow_video = _video("Latent flow, with its colour key", "flow-video")
-        ui.occlusion_video = _video("Occlusion (white = visible)", "occlusion-video")
-    ui.run_note = gr.Markdown(elem_id="run-note")  # how long the video took
-    ui.panel_video = _video("input | generated | warped input | flow | grid | occlusion", "panel-video")
-    ui.downloads = gr.File(
-        label="Downloads: video, panels, GIF, flows (.npz), every step (.npz)",
-        file_count="multiple",
-        elem_id="downloads",
-    )
-    return ui
-
-
-def _inspector() -> SimpleNamespace:
-    """The step inspector: a slider over the traced sampling steps and that step's flow and occlusion strips."""
-    ui = SimpleNamespace()
-    gr.Markdown(text.INSPECTOR_HELP)
-    with gr.Row(equal_height=True):
-        ui.step = gr.Slider(
-            1, 2, value=1, step=1, label="Sampling step", interactive=False, elem_id="step-slider", scale=4
-        )
-        ui.as_videos = gr.Checkbox(label="Also as videos", value=False, scale=1)
-    ui.caption = gr.Markdown(elem_id="step-caption")
-    with gr.Row():
-        ui.flow_strip = gr.Image(
-            label="Predicted flow at this step", format="png", interactive=False, elem_id="flow-strip", scale=4
-        )
-        gr.Image(color_wheel_legend(128), label="Colour key", format="png", interactive=False, scale=1, min_width=140)
-    ui.occlusion_strip = gr.Image(
-        label="Predicted occlusion at this step", format="png", interactive=False, elem_id="occlusion-strip"
-    )
-    with gr.Row(visible=False) as ui.videos_row:
-        ui.flow_video = _video("Flow at this step")
-        ui.occlusion_video = _video("Occlusion at this step")
-    ui.outputs = [ui.caption, ui.flow_strip, ui.occlusion_strip, ui.videos_row, ui.flow_video, ui.occlusion_video]
-    return ui
-
-
-def _compare_tab() -> SimpleNamespace:
-    ui = SimpleNamespace()
-    gr.Markdown(text.COMPARE_HELP)
-    with gr.Row():
-        ui.button = gr.Button("Generate every action", variant="primary", elem_id="compare")
-        ui.stop = gr.Button("Stop", variant="stop")
-    ui.video = _video("Every action", "compare-video")
-    ui.files = gr.File(label="Downloads", file_count="multiple")
-    return ui
-
-
 def build_demo(
     service: GenerationService,
     *,
@@ -340,7 +220,11 @@ def build_demo(
     driving_dir: str | Path | None = None,
 ) -> gr.Blocks:
     """The whole app around `service`; `demo.queue(...)` is applied, `launch` is the caller's. `driving_dir` holds
-    the example driving videos (mp4)."""
+    the example driving videos (mp4).
+
+    The example folders are served from where they are (`gr.set_static_paths`), not copied into Gradio's temporary
+    folder: another app or test run that cleans that folder cannot take the examples away."""
+    gr.set_static_paths([Path(folder) for folder in (examples_dir, driving_dir) if folder is not None])
     with gr.Blocks(title=text.TITLE, analytics_enabled=False, delete_cache=(900, 3600)) as demo:
         request_id = gr.State(None)  # which run the inspector shows; its trace stays on the server
         run_note = gr.State("")  # a State, not a shown output, so that /generate returns what it always returned
@@ -351,13 +235,13 @@ def build_demo(
             with gr.Tab("Generate"):
                 with gr.Row():
                     with gr.Column(scale=1, min_width=320):
-                        inputs = _inputs(service, examples_dir)
+                        inputs = layout.inputs_column(service, examples_dir)
                     with gr.Column(scale=2):
-                        results = _results()
-                with gr.Accordion("Step inspector", open=True):
-                    inspector = _inspector()
+                        results = layout.results_column()
+                with gr.Accordion("Step inspector", open=False, elem_id="inspector"):  # opened by who wants it
+                    inspector = layout.inspector()
             with gr.Tab("Compare"):
-                compare = _compare_tab()
+                compare = layout.compare_tab()
             with gr.Tab("Driving video"):
                 driving = driving_tab(examples_dir, driving_dir)
             with gr.Tab("About"):
@@ -387,7 +271,12 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
     ]
     queued = dict(preprocess=False, concurrency_id="model", concurrency_limit=1)
     motion = [inputs.num_frames, inputs.motion_scale]  # last, so API calls without them keep working
+    # A click first says about how long the run takes and turns Stop on (at once, outside the queue), then runs.
+    stops = [inputs.stop, compare.stop]
+    starting = dict(preprocess=False, queue=False, api_visibility="private")
     generating = inputs.generate.click(
+        handlers.start, [inputs.image, inputs.label, *settings, *motion], [results.run_note, *stops], **starting
+    ).then(
         _on_gpu(handlers.generate),
         [inputs.image, inputs.label, *settings, *motion],
         outputs,
@@ -398,14 +287,20 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
     generating.success(handlers.show_step, step_inputs, inspector.outputs, queue=False, api_visibility="private")
     generating.success(lambda note: note, run_note, results.run_note, queue=False, api_visibility="private")
     comparing = compare.button.click(
+        handlers.start_compare, [inputs.image, *settings], [compare.note, *stops], **starting
+    ).then(
         _on_gpu(handlers.compare),
         [inputs.image, *settings],
         [compare.video, compare.files],
         api_name="compare",
         **queued,
     )
-    for button in (inputs.stop, compare.stop):
+    idle = lambda: [gr.Button(interactive=False)] * len(stops)  # Stop is on only while something runs
+    for button in stops:
         button.click(handlers.stop, None, None, cancels=[generating, comparing], queue=False, api_visibility="private")
+        button.click(idle, None, stops, queue=False, api_visibility="private")
+    for running in (generating, comparing):
+        running.then(idle, None, stops, queue=False, api_visibility="private")
     for changed in (inspector.step.input, inspector.as_videos.input):
         changed(
             handlers.show_step,
@@ -415,6 +310,7 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
             trigger_mode="always_last",
             api_visibility="private",
         )
+    inputs.image.change(lambda: "", None, results.run_note, queue=False, api_visibility="private")  # a stale note
     for changed in (inputs.image.change, inputs.find_face.change):
         changed(
             handlers.preview_face,
