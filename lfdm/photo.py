@@ -236,7 +236,7 @@ def render_photo_video(
         painted = None
         if refiner is not None:
             painted = _refine(refiner, source, maps, model_frames[index], model_to_source, size)
-        for frame in range(flows.shape[1]):
+        for frame in range(1, flows.shape[1]):  # frame 0 is the photo: no displacement, nothing new
             inputs = _frame_inputs(source, region, maps, model_frames[index], frame, model_to_source, size)
             if painted is None:  # the decoder's change where content is new
                 paint, gate = inputs.warped + inputs.decoded - inputs.decoded_start, inputs.new_content
