@@ -333,9 +333,7 @@ def photo_path_videos(
     def overhead():
         framing = frame_photo(photo, pipe.image_size, model_framing=pipe.framing, face="auto")
         frames = output.model_frames.permute(0, 1, 4, 2, 3)  # (B, F, S, S, 3) -> (B, F, 3, S, S)
-        return render_photo_video(
-            framing, output.flows, output.occlusions, frames, (side, side), refiner=pipe.refiner
-        )
+        return render_photo_video(framing, output.flows, output.occlusions, frames, (side, side), refiner=pipe.refiner)
 
     shapes = f"{side} px photo + label -> (F, {side}, {side}, 3)"
     note = f"dpmsolver, {steps} steps"

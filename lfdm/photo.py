@@ -243,9 +243,13 @@ def render_photo_video(
             elif frame in painted:  # the refiner's change and gate, from its frame into the region
                 region_to_box = np.linalg.inv(painted[frame].to_model) @ region_to_model
                 both = cv2.warpAffine(
-                    painted[frame].pixels, region_to_box[:2], region_size,
-                    flags=flags | cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
-                )  # fmt: skip  (h', w', 4): paint minus warped photo, gate
+                    painted[frame].pixels,
+                    region_to_box[:2],
+                    region_size,
+                    flags=flags | cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_CONSTANT,
+                    borderValue=0,
+                )  # (h', w', 4): paint minus warped photo, gate
                 # the refiner's frame may be coarser than the photo's face: its change goes onto this warp's detail
                 paint, gate = inputs.warped + both[..., :3], both[..., 3:]
             else:  # nothing new near this frame: the warp alone
@@ -287,9 +291,12 @@ def _frame_inputs(source, grid: _Grid, maps, model_frames, frame: int, model_to_
     model_to_latent = np.array([[ratio, 0, 0.5 * ratio - 0.5], [0, ratio, 0.5 * ratio - 0.5], [0, 0, 1]])
     flags = cv2.WARP_INVERSE_MAP
     moved = cv2.warpAffine(
-        maps[frame], (model_to_latent @ grid.to_model)[:2], (width, height), flags=flags | cv2.INTER_CUBIC,
+        maps[frame],
+        (model_to_latent @ grid.to_model)[:2],
+        (width, height),
+        flags=flags | cv2.INTER_CUBIC,
         borderMode=cv2.BORDER_REPLICATE,
-    )  # fmt: skip  (h, w, 3): shift x, shift y, new content
+    )  # (h, w, 3): shift x, shift y, new content
     points_x, points_y = grid.xs + moved[..., 0], grid.ys + moved[..., 1]  # where each pixel samples the photo
     decoded = cv2.warpAffine(
         model_frames[frame], grid.to_model[:2], (width, height), flags=flags | cv2.INTER_LINEAR,

@@ -149,7 +149,9 @@ def test_train_refiner_runs_resumes_and_exports(tmp_path, tiny_pipeline_dir):
     assert isinstance(LFDMPipeline.from_pretrained(pipeline).refiner, PhotoRefiner), "--into added it"
     assert cli_main(["train-refiner", "--resume", str(run), "--max-steps", "3"]) == 0
     resumed = PhotoRefiner.from_pretrained(run / "model")
-    assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(), resumed.state_dict().values()))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(first.state_dict().values(), resumed.state_dict().values(), strict=True)
+    )
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text(config.read_text().replace("resolution: 64", "resolution: 48"))
     assert cli_main(["train-refiner", "--config", str(wrong), "--lfae", str(tiny_pipeline_dir),

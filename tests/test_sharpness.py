@@ -32,7 +32,9 @@ def test_a_still_video_keeps_ratio_1_and_a_blurred_one_falls():
     noisy = np.clip(frame.astype(int) + np.random.default_rng(1).integers(-60, 61, frame.shape), 0, 255)
     assert sharpness_ratios(np.stack([blurred, noisy.astype(np.uint8)]), (16, 16, 80, 80), (1,))["face"][0] > 1.5
     float_video = video.astype(np.float32) / 255
-    assert sharpness_ratios(float_video, (16, 16, 80, 80), (2,))["face"][0] == pytest.approx(ratios["face"][1], rel=1e-3)
+    assert sharpness_ratios(float_video, (16, 16, 80, 80), (2,))["face"][0] == pytest.approx(
+        ratios["face"][1], rel=1e-3
+    )
 
 
 def test_laplacian_variance_of_a_flat_picture_is_zero_and_tiny_bands_are_refused():

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lfae",
         metavar="DIR",
-        help="the trained autoencoder: a pipeline folder, a train-lfae run or its model/ (overrides train_refiner.lfae)",
+        help="the trained autoencoder: a pipeline folder, a train-lfae run or its model/ (overrides "
+        "train_refiner.lfae)",
     )
     parser.add_argument(
         "--into", metavar="PIPELINE", help="when trained, add the refiner to this pipeline folder (its refiner/)"

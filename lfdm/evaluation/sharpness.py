@@ -58,9 +58,7 @@ def sharpness_ratios(video: np.ndarray, face_box: Sequence[int], frames: Sequenc
         if x1 - x0 < 3 or y1 - y0 < 3:
             raise ValueError(f"the {name} band {x0, y0, x1, y1} is too small to measure; use a larger face.")
         first = laplacian_variance(_grey(video[0])[y0:y1, x0:x1])
-        ratios[name] = [
-            laplacian_variance(_grey(video[frame])[y0:y1, x0:x1]) / max(first, 1e-12) for frame in frames
-        ]
+        ratios[name] = [laplacian_variance(_grey(video[frame])[y0:y1, x0:x1]) / max(first, 1e-12) for frame in frames]
     return ratios
 
 
@@ -78,4 +76,3 @@ def far_change(video: np.ndarray, face_box: Sequence[int]) -> float:
         return 0.0
     pixels = np.asarray(video, np.float64)[:, far] * scale
     return float(np.abs(pixels - pixels[:1]).max())
-

@@ -61,7 +61,10 @@ class RefinerInputs:
 
     def crop(self, tops: list[int], lefts: list[int], size: int) -> RefinerInputs:
         """Each example's `size` x `size` crop at (top, left)."""
-        cut = lambda x: torch.stack([x[i, :, t : t + size, l : l + size] for i, (t, l) in enumerate(zip(tops, lefts))])
+        corners = list(zip(tops, lefts, strict=True))
+        cut = lambda x: torch.stack(
+            [x[i, :, top : top + size, left : left + size] for i, (top, left) in enumerate(corners)]
+        )
         return RefinerInputs(*(cut(getattr(self, f.name)) for f in dataclasses.fields(self)))
 
 
@@ -234,7 +237,9 @@ class RefinerStage(Stage):
         output = model.eval()(inputs.warped, inputs.decoded, inputs.decoded_start, inputs.new_content)
         model.train(was_training)
         columns = [inputs.warped, inputs.decoded, output.image, inputs.target, output.gate.expand(-1, 3, -1, -1)]
-        rows = torch.cat([torch.cat(list(column), dim=-1) for column in zip(*columns)], dim=-2)  # (3, B*S, 5*S)
+        rows = torch.cat(
+            [torch.cat(list(column), dim=-1) for column in zip(*columns, strict=True)], dim=-2
+        )  # (3, B*S, 5*S)
         pixels = (rows.float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
         stem.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels).save(stem.with_suffix(".png"))
