@@ -40,9 +40,11 @@ def driving_tab(examples_dir, driving_dir) -> SimpleNamespace:
                 ui.clip_gallery = gr.Gallery(
                     [(str(clip.thumbnail), clip.name) for clip in ui.clips],
                     label="Example driving videos (click one to use it)",
-                    columns=4,
-                    height="auto",
+                    columns=2,  # wide enough tiles for the names under the thumbnails
+                    height=420,
+                    object_fit="contain",
                     allow_preview=False,
+                    buttons=[],
                     interactive=False,
                     elem_id="driving-clips",
                 )
