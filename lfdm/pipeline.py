@@ -306,10 +306,11 @@ class LFDMPipeline(DiffusionPipeline):
         warnings.warn("LFDMPipeline.predict_noise is now predict_model_output", FutureWarning, stacklevel=2)
         return self.predict_model_output(*args, **kwargs)
 
-    def decode_flows(self, pixels, pyramid, flows, occlusions, chunk_size: int | None):
+    def decode_flows(self, pixels, pyramid, flows, occlusions, chunk_size: int | None, on_chunk_end=None):
         """Warp and decode every frame: flows (B, F, h, w, 2), occlusions (B, F, h, w) -> frames, warped
         (B, F, 3, H, W) in [0, 1]. All B*F frames go through the LFAE decoder in batched calls of `chunk_size`
-        frames, re-using the encoder pyramid of the one reference image."""
+        frames, re-using the encoder pyramid of the one reference image. `on_chunk_end(frames_done, frames)` is
+        called after each call; when it sets `pipe.interrupt`, decoding stops there (B = 1: the frames so far)."""
         batch_size = flows.shape[0]
         # Flows and occlusion maps stay float32 whatever the LFAE's dtype: they are coordinates and blend weights,
         # which the LFAE warps with in float32 (`lfdm.models.blocks.warp`).
@@ -322,6 +323,10 @@ class LFDMPipeline(DiffusionPipeline):
             decoded = self.lfae.decode(pixels, flat_flows[start:end], flat_occlusions[start:end], features=pyramid)
             frames.append(decoded.prediction.float())
             warped.append(decoded.warped.float())
+            if on_chunk_end is not None:
+                on_chunk_end(min(end, flat_flows.shape[0]), flat_flows.shape[0])
+                if self.interrupt and batch_size == 1:
+                    break
         # (b f) c H W -> b f c H W
         unflatten = lambda parts: rearrange(torch.cat(parts), "(b f) c h w -> b f c h w", b=batch_size)
         return unflatten(frames), unflatten(warped)
@@ -565,6 +570,7 @@ class LFDMPipeline(DiffusionPipeline):
         max_resolution: int = MAX_RESOLUTION,
         output_type: str = "np",
         return_dict: bool = True,
+        callback_on_chunk_end: Callable[[LFDMPipeline, int, int], None] | None = None,
     ) -> LFDMPipelineOutput | tuple:
         r"""Animate `image` with the motion of a driving video through the LFAE (motion transfer, no sampling).
 
@@ -586,10 +592,13 @@ class LFDMPipeline(DiffusionPipeline):
                 clip where no face is found raises ValueError. "none", and any whole-picture model: the driving
                 frames are resized and padded like the picture, as they are.
             output_type, return_dict: as in `__call__`.
+            callback_on_chunk_end: `fn(pipe, frames_done, num_frames)`, called after each chunk of frames is
+                decoded (for progress); setting `pipe.interrupt = True` there stops decoding after that chunk.
 
         Returns:
             `LFDMPipelineOutput` with B = 1, F = the driving frames used, `labels == ["driving video"]`, and
-            `driving_face_frames` (F,) / `driving_note` saying where the driving face was found.
+            `driving_face_frames` (F,) / `driving_note` saying where the driving face was found. A stopped run has
+            `interrupted=True` and only the frames decoded before it stopped.
         """
         if output_type not in ("np", "pt"):
             raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}.")
@@ -615,13 +624,20 @@ class LFDMPipeline(DiffusionPipeline):
         )
         flows, occlusions = scale_motion(flows.float(), occlusions.float(), motion_scale)
 
-        # 3. Warp and decode, then render at `resolution`
+        # 3. Warp and decode (a callback may stop between chunks), then render at `resolution`
+        self._interrupt = False
+        on_chunk_end = None
+        if callback_on_chunk_end is not None:
+            on_chunk_end = lambda done, total: callback_on_chunk_end(self, done, total)
         pyramid = self.encode_image(pixels)
-        video, warped = self.decode_flows(pixels, pyramid, flows, occlusions, chunk_size)
+        video, warped = self.decode_flows(pixels, pyramid, flows, occlusions, chunk_size, on_chunk_end)
         self.maybe_free_model_hooks()
-        output = self._make_output(video, warped, flows, occlusions, [DRIVING_LABEL])
+        decoded = video.shape[1]  # all frames, unless stopped
+        output = self._make_output(video, warped, flows[:, :decoded], occlusions[:, :decoded], [DRIVING_LABEL])
+        output = replace(output, interrupted=decoded < flows.shape[1])
         if driving_faces is not None:
-            output = replace(output, driving_face_frames=driving_faces.found, driving_note=driving_faces.note)
+            found = driving_faces.found[:decoded]
+            output = replace(output, driving_face_frames=found, driving_note=driving_faces.note)
         photo = dict(resolution=resolution, max_resolution=max_resolution)
         return self._photo_output(output, framing, **photo, output_type=output_type, return_dict=return_dict)
 

@@ -537,7 +537,7 @@ def test_the_first_action_is_the_models_own_choice(tiny_pipeline_dir, tmp_path, 
 
 def test_stop_is_secondary_and_off_while_idle_and_the_inspector_starts_closed(service):
     by_id = {getattr(block, "elem_id", None): block for block in build_demo(service).blocks.values()}
-    for stop in (by_id["stop"], by_id["compare-stop"]):
+    for stop in (by_id["stop"], by_id["compare-stop"], by_id["driving-stop"]):
         assert stop.variant == "secondary" and stop.size == "sm" and stop.interactive is False
     assert by_id["inspector"].open is False
 

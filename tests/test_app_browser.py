@@ -2,7 +2,8 @@
 
 Upload an image, press Generate, wait until the `<video>` element has decoded a frame, move the step slider and
 check that the flow picture changed; upload a real photo and get its face found and its video at the photo's size;
-on the Driving video tab, animate a picture with an example clip. What a first visit meets: the model's default
+on the Driving video tab, animate a picture with an example clip picked by its thumbnail, and with a clip recorded
+from a fake webcam (Chromium's fake camera, fed from a file). What a first visit meets: the model's default
 action, Stop off while idle, the inspector closed, a bad upload explained at once, captions beside (not over) the
 videos' own titles, and faces large enough to judge on the Compare tab. The last screenshots are saved to
 `tests/artifacts/`.
@@ -15,6 +16,7 @@ import socket
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -22,6 +24,7 @@ from PIL import Image
 from lfdm.app import LAUNCH_OPTIONS, GenerationService, build_demo
 from lfdm.app.inputs import MAX_UPLOAD_BYTES
 from lfdm.app.service import COMPARE_TILE
+from lfdm.video import read_video
 
 pytestmark = pytest.mark.browser
 
@@ -45,7 +48,13 @@ DRIVING_DECODED = """() => {
     const video = document.querySelector('#driving-result video');
     return video !== null && video.readyState >= 2 && video.videoWidth > 0;
 }"""
-DRIVING_CLIP = Path(__file__).resolve().parents[1] / "assets" / "driving" / "synthface_surprise.mp4"
+DRIVING_DIR = Path(__file__).resolve().parents[1] / "assets" / "driving"
+DRIVING_CLIP = DRIVING_DIR / "synthface_surprise.mp4"
+REAL_CLIP = DRIVING_DIR / "astronaut_surprise_handheld.mp4"  # a real face, filmed by a moving camera
+RECORDED = """() => {
+    const video = document.querySelector('#driving-video video:not([data-testid=webcam-video])');
+    return video !== null && (video.getAttribute('src') ?? '').includes('/gradio_api/file=') && video.readyState >= 1;
+}"""
 FLOW_SRC = "() => document.querySelector('#flow-strip img')?.getAttribute('src') ?? null"
 SAME_PICTURE = """async ([first, second]) => {
     const bytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
@@ -60,7 +69,7 @@ def app(tiny_pipeline_dir, tmp_path):
     service = GenerationService(
         {"tiny": str(tiny_pipeline_dir)}, "tiny", work_dir=tmp_path / "requests", display_size=64, panel_size=32
     )
-    demo = build_demo(service)
+    demo = build_demo(service, driving_dir=DRIVING_DIR)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -169,13 +178,76 @@ def test_driving_video_tab_animates_a_picture_in_chromium(page, tmp_path):
     page.get_by_role("tab", name="Driving video").click()
     page.locator("#driving-image input[type=file]").set_input_files(picture)
     page.locator("#driving-image img").wait_for()
-    page.locator("#driving-video input[type=file]").set_input_files(DRIVING_CLIP)
-    page.locator("#driving-video video").wait_for()
+    clips = page.locator("#driving-clips")
+    clips.get_by_text("surprise, SynthFace cartoon face, still camera").wait_for()  # each clip by its name
+    assert clips.locator("img").count() == 4
+    clips.locator("img").first.click()  # the surprise clip's thumbnail
+    page.wait_for_function("() => document.querySelector('#driving-video video')?.src.includes('synthface_surprise')")
+    assert page.locator("#driving-stop").is_disabled(), "nothing runs: Stop is off"
     page.click("#animate")
     page.wait_for_function(DRIVING_DECODED, timeout=120_000)
-    assert "Animated 32 frames" in page.locator("#driving-note").inner_text()
+    note = page.locator("#driving-note").inner_text()
+    assert "Animated 32 frames" in note and "The driving face was found in" in note, note
     duration = page.evaluate("() => document.querySelector('#driving-result video').duration")
     assert duration == pytest.approx(32 / 8, abs=0.3), "one frame per driving frame, at the clip's 8 fps"
+    page.wait_for_function("() => document.querySelector('#driving-stop').disabled", timeout=30_000)
+
+
+def write_y4m(path: Path, clip: Path) -> Path:
+    """A clip as a Y4M file (8-bit 4:2:0), the format Chromium's fake camera plays (in a loop)."""
+    frames = read_video(clip)
+    height, width = frames.shape[1:3]
+    with open(path, "wb") as file:
+        file.write(f"YUV4MPEG2 W{width} H{height} F8:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            file.write(b"FRAME\n" + cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YUV_I420).tobytes())
+    return path
+
+
+def test_a_clip_recorded_from_the_webcam_animates_a_picture(app, tmp_path):
+    """Chromium's fake camera plays the real example clip; the Driving tab records 3 s of it and animates the
+    astronaut with the recording."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+
+    camera = write_y4m(tmp_path / "camera.y4m", REAL_CLIP)
+    fake_camera = [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera}",
+    ]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + fake_camera)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(app[0])
+            page.wait_for_function("() => document.querySelector('#label input')?.value")
+            page.get_by_role("tab", name="Driving video").click()
+            page.locator("#driving-image input[type=file]").set_input_files(ASTRONAUT)
+            page.locator("#driving-image img").wait_for()
+            page.click("#driving-video button[aria-label='Capture from camera']")
+            page.click("#driving-video [title='grant webcam access'] button")
+            page.wait_for_function(
+                "() => document.querySelector('#driving-video [data-testid=webcam-video]')?.readyState >= 2"
+            )
+            page.click("#driving-video .capture-button")  # Record
+            page.wait_for_timeout(3000)
+            page.click("#driving-video .capture-button")  # Stop: the recording is uploaded
+            page.wait_for_function(RECORDED, timeout=60_000)
+            page.click("#animate")
+            page.wait_for_function(DRIVING_DECODED, timeout=120_000)
+            note = page.locator("#driving-note").inner_text()
+            frames = int(note.split("Animated ")[1].split(" frames")[0])
+            assert frames >= 8, f"about 3 s of the camera's 8 fps; {note}"
+            assert "The driving face was found in" in note, note
+            size = page.evaluate("() => [document.querySelector('#driving-result video').videoWidth, "
+                                 "document.querySelector('#driving-result video').videoHeight]")  # fmt: skip
+            assert size == [320, 320], "the astronaut's own size"
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "app-webcam.png"), full_page=True)
+            browser.close()
 
 
 @pytest.mark.parametrize("page", [("app-photo.png", ASTRONAUT)], indirect=True)

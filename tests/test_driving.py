@@ -111,6 +111,23 @@ def test_animate_caps_the_frames(tiny_pipeline, tiny_image, driving_frames):
     assert tiny_pipeline.animate(tiny_image, driving_frames, max_frames=3, driving_face="none").frames.shape[1] == 3
 
 
+def test_a_chunk_callback_reports_progress_and_can_stop_decoding(tiny_pipeline, tiny_image, driving_frames):
+    reports = []
+
+    def on_chunk_end(pipe, done, total):
+        reports.append((done, total))
+        pipe.interrupt = done >= 4  # stop after the second chunk
+
+    out = tiny_pipeline.animate(
+        tiny_image, driving_frames, driving_face="none", decode_chunk_size=2, callback_on_chunk_end=on_chunk_end
+    )
+    assert reports == [(2, 6), (4, 6)] and out.interrupted
+    assert out.frames.shape[1] == out.flows.shape[1] == out.occlusions.shape[1] == 4, "the frames decoded so far"
+    whole = tiny_pipeline.animate(tiny_image, driving_frames, driving_face="none", decode_chunk_size=2)
+    assert not whole.interrupted and whole.frames.shape[1] == 6, "the next call starts afresh"
+    np.testing.assert_allclose(out.frames[0], whole.frames[0, :4], atol=1e-6)
+
+
 def test_motion_scale_zero_keeps_the_picture_still(tiny_pipeline, tiny_image, driving_frames):
     out = tiny_pipeline.animate(tiny_image, driving_frames, motion_scale=0, driving_face="none")
     assert np.abs(out.frames[0] - out.frames[0, :1]).max() <= 2 / 255

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lfdm.driving import DrivingVideo, load_driving_video
+from lfdm.driving import MAX_DRIVING_FRAMES, DrivingVideo, load_driving_video
 from lfdm.images import check_image_size, load_image, to_rgb_uint8
 from lfdm.schedulers import DEFAULT_STEPS
 
@@ -26,9 +26,6 @@ SEED_MAX = 2**31 - 1
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 FRAMES_RANGE = (1, 64)  # video length; beyond the model's clip the pipeline chains clips (the slider shows 16-64)
 MOTION_SCALE_RANGE = (0.0, 3.0)  # 0 = still picture, 1 = the model's motion
-# Frames of a driving video the app animates; longer videos are cut (and told so). The app's own limit, below the
-# library's `lfdm.driving.MAX_DRIVING_FRAMES`: one shared demo keeps each request short for the next person.
-APP_MAX_DRIVING_FRAMES = 128
 
 
 class UserInputError(ValueError):
@@ -132,12 +129,16 @@ def read_photo(path: str | Path | None) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DrivingSettings:
-    """How to animate a picture with a driving video. `fps=None` keeps the driving video's frame rate."""
+    """How to animate a picture with a driving video. `fps=None` keeps the driving video's frame rate.
+    `find_face`: find and frame the picture's face; `driving_face`: find and frame the driving face in every frame
+    (both only on a face model)."""
 
     model: str | None = None
     relative: bool = True
     motion_scale: float = 1.0
     fps: float | None = None
+    find_face: bool = True
+    driving_face: bool = True
 
 
 def check_driving_settings(settings: DrivingSettings) -> DrivingSettings:
@@ -146,13 +147,15 @@ def check_driving_settings(settings: DrivingSettings) -> DrivingSettings:
     return replace(
         settings,
         relative=bool(settings.relative),
+        find_face=_flag("find the face", settings.find_face),
+        driving_face=_flag("find the driving face", settings.driving_face),
         motion_scale=_number("motion strength", settings.motion_scale, *MOTION_SCALE_RANGE),
         fps=fps,
     )
 
 
 def read_driving_video(path: str | Path | None, size: int) -> DrivingVideo:
-    """An uploaded driving video -> `lfdm.driving.DrivingVideo` of at most `APP_MAX_DRIVING_FRAMES` frames at the
+    """An uploaded driving video -> `lfdm.driving.DrivingVideo` of at most `MAX_DRIVING_FRAMES` frames at the
     model's size. No file, a file over `MAX_UPLOAD_BYTES`, an unreadable file and a single frame raise
     UserInputError."""
     if path is None or str(path) == "":
@@ -163,7 +166,7 @@ def read_driving_video(path: str | Path | None, size: int) -> DrivingVideo:
     if path.stat().st_size > MAX_UPLOAD_BYTES:
         raise UserInputError(f"the driving video is larger than {MAX_UPLOAD_BYTES // 2**20} MB; use a shorter clip.")
     try:
-        return load_driving_video(path, size, max_frames=APP_MAX_DRIVING_FRAMES)
+        return load_driving_video(path, size, max_frames=MAX_DRIVING_FRAMES)
     except (ValueError, FileNotFoundError, TypeError, OSError) as error:
         message = _plain(str(error), path).replace(f"{path}", "the driving video")
         raise UserInputError(f"could not read the driving video: {message}") from error

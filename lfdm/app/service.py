@@ -456,35 +456,70 @@ class GenerationService:
         self.speed.add_compare(settings.model, time.perf_counter() - began, work)
         return CompareResult(video=video, downloads=[video, gif])
 
-    def animate(self, image_path, video_path, settings: DrivingSettings) -> AnimationResult:
+    def animate(
+        self,
+        image_path,
+        video_path,
+        settings: DrivingSettings,
+        *,
+        session: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> AnimationResult:
         """The picture moved like the driving video (`LFDMPipeline.animate`), with the same views and downloads as a
-        generated video; `note` says when a long driving video was cut."""
+        generated video. A face model finds the picture's face (`settings.find_face`) and the driving face in every
+        frame (`settings.driving_face`); `note` says where the driving face was found and when a long driving video
+        was cut. `stop(session)` stops the run between chunks of decoded frames (GenerationStopped)."""
         self.cleanup()
         settings = check_driving_settings(replace(settings, model=self._model_name(settings.model)))
         pipe = self.pipeline(settings.model)
         photo, _ = _reduced(read_photo(image_path), self.max_resolution)
         driving = read_driving_video(video_path, pipe.image_size)
-        with self._run_lock:
-            output = pipe.animate(
-                photo,
-                driving,
-                relative=settings.relative,
-                motion_scale=settings.motion_scale,
-                resolution="input",
-                max_resolution=self.max_resolution,
-            )
+        with self._stoppable(session) as stop, self._run_lock:
+            if stop.is_set():
+                raise GenerationStopped("stopped before it started.")
+
+            def on_chunk_end(pipe, done, total):
+                if progress is not None:
+                    progress(done / total, f"decoded {done} of {total} frames")
+                if stop.is_set():
+                    pipe.interrupt = True  # decoding ends after this chunk
+
+            try:
+                output = pipe.animate(
+                    photo,
+                    driving,
+                    relative=settings.relative,
+                    motion_scale=settings.motion_scale,
+                    face="auto" if settings.find_face else "none",
+                    driving_face="auto" if settings.driving_face else "none",
+                    resolution="input",
+                    max_resolution=self.max_resolution,
+                    callback_on_chunk_end=on_chunk_end,
+                )
+            except ValueError as error:
+                if "no face was found" not in str(error):
+                    raise
+                raise UserInputError(_no_driving_face(str(error))) from None
+        if output.interrupted or stop.is_set():
+            raise GenerationStopped("stopped; press Animate to start again.")
+        if progress is not None:
+            progress(1.0, "writing the videos")
         fps = settings.fps or driving.fps or 8.0
         folder = self.work_dir / uuid.uuid4().hex
         outputs = (output.model_input, output.frames[0], output.warped[0], output.flows[0], output.occlusions[0])
-        downloads = write_label_outputs(
-            folder, DRIVING_LABEL, *outputs, fps=fps, gif=True, panel_size=self.panel_size,
-            model_frames=output.model_frames[0],
-        )  # fmt: skip
-        displays = render.write_display_videos(folder, output, fps=fps, size=self.display_size)
+        with ThreadPoolExecutor(1) as pool:  # the download files and the display files are encoded side by side
+            written = pool.submit(
+                write_label_outputs, folder, DRIVING_LABEL, *outputs, fps=fps, gif=True, panel_size=self.panel_size,
+                model_frames=output.model_frames[0],
+            )  # fmt: skip
+            displays = render.write_display_videos(folder, output, fps=fps, size=self.display_size)
+            downloads = written.result()
         used = len(driving.frames)
         note = f"Animated {used} frames at {fps:g} frames per second."
         if driving.truncated:
             note = f"The driving video has {driving.total_frames} frames; animated the first {used} at {fps:g} fps."
+        if output.driving_note:
+            note = f"{note} {output.driving_note}"
         return AnimationResult(
             video=displays.video,
             flow_video=displays.flow_video,
@@ -683,6 +718,13 @@ def _reduced(photo: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
         return photo, 1.0
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(photo, size, interpolation=cv2.INTER_AREA), scale
+
+
+def _no_driving_face(message: str) -> str:
+    """The pipeline's no-face message in the app's words: what the page offers instead of the API's option."""
+    found = re.match(r"(no face was found in any of the \d+ driving frames[^.]*?)(?:\. |$)", message)
+    said = found.group(1) if found else "no face was found in the driving video"
+    return f"{said}. Use a clip that shows a face, or turn off *Find the driving face* to use the frames as they are."
 
 
 def _scaled_box(box, factor: float, shape) -> tuple[int, int, int, int] | None:

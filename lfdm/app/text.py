@@ -25,12 +25,13 @@ Generates every action the selected model knows for the image on the **Generate*
 
 DRIVING_HELP = """\
 Move a picture the way a driving video moves: the autoencoder estimates the motion between the driving video's
-frames and warps your picture with it, one frame per driving frame (no sampling, so it takes seconds). *Relative
-motion* carries over how the driving face moves from its first frame, so another face keeps its own shape; turn it
-off to take each driving frame's pose and shape (right for the same face). Videos longer than {max_frames} frames are
-cut there. The example driving videos are SynthFace test videos. Your picture's largest face is found and animated,
-and the video has your picture's size; the driving video is used as it is, so it should show one face framed like
-the examples'.
+frames and warps your picture with it, one frame per driving frame (no sampling, so it takes seconds). Upload a clip,
+record one with your webcam, or pick an example. *Find the driving face* follows the face in every driving frame and
+frames it like the model's training faces, so the face's expression and head motion reach your picture, not the
+camera's pan and zoom; a clip with no face found is refused unless you turn it off. *Relative motion* carries over
+how the driving face moves from its first frame, so another face keeps its own shape; turn it off to take each
+driving frame's pose and shape (right for the same face). Videos longer than {max_frames} frames are cut there.
+Your picture's largest face is found and animated (*Find the face*), and the video has your picture's size.
 """
 
 ABOUT = """\

@@ -125,9 +125,20 @@ class _Handlers:
         return str(result.video), [str(path) for path in result.downloads]
 
     @_shown_errors
-    def animate(self, image, driving_video, model, relative, motion_scale):
-        settings = DrivingSettings(model=model, relative=relative, motion_scale=motion_scale)
-        result = self.service.animate(_image_path(image), _image_path(driving_video), settings)
+    def animate(
+        self, image, driving_video, model, relative, motion_scale, driving_face=True, find_face=True,
+        request: gr.Request = None, progress=_PROGRESS,
+    ):  # fmt: skip
+        settings = DrivingSettings(
+            model=model, relative=relative, motion_scale=motion_scale, find_face=find_face, driving_face=driving_face
+        )
+        result = self.service.animate(
+            _image_path(image),
+            _image_path(driving_video),
+            settings,
+            session=_session(request),
+            progress=lambda fraction, what: progress(fraction, desc=what),
+        )
         videos = [result.video, result.flow_video, result.occlusion_video, result.panel_video]
         return *map(str, videos), [str(path) for path in result.downloads], result.note
 
@@ -186,12 +197,14 @@ class _Handlers:
         label = gr.Dropdown(choices=labels, value=self.service.default_label(model))
         faces = self.service.pipeline(model).framing.is_face  # a whole-picture model never searches for a face
         find_face = gr.Checkbox(visible=faces, value=faces)
-        return label, self.service.describe(model), length, find_face, scheduler, steps, quality
+        # the Driving video tab's switches: the picture's face and the driving face, both only on a face model
+        driving = [gr.Checkbox(visible=faces, value=faces) for _ in range(2)]
+        return label, self.service.describe(model), length, find_face, *driving, scheduler, steps, quality
 
     @_shown_errors
     def page_loaded(self):
         if not self.service.has_model:
-            return gr.Dropdown(), NO_MODEL_MESSAGE, gr.Slider(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return gr.Dropdown(), NO_MODEL_MESSAGE, gr.Slider(), *(gr.skip(),) * 6
         return self.choose_model(self.service.default_model)
 
     @_shown_errors
@@ -220,7 +233,7 @@ def build_demo(
     driving_dir: str | Path | None = None,
 ) -> gr.Blocks:
     """The whole app around `service`; `demo.queue(...)` is applied, `launch` is the caller's. `driving_dir` holds
-    the example driving videos (mp4).
+    the example driving videos, listed with their names and thumbnails in its clips.json.
 
     The example folders are served from where they are (`gr.set_static_paths`), not copied into Gradio's temporary
     folder: another app or test run that cleans that folder cannot take the examples away."""
@@ -248,12 +261,14 @@ def build_demo(
                 about = text.ABOUT.format(max_resolution=service.max_resolution)
                 gr.Markdown(f"{about}\n## The default model\n{service.describe()}")
         handlers = _Handlers(service)
-        _wire(demo, handlers, inputs, results, inspector, compare, request_id, run_note)
-        wire_driving_tab(driving, _on_gpu(handlers.animate), inputs.model)
+        _wire(demo, handlers, inputs, results, inspector, compare, request_id, run_note, driving)
+        wire_driving_tab(driving, _on_gpu(handlers.animate), handlers.stop, inputs.model)
     return demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
 
 
-def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, compare, request_id, run_note) -> None:
+def _wire(
+    demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, compare, request_id, run_note, driving
+) -> None:
     """The events. Generate and Compare share one queue slot (`concurrency_id="model"`); they skip Gradio's
     preprocessing so the service opens uploads itself. The inspector and the small helpers skip the queue, so they
     answer while a generation runs."""
@@ -329,7 +344,8 @@ def _wire(demo: gr.Blocks, handlers: _Handlers, inputs, results, inspector, comp
         handlers.choose_scheduler, [inputs.model, inputs.scheduler], [inputs.steps, inputs.quality], **private
     )
     inputs.steps.input(handlers.choose_steps, [inputs.model, *sampler], inputs.quality, **private)
-    model_outputs = [inputs.label, inputs.model_info, inputs.num_frames, inputs.find_face, *sampler, inputs.quality]
+    switches = [inputs.find_face, driving.find_face, driving.driving_face]  # face models only
+    model_outputs = [inputs.label, inputs.model_info, inputs.num_frames, *switches, *sampler, inputs.quality]
     inputs.model.input(handlers.choose_model, inputs.model, model_outputs, api_visibility="private")
     demo.load(handlers.page_loaded, None, model_outputs, api_visibility="private")
 

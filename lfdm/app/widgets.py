@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -28,6 +30,29 @@ def example_files(folder: Path | None, pattern: str) -> list[list[str]]:
     if folder is None or not Path(folder).is_dir():
         return []
     return [[str(path)] for path in sorted(Path(folder).glob(pattern))]
+
+
+@dataclass(frozen=True)
+class DrivingClip:
+    """An example driving video: its file, the name that says what it shows, and its own thumbnail."""
+
+    file: Path
+    name: str
+    thumbnail: Path
+
+
+def driving_clips(folder: Path | None) -> list[DrivingClip]:
+    """The example driving videos listed in `folder`/clips.json (file, name, thumbnail: file names in `folder`),
+    in its order; entries whose files are missing are left out. None without the folder or its list."""
+    listing = None if folder is None else Path(folder) / "clips.json"
+    if listing is None or not listing.is_file():
+        return []
+    clips = []
+    for entry in json.loads(listing.read_text()):
+        clip = DrivingClip(folder / entry["file"], entry["name"], folder / entry["thumbnail"])
+        if clip.file.is_file() and clip.thumbnail.is_file():
+            clips.append(clip)
+    return clips
 
 
 def captioned_video(label: str, elem_id: str | None = None, *, titled: bool = False) -> gr.Video:
