@@ -14,10 +14,12 @@ Three drivers per picture: the model's own aligned 64 px frames of the clip (the
 as it is (`driving_face="none"`), and the filmed clip with its face found and framed (`driving_face="auto"`).
 Last, `benchmarks/motion_controls.py`'s SynthFace figures with the default `driving_face="auto"`.
 
-    PYTHONPATH=. python benchmarks/driving_faces.py --model checkpoints --photos /tmp/ski/skimage/data/camera.png
+    PYTHONPATH=. python benchmarks/driving_faces.py --model checkpoints --photos /tmp/ski/skimage/data/camera.png \
+        --picture benchmarks/driving_faces_astronaut.jpg
 
 `--photos` adds portraits (the cameraman of scikit-image's data folder: unzip `skimage/data/camera.png` from the
-scikit-image 0.26.0 wheel); a darker, grayscale, mirrored astronaut is always used.
+scikit-image 0.26.0 wheel; its small face is not found, so it is animated as a whole picture); a darker, grayscale,
+mirrored astronaut is always used.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from benchmarks.driving_examples import HANDHELD, PORTRAIT, handheld_clip
 from benchmarks.motion_controls import driving as synthface_driving
@@ -69,6 +71,7 @@ def main() -> None:
     parser.add_argument("--model", default="checkpoints", help="pipeline folder")
     parser.add_argument("--photos", nargs="*", type=Path, default=[], help="more portraits to drive")
     parser.add_argument("--skip-synthface", action="store_true", help="leave out the SynthFace regression figures")
+    parser.add_argument("--picture", type=Path, help="draw the clip and the first portrait it drives, side by side")
     args = parser.parse_args()
     pipe = load_pipeline(args.model, device="cpu", dtype="float32")
     pipe.set_progress_bar_config(disable=True)
@@ -97,11 +100,38 @@ def main() -> None:
                   flush=True)  # fmt: skip
             if out.driving_note:
                 print(f"|  |  note: {out.driving_note} |  |  |  |  |  |  |")
+    if args.picture:
+        name, photo = next(iter(pictures.items()))
+        out = pipe.animate(photo, clip, driving_face="auto", resolution="input")
+        side_by_side(clip, out.frames[0], out.face_box).save(args.picture, quality=90)
+        print(f"wrote {args.picture}: the clip beside {name}")
     if not args.skip_synthface:
         tally = {"framed like the model's": 0, "aligned": 0, "no face: driving_face='none'": 0}
         record = synthface_driving(_AutoOrNone(pipe, tally))
         print("SynthFace, driving_face='auto' (clips:", tally, "):", {key: {k: round(v, 2) for k, v in value.items()}
                                                                     for key, value in record.items()})  # fmt: skip
+
+
+def side_by_side(clip: np.ndarray, frames: np.ndarray, face_box, columns=(0, 5, 10, 15)) -> Image.Image:
+    """Rows: the driving clip's frames, and the driven portrait's face (its box with a margin; None: the whole
+    picture) at full resolution, for the frames `columns`. clip (F, H, W, 3) uint8; frames (F, H', W', 3) float in [0, 1]."""
+    x0, y0, x1, y1 = face_box or (0, 0, frames.shape[2], frames.shape[1])  # no face: the whole picture
+    margin = (y1 - y0) // 3
+    top, bottom = max(0, y0 - margin), min(frames.shape[1], y1 + margin)
+    left, right = max(0, x0 - margin), min(frames.shape[2], x1 + margin)
+    faces = (np.clip(frames[:, top:bottom, left:right], 0, 1) * 255).round().astype(np.uint8)
+    columns = [min(index, len(frames) - 1) for index in columns]
+    width = max(clip.shape[2], faces.shape[2])
+    caption, gap = 18, 4
+    sheet = Image.new("RGB", (len(columns) * (width + gap), clip.shape[1] + faces.shape[1] + 2 * caption), "white")
+    draw = ImageDraw.Draw(sheet)
+    for column, index in enumerate(columns):
+        x = column * (width + gap)
+        draw.text((x + 4, 3), f"driving clip, frame {index}", fill=(20, 20, 20))
+        sheet.paste(Image.fromarray(clip[index]), (x, caption))
+        draw.text((x + 4, clip.shape[1] + caption + 3), f"driven portrait, frame {index}", fill=(20, 20, 20))
+        sheet.paste(Image.fromarray(faces[index]), (x, clip.shape[1] + 2 * caption))
+    return sheet
 
 
 class _AutoOrNone:
