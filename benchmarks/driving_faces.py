@@ -114,7 +114,8 @@ def main() -> None:
 
 def side_by_side(clip: np.ndarray, frames: np.ndarray, face_box, columns=(0, 5, 10, 15)) -> Image.Image:
     """Rows: the driving clip's frames, and the driven portrait's face (its box with a margin; None: the whole
-    picture) at full resolution, for the frames `columns`. clip (F, H, W, 3) uint8; frames (F, H', W', 3) float in [0, 1]."""
+    picture) at full resolution, for the frames `columns`. clip (F, H, W, 3) uint8; frames (F, H', W', 3) float in
+    [0, 1]."""
     x0, y0, x1, y1 = face_box or (0, 0, frames.shape[2], frames.shape[1])  # no face: the whole picture
     margin = (y1 - y0) // 3
     top, bottom = max(0, y0 - margin), min(frames.shape[1], y1 + margin)
