@@ -82,26 +82,36 @@ def running_app(tiny_pipeline_dir, tmp_path):
 
 
 def _example_files(url: str) -> dict[str, str]:
-    """Every example file the page offers: its URL -> the repository file it must be."""
+    """Every example file the page offers (example pictures, the driving clips' thumbnails): its URL -> its name."""
     status, body = _get(url + "/config")
     assert status == 200
     files = {}
     for component in json.loads(body)["components"]:
-        if component.get("type") != "dataset":
+        if component.get("type") == "dataset":
+            values = [value for sample in component["props"]["samples"] for value in sample]
+        elif component.get("type") == "gallery":
+            values = [item.get("image") for item in component["props"].get("value") or []]
+        else:
             continue
-        for sample in component["props"]["samples"]:
-            for value in sample:
-                if isinstance(value, dict) and value.get("url"):
-                    files[value["url"]] = value["orig_name"]
+        for value in values:
+            if isinstance(value, dict) and value.get("url"):
+                files[value["url"]] = value["orig_name"]
     return files
 
 
 def test_a_running_app_keeps_serving_every_example_after_others_clean_their_temp_folder(running_app, tmp_path):
     url, shared = running_app
     examples = _example_files(url)
-    offered = [*(ROOT / "assets" / "examples").glob("*.png"), *(ROOT / "assets" / "driving").glob("*.mp4")]
-    expected = {path.name: path for path in offered}
-    assert sorted(examples.values()) == sorted(expected), "every example picture and driving clip"
+    catalogue = json.loads((ROOT / "assets" / "driving" / "clips.json").read_text())
+    thumbnails = [ROOT / "assets" / "driving" / clip["thumbnail"] for clip in catalogue]
+    expected = {path.name: path for path in [*(ROOT / "assets" / "examples").glob("*.png"), *thumbnails]}
+    assert sorted(examples.values()) == sorted(expected), "every example picture and driving clip thumbnail"
+    # a clip picked in the gallery is served from the repository too
+    clips = {
+        url + "/gradio_api/file=" + str(ROOT / "assets" / "driving" / clip["file"]): clip["file"] for clip in catalogue
+    }
+    expected.update({clip["file"]: ROOT / "assets" / "driving" / clip["file"] for clip in catalogue})
+    examples.update(clips)
     # What a test session or a second app does to a Gradio folder it shares: launch an app with the same examples,
     # close it (Gradio deletes the files it cached), then wipe the folder outright.
     script = (
