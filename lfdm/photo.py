@@ -189,10 +189,10 @@ def render_photo_video(
 
     Per frame f: the displacement d_f = flow_f - flow_0 and the new content n_f = (m_0 - m_f) / m_0 (what was
     visible in frame 0 and is not now), both upsampled; the photo's pixels at output size warped by d_f, mixed
-    with painted pixels where content is new; a face crop then fades into the untouched photo near its edge. The
+    with painted content where it is new; a face crop then fades into the untouched photo near its edge. The
     painted pixels are the `refiner`'s (`lfdm.models.refiner.PhotoRefiner`: detail at `refiner.config.scale` x the
-    model's size, around the new content only) with its gate, or without one the decoder's frame upsampled, with
-    n_f as the gate.
+    model's size, around the new content only) with its gate, or without one the decoder's change (its frame minus
+    its frame 0 warped like the photo), with n_f as the gate, on the warped photo.
     OpenCV does the resampling (`remap` of the photo: Lanczos; `warpAffine` of the coarse maps: cubic; pixel centres
     on integers, edges repeated).
     """
@@ -237,10 +237,15 @@ def render_photo_video(
         if refiner is not None:
             painted = _refine(refiner, source, maps, model_frames[index], model_to_source, size)
         for frame in range(1, flows.shape[1]):  # frame 0 is the photo: no displacement, nothing new
-            inputs = _frame_inputs(source, region, maps, model_frames[index], frame, model_to_source, size)
-            if painted is None:  # the decoder's change where content is new
-                paint, gate = inputs.warped + inputs.decoded - inputs.decoded_start, inputs.new_content
-            elif frame in painted:  # the refiner's change and gate, from its frame into the region
+            # the decoder's frames are needed only where the decoder's change is added, and only if anything is new
+            with_decoder = painted is None and bool(maps[frame, ..., 2].max() > 0)
+            inputs = _frame_inputs(
+                source, region, maps, model_frames[index], frame, model_to_source, size, with_decoder
+            )
+            animated = inputs.warped
+            if with_decoder:  # the decoder's change where content is new
+                animated = animated + inputs.new_content * (inputs.decoded - inputs.decoded_start)
+            elif painted is not None and frame in painted:  # the refiner's change and gate, from its frame
                 region_to_box = np.linalg.inv(painted[frame].to_model) @ region_to_model
                 both = cv2.warpAffine(
                     painted[frame].pixels,
@@ -251,10 +256,7 @@ def render_photo_video(
                     borderValue=0,
                 )  # (h', w', 4): paint minus warped photo, gate
                 # the refiner's frame may be coarser than the photo's face: its change goes onto this warp's detail
-                paint, gate = inputs.warped + both[..., :3], both[..., 3:]
-            else:  # nothing new near this frame: the warp alone
-                paint, gate = inputs.warped, np.zeros_like(inputs.new_content)
-            animated = inputs.warped + gate * (paint - inputs.warped)
+                animated = animated + both[..., 3:] * both[..., :3]
             target = video[index, frame, top:bottom, left:right]
             target += animated - target if weight is None else weight * (animated - target)
     return torch.from_numpy(video).permute(0, 1, 4, 2, 3)
@@ -273,19 +275,22 @@ class _Grid:
 @dataclass(frozen=True)
 class _FrameInputs:
     """One frame on a `_Grid`, float32: warped (h, w, 3) the photo warped by the displacement; decoded (h, w, 3) the
-    decoder's frame; decoded_start (h, w, 3) the decoder's frame 0 warped like the photo; new_content (h, w, 1)."""
+    decoder's frame; decoded_start (h, w, 3) the decoder's frame 0 warped like the photo (both None when not asked
+    for); new_content (h, w, 1)."""
 
     warped: np.ndarray
-    decoded: np.ndarray
-    decoded_start: np.ndarray
+    decoded: np.ndarray | None
+    decoded_start: np.ndarray | None
     new_content: np.ndarray
 
 
-def _frame_inputs(source, grid: _Grid, maps, model_frames, frame: int, model_to_source, size: int) -> _FrameInputs:
-    """The photo, the decoder's frame and its frame 0 on `grid` at `frame`. maps (F, h', w', 3) latent shift (source
-    pixels) and new content; model_frames (F, S, S, 3) the decoder's frames; model_to_source (3, 3) model-frame
-    pixels -> source pixels. The coarse maps are upsampled smoothly (cubic): a bilinear displacement would bend
-    straight lines at cell edges."""
+def _frame_inputs(
+    source, grid: _Grid, maps, model_frames, frame: int, model_to_source, size: int, with_decoder: bool = True
+) -> _FrameInputs:
+    """The photo, the decoder's frame and its frame 0 on `grid` at `frame` (`with_decoder=False`: the photo only,
+    decoded and decoded_start None). maps (F, h', w', 3) latent shift (source pixels) and new content; model_frames
+    (F, S, S, 3) the decoder's frames; model_to_source (3, 3) model-frame pixels -> source pixels. The coarse maps
+    are upsampled smoothly (cubic): a bilinear displacement would bend straight lines at cell edges."""
     height, width = grid.xs.shape
     ratio = maps.shape[1] / size
     model_to_latent = np.array([[ratio, 0, 0.5 * ratio - 0.5], [0, ratio, 0.5 * ratio - 0.5], [0, 0, 1]])
@@ -298,6 +303,9 @@ def _frame_inputs(source, grid: _Grid, maps, model_frames, frame: int, model_to_
         borderMode=cv2.BORDER_REPLICATE,
     )  # (h, w, 3): shift x, shift y, new content
     points_x, points_y = grid.xs + moved[..., 0], grid.ys + moved[..., 1]  # where each pixel samples the photo
+    warped, new_content = _sample(source, points_x, points_y), np.clip(moved[..., 2:], 0, 1)
+    if not with_decoder:
+        return _FrameInputs(warped, None, None, new_content)
     decoded = cv2.warpAffine(
         model_frames[frame], grid.to_model[:2], (width, height), flags=flags | cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
@@ -305,7 +313,7 @@ def _frame_inputs(source, grid: _Grid, maps, model_frames, frame: int, model_to_
     # the decoder's frame 0 sampled where the photo is: what it shows when the content only moves
     model_x, model_y = _apply_to_points(np.linalg.inv(model_to_source), points_x, points_y)
     decoded_start = cv2.remap(model_frames[0], model_x, model_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return _FrameInputs(_sample(source, points_x, points_y), decoded, decoded_start, np.clip(moved[..., 2:], 0, 1))
+    return _FrameInputs(warped, decoded, decoded_start, new_content)
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,7 @@ class LFDMPipeline(DiffusionPipeline):
     Components: `lfae` (`LatentFlowAutoencoder`), `unet` (`FlowUNet3D`), `scheduler` (any diffusers scheduler of
     the DDPM family: DDPM, DDIM, DPM-Solver++, UniPC), `label_encoder` (`LabelEncoder`), and the optional `refiner`
     (`PhotoRefiner`), which paints new content when a photo is animated at its own size (`resolution`); without
-    it the decoder's upsampled frame is mixed in there.
+    it the decoder's change (its frame minus its frame 0) is added there (`lfdm.photo.render_photo_video`).
 
     Swap the sampler with `pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)`. Set
     `pipe.interrupt = True` from a callback to stop sampling early: the video is then decoded from the last step's

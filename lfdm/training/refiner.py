@@ -84,13 +84,13 @@ def make_inputs(lfae: LatentFlowAutoencoder, reference: torch.Tensor, driving: t
         reference_small.to(dtype), pair(rest.flow, moved.flow), pair(rest.occlusion, moved.occlusion)
     ).prediction.float()  # (2 B, 3, h, w): per reference, its decoded self, then the decoded driving frame
     decoded_start, decoded = rearrange(both, "(b f) c h w -> f b c h w", f=2)
-    # the decoder's picture of the reference is warped like the photo: the decoded frame minus it is the change
     first, now = rest.occlusion.float(), moved.occlusion.float()
     new_content = ((first - now) / first.clamp_min(_NEW_CONTENT_EPS)).clamp(0, 1)  # (B, 1, h, w)
     shift = (moved.flow.float() - rest.flow.float()).permute(0, 3, 1, 2)  # (B, 2, h, w) grid units
     maps = F.interpolate(torch.cat([shift, new_content], 1), size=(size, size), mode="bicubic", align_corners=False)
     grid = _pixel_centre_grid(size, reference.device) + maps[:, :2].permute(0, 2, 3, 1)
     warped = F.grid_sample(reference, grid, mode="bicubic", padding_mode="border", align_corners=False)
+    # the decoder's picture of the reference warped like the photo: the decoded frame minus it is the change
     decoded_start = F.grid_sample(decoded_start, grid, mode="bilinear", padding_mode="border", align_corners=False)
     decoded = F.interpolate(decoded, size=(size, size), mode="bilinear", align_corners=False)
     return RefinerInputs(warped, decoded, decoded_start, maps[:, 2:].clamp(0, 1), driving)
