@@ -38,6 +38,17 @@ logger = logging.getLogger(__name__)
 MIN_RESOLUTION = 16  # pixels, the shortest long side an output may have
 FEATHER = 0.3  # fraction of the crop's half-side over which a pasted face crop fades into the photo
 _NEW_CONTENT_EPS = 1e-3
+# An opening mouth. Where content is new inside the mouth's zone (an ellipse below the eyes: its centre 1.15 eye
+# spacings below their midpoint, as in adult faces, half-axes 0.6 and 0.55 spacings) and the decoder's frame is
+# darker there than its frame 0 by more than the first luma figure (full effect at the second), the warped photo is
+# shaded like a mouth's interior: multiplied by a dark red-brown, so its texture stays and nothing is smeared in.
+# The decoder, trained on SynthFace at 64 px, paints a real face's open mouth only a little darker (a luma drop of
+# 0.13-0.17 inside surprise's open mouth, under 0.03 where happiness and fear only part the lips over the teeth);
+# the thresholds keep teeth that the photo shows.
+_MOUTH_ZONE = {"below_eyes": 1.15, "half_width": 0.6, "half_height": 0.55, "edge": 0.3}  # eye spacings; edge: ramp
+_MOUTH_DARKENING = (0.04, 0.12)  # luma drop of the decoder's frame where the shading starts, and where it is full
+_MOUTH_INTERIOR = np.array([0.3, 0.16, 0.16], np.float32)  # RGB factor of the warped photo in an open mouth
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601
 
 
 @dataclass(frozen=True)
@@ -192,7 +203,8 @@ def render_photo_video(
     with painted content where it is new; a face crop then fades into the untouched photo near its edge. The
     painted pixels are the `refiner`'s (`lfdm.models.refiner.PhotoRefiner`: detail at `refiner.config.scale` x the
     model's size, around the new content only) with its gate, or without one the decoder's change (its frame minus
-    its frame 0 warped like the photo), with n_f as the gate, on the warped photo.
+    its frame 0 warped like the photo), with n_f as the gate, on the warped photo; where the decoder darkens new
+    content in the mouth's zone of a found face, the warped photo is shaded like an open mouth (`_shade_mouth`).
     OpenCV does the resampling (`remap` of the photo: Lanczos; `warpAffine` of the coarse maps: cubic; pixel centres
     on integers, edges repeated).
     """
@@ -227,6 +239,7 @@ def render_photo_video(
     weight = _feather(region_to_model, size, region_size) if framing.aligned else None
     region = _Grid(xs[top:bottom, left:right], ys[top:bottom, left:right], region_to_model)
     model_to_source = to_source @ np.linalg.inv(to_model)
+    mouth = _mouth_zone(framing, region_to_model, region_size)
     flags = cv2.WARP_INVERSE_MAP
     for index in range(flows.shape[0]):
         shift = (flows[index] - flows[index, :1]) @ grid_to_source.T  # (F, h, w, 2) source pixels, 0 at frame 0
@@ -243,8 +256,12 @@ def render_photo_video(
                 source, region, maps, model_frames[index], frame, model_to_source, size, with_decoder
             )
             animated = inputs.warped
-            if with_decoder:  # the decoder's change where content is new
-                animated = animated + inputs.new_content * (inputs.decoded - inputs.decoded_start)
+            if with_decoder:  # the decoder's change where content is new, and the shadow of an opening mouth
+                change = inputs.decoded - inputs.decoded_start
+                animated = animated + inputs.new_content * change
+                if mouth is not None:
+                    box = mouth.box
+                    animated[box] = _shade_mouth(animated[box], change[box], inputs.new_content[box] * mouth.weight)
             elif painted is not None and frame in painted:  # the refiner's change and gate, from its frame
                 region_to_box = np.linalg.inv(painted[frame].to_model) @ region_to_model
                 both = cv2.warpAffine(
@@ -402,10 +419,52 @@ def _model_region(to_model: np.ndarray, size: int, height: int, width: int) -> t
 def _feather(region_to_model: np.ndarray, size: int, region_size: tuple[int, int]) -> np.ndarray:
     """(h', w', 1) weight of the pasted crop over the region: 1 inside, falling smoothly to 0 at the crop's edge (a
     rounded square, so that its corners, far from the face, keep the photo)."""
-    columns, rows = np.meshgrid(np.arange(region_size[0]), np.arange(region_size[1]))
-    model_x = region_to_model[0, 0] * columns + region_to_model[0, 1] * rows + region_to_model[0, 2]
-    model_y = region_to_model[1, 0] * columns + region_to_model[1, 1] * rows + region_to_model[1, 2]
+    model_x, model_y = _points(region_to_model, *region_size)
     grid_x, grid_y = (2 * model_x + 1) / size - 1, (2 * model_y + 1) / size - 1  # the crop spans [-1, 1]
     radius = (grid_x**4 + grid_y**4) ** 0.25  # 1 on the rounded square inscribed in the crop
-    ramp = np.clip((1 - radius) / FEATHER, 0, 1)
-    return (ramp * ramp * (3 - 2 * ramp)).astype(np.float32)[..., None]
+    return _smoothstep((1 - radius) / FEATHER)[..., None]
+
+
+@dataclass(frozen=True)
+class _Zone:
+    """A weight (h, w, 1) float32 on the rows and columns `box` (a pair of slices) of the rendered region."""
+
+    box: tuple[slice, slice]
+    weight: np.ndarray
+
+
+def _mouth_zone(framing: Framing, region_to_model: np.ndarray, region_size: tuple[int, int]) -> _Zone | None:
+    """The mouth's zone on the region (`_MOUTH_ZONE`, placed by the face's eyes and turned with them), or None when
+    no face was found (a whole picture: nothing is taken for a mouth) or the zone lies outside the region."""
+    if framing.face is None:
+        return None
+    eyes = _apply(framing.matrix, framing.face.eyes)  # model-frame pixels
+    across = eyes[1] - eyes[0]
+    spacing = float(np.hypot(*across))
+    across = across / spacing
+    down = np.array([-across[1], across[0]])  # image y points down: the eye line turned a quarter clockwise
+    centre = eyes.mean(0) + _MOUTH_ZONE["below_eyes"] * spacing * down
+    model_x, model_y = _points(region_to_model, *region_size)
+    x, y = model_x - centre[0], model_y - centre[1]
+    u = (x * across[0] + y * across[1]) / (_MOUTH_ZONE["half_width"] * spacing)
+    v = (x * down[0] + y * down[1]) / (_MOUTH_ZONE["half_height"] * spacing)
+    weight = _smoothstep((1 - np.hypot(u, v)) / _MOUTH_ZONE["edge"])
+    rows, columns = np.nonzero(weight)
+    if rows.size == 0:
+        return None
+    box = (slice(rows.min(), rows.max() + 1), slice(columns.min(), columns.max() + 1))
+    return _Zone(box, weight[box][..., None])
+
+
+def _shade_mouth(animated: np.ndarray, change: np.ndarray, new_content: np.ndarray) -> np.ndarray:
+    """`animated` (h, w, 3) shaded like a mouth's interior where content is new (`new_content` (h, w, 1), already
+    limited to the mouth's zone) and the decoder's `change` (h, w, 3) darkens it (`_MOUTH_DARKENING`)."""
+    start, full = _MOUTH_DARKENING
+    darker = _smoothstep((-(change @ _LUMA) - start) / (full - start))[..., None]
+    return animated * (1 - new_content * darker * (1 - _MOUTH_INTERIOR))
+
+
+def _smoothstep(value: np.ndarray) -> np.ndarray:
+    """0 below 0, 1 above 1, a smooth cubic ramp between (float32)."""
+    ramp = np.clip(value, 0, 1)
+    return (ramp * ramp * (3 - 2 * ramp)).astype(np.float32)

@@ -256,3 +256,45 @@ def test_a_driving_video_animates_the_photos_face_at_the_photos_size(tiny_pipeli
     assert np.abs(out.frames[:, :, 280:, :60] - photo[280:, :60] / 255).max() < 1e-6, "a far corner stays still"
     whole = tiny_pipeline.animate(photo, driving, face="none", driving_face="none")
     assert whole.face_box is None and whole.frames.shape == (1, 5, 32, 32, 3)
+
+
+def _mouth_and_eye_pixels(framing) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(x, y) photo pixels of the mouth's centre (1.15 eye spacings below the eyes) and of the image-left eye."""
+    eyes = framing.face.eyes
+    spacing = float(np.hypot(*(eyes[1] - eyes[0])))
+    mouth = eyes.mean(0) + np.array([0.0, 1.15 * spacing])
+    return tuple(np.round(mouth).astype(int)), tuple(np.round(eyes[0]).astype(int))
+
+
+@pytest.mark.parametrize("darker", [True, False])
+def test_new_content_the_decoder_darkens_in_the_mouth_is_shaded_like_an_open_mouth(photo, darker):
+    framing = frame_photo(photo, 64, face="require", model_framing=SYNTHFACE_FRAMING)
+    (mouth_x, mouth_y), (eye_x, eye_y) = _mouth_and_eye_pixels(framing)
+    flows = torch.zeros(1, 2, 16, 16, 2)  # nothing moves...
+    occlusions = torch.stack([torch.ones(1, 16, 16), torch.zeros(1, 16, 16)], 1)  # ...and everything is new
+    decoded = torch.full((1, 2, 3, 64, 64), 0.6)
+    decoded[:, 1] = 0.4 if darker else 0.8  # the decoder's frame 1 darker (an opening mouth) or brighter (teeth)
+    video = render_photo_video(framing, flows, occlusions, decoded, photo.shape[:2])[0, 1].permute(1, 2, 0).numpy()
+    change = -0.2 if darker else 0.2
+    added = photo / 255 + change  # the decoder's change alone (the renderer does not clip)
+    assert np.abs(video[eye_y, eye_x] - added[eye_y, eye_x]).max() < 1e-4, "the eyes get the decoder's change only"
+    if darker:
+        inside = video[mouth_y, mouth_x]
+        assert inside.max() < 0.3 * added[mouth_y, mouth_x].max() + 1e-6, "an opening mouth is dark"
+        assert inside[0] > inside[1], "and red-brown, not grey"
+        # texture stays: the shading multiplies the warped photo, so its neighbouring pixels still differ
+        patch = video[mouth_y - 3 : mouth_y + 4, mouth_x - 3 : mouth_x + 4]
+        assert patch.std() > 0.0
+    else:
+        assert np.abs(video[mouth_y, mouth_x] - added[mouth_y, mouth_x]).max() < 1e-4, "teeth are not shaded"
+
+
+def test_a_whole_picture_has_no_mouth_to_shade(photo):
+    framing = frame_photo(photo, 64, face="none", model_framing=SYNTHFACE_FRAMING)
+    assert framing.face is None
+    occlusions = torch.stack([torch.ones(1, 16, 16), torch.zeros(1, 16, 16)], 1)
+    decoded = torch.full((1, 2, 3, 64, 64), 0.6)
+    decoded[:, 1] = 0.3
+    video = render_photo_video(framing, torch.zeros(1, 2, 16, 16, 2), occlusions, decoded, photo.shape[:2])
+    expected = photo / 255 - 0.3
+    assert np.abs(video[0, 1].permute(1, 2, 0).numpy() - expected).max() < 1e-4
