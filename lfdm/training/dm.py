@@ -210,7 +210,9 @@ class FlowDiffusionStage(Stage):
         self.autoencoder = load_frozen_lfae(self.train.lfae).to(accelerator.device)
         _check_resolution(self.autoencoder, self.config)
         _check_autoencoder_section(self.autoencoder, self.config, self.train.lfae)
-        record_framing(self.autoencoder, self.config.data.dataset)  # the exported pipeline carries it
+        record_framing(
+            self.autoencoder, self.config.data.dataset, self.config.data.root
+        )  # the exported pipeline carries it
         clips = self.dataset if self.dataset is not None else training_dataset(self.config.data, view="clip")
         model = build_training_model(self.config, self.autoencoder, default_labels=getattr(clips, "labels", None))
         labels = list(model.label_encoder.labels)
