@@ -108,6 +108,18 @@ def test_train_dm_takes_the_labels_of_a_folder_and_keeps_the_pipelines(pipeline_
     with torch.no_grad():  # labels without clips get no gradient, so Adam leaves their rows as they were
         torch.testing.assert_close(pipe.label_encoder(["smile", "frown"]), source(["smile", "frown"]))
         assert not torch.allclose(pipe.label_encoder("wink")[0], source.vectors.mean(0)), "the new row trained"
+    card = (run / "model" / "README.md").read_text()
+    assert "wink (new)" in card and "surprise (new)" not in card and str(clips_root) in card
+
+    # the app offers it with its own labels and card
+    from lfdm.app.models import find_pipelines
+    from lfdm.app.service import GenerationService
+
+    listed = find_pipelines(tmp_path)
+    assert listed[f"{tmp_path.name}/run/model"] == str(run / "model"), "a run's model/ is listed under its root"
+    service = GenerationService.from_checkpoints(tmp_path / "no-checkpoints", model=str(run / "model"))
+    assert service.labels() == KNOWN + ["wink"]
+    assert "wink (new)" in service.describe() and "4 actions (smile, frown, surprise, wink)" in service.describe()
 
     # without --init-from: the folder's labels only, sorted, and no list written by hand
     fresh = tmp_path / "fresh"

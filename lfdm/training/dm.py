@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from lfdm.configuration import plain
+from lfdm.data.factory import DataConfig
 from lfdm.labelsets import label_set
 from lfdm.latents import flows_to_latents, latents_to_flows
 from lfdm.models.labels import LabelEncoder
@@ -35,6 +36,7 @@ from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
 from lfdm.schedulers import diffusion_loss, make_sampler, make_training_scheduler
 from lfdm.training import loop
+from lfdm.training.card import model_card, write_model_card
 from lfdm.training.config import FlowDiffusionTrainConfig, RunConfig
 from lfdm.training.dm_samples import sample_image, sample_videos, write_samples
 from lfdm.training.dm_targets import TargetCache, compute_targets, load_frozen_lfae
@@ -251,7 +253,7 @@ class FlowDiffusionStage(Stage):
         write_step_samples(self.autoencoder, self.ema, self.image, self.train, stem)
 
     def export(self, model: FlowDiffusionTrainingModel) -> PipelineExport:
-        return PipelineExport(self.autoencoder, self.ema, self.train)
+        return PipelineExport(self.autoencoder, self.ema, self.train, self.config.data)
 
 
 def train(
@@ -277,9 +279,13 @@ class PipelineExport:
     and label encoder, the frozen LFAE and the sampling scheduler (`python -m lfdm generate --model <it>`)."""
 
     def __init__(
-        self, autoencoder: LatentFlowAutoencoder, ema: ExponentialMovingAverage, train: FlowDiffusionTrainConfig
+        self,
+        autoencoder: LatentFlowAutoencoder,
+        ema: ExponentialMovingAverage,
+        train: FlowDiffusionTrainConfig,
+        data: DataConfig | None = None,
     ):
-        self.autoencoder, self.ema, self.train = autoencoder, ema, train
+        self.autoencoder, self.ema, self.train, self.data = autoencoder, ema, train, data
 
     def save_pretrained(self, folder: str | Path) -> None:
         from lfdm.pipeline import LFDMPipeline
@@ -290,6 +296,25 @@ class PipelineExport:
             lfae=self.autoencoder, unet=averaged.unet, scheduler=scheduler, label_encoder=averaged.label_encoder
         )
         pipe.save_pretrained(folder)
+        if self.data is not None:
+            known = _known_labels(self.train.init_from)
+            card = model_card(
+                labels=averaged.label_encoder.labels,
+                image_size=pipe.image_size,
+                num_frames=pipe.num_frames,
+                framing=pipe.framing,
+                data=self.data,
+                init_from=self.train.init_from,
+                known_labels=known,
+            )
+            write_model_card(folder, card)
+
+
+def _known_labels(init_from: str | None) -> list[str]:
+    """The labels of the pipeline a run started from (none without one)."""
+    if not init_from or not (Path(init_from) / "label_encoder").is_dir():
+        return []
+    return list(LabelEncoder.load_config(Path(init_from) / "label_encoder")["labels"])
 
 
 def write_step_samples(
