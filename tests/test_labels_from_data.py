@@ -135,3 +135,40 @@ def test_a_label_list_in_the_config_still_fixes_the_labels(pipeline_dir, clips_r
         train(config, lfae=pipeline_dir)
     model = build_training_model(config, load_frozen_lfae(pipeline_dir))
     assert list(model.label_encoder.labels) == ["anger", "happiness"]
+
+
+def test_the_readme_own_video_commands_parse_and_init_from_reaches_both_stages(monkeypatch):
+    """Every `python -m lfdm` line of the README's "Your own videos" parses, and --init-from / --data override the
+    config files it names."""
+    import argparse
+    import importlib
+    import re
+    import shlex
+    from pathlib import Path
+
+    from lfdm.cli import COMMANDS
+    from lfdm.commands._run_config import load_run_config
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Your own videos", 1)[1].split("\n## ", 1)[0]
+    commands = [" ".join(match.split()) for match in re.findall(r"python -m lfdm (.+?)(?<!\\)\n", section, re.S)]
+    commands = [shlex.split(command.replace("\\ ", " ")) for command in commands]
+    assert [command[0] for command in commands] == ["prepare-videos", "train-lfae", "train-dm"]
+    for name, *arguments in commands:
+        parser = argparse.ArgumentParser()
+        importlib.import_module(COMMANDS[name].module).add_arguments(parser)
+        args = parser.parse_args(arguments)
+        if name == "train-lfae":
+            config = load_run_config(args, "train_lfae", start_hint="")
+            assert (config.data.dataset, config.data.root) == ("folder", "clips") and args.init_from
+        if name == "train-dm":
+            config = load_run_config(args, "train_dm", start_hint="")
+            assert "labels" not in config.labels, "the shipped config's label list gives way to the folder's"
+            assert args.init_from == "checkpoints"
+
+    seen = {}
+    monkeypatch.setattr("lfdm.training.lfae.train", lambda config, resume=None: seen.setdefault("lfae", config).name)
+    from lfdm.cli import main
+
+    assert main(commands[1]) == 0
+    assert seen["lfae"].train_lfae.init_from == "checkpoints/lfae"
