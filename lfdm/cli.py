@@ -20,6 +20,9 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "make-dataset": Command("lfdm.commands.make_dataset", "render the SynthFace data set to a folder of mp4 files"),
+    "prepare-videos": Command(
+        "lfdm.commands.prepare_videos", "frame a folder of your own clips like a model's pictures, for training"
+    ),
     "train-lfae": Command("lfdm.commands.train_lfae", "train stage one, the latent flow autoencoder"),
     "evaluate-lfae": Command("lfdm.commands.evaluate_lfae", "reconstruction metrics of a trained autoencoder"),
     "train-dm": Command("lfdm.commands.train_dm", "train stage two, the flow diffusion model"),

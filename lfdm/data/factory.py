@@ -10,6 +10,7 @@ videos, `root` (on the command line `--data NAME --data-root DIR`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from lfdm.configuration import check_choice, check_positive
 from lfdm.data.sampling import FRAME_SAMPLING_MODES
 from lfdm.framing import DATASET_FRAMINGS, WHOLE_PICTURE, ModelFraming
+
+FRAMING_FILE = "framing.json"  # a prepared folder's framing (`lfdm.data.prepare`, which writes it)
 
 # "synthface": rendered on demand; "mug" | "mhad" | "natops": the official layout, labels and subject split of
 # that data set under a folder; "folder": root/<label>/.../<video>, or labels and splits from a CSV (`label_from`).
@@ -146,14 +149,17 @@ def build_dataset(data: DataConfig, *, view: str, split: str = "train", **overri
     return make_dataset(data.dataset, **(arguments | overrides))
 
 
-def dataset_framing(dataset: str) -> ModelFraming:
+def dataset_framing(dataset: str, root: str | Path | None = None) -> ModelFraming:
     """How the pictures of `dataset` (one of `DATASETS`) are framed, for the models trained on it to save.
 
     SynthFace's is measured now from its identities (`lfdm.data.synthface.framing.measure_framing`, about a second);
     the authors' data sets have theirs in `lfdm.framing.DATASET_FRAMINGS`; a folder of videos is read whole (resized
-    and padded), so a model trained on it animates whole pictures.
+    and padded), so a model trained on it animates whole pictures, unless `prepare-videos` framed its clips: then
+    its `root` holds that framing (`lfdm.data.prepare.FRAMING_FILE`).
     """
     check_choice("dataset", dataset, DATASETS)
+    if dataset == "folder" and root is not None and (Path(root) / FRAMING_FILE).is_file():
+        return ModelFraming.from_config(json.loads((Path(root) / FRAMING_FILE).read_text()))
     if dataset == "synthface":
         from lfdm.data.synthface.framing import measure_framing
 

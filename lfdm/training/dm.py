@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from lfdm.configuration import plain
+from lfdm.data.factory import DataConfig
 from lfdm.labelsets import label_set
 from lfdm.latents import flows_to_latents, latents_to_flows
 from lfdm.models.labels import LabelEncoder
@@ -35,6 +36,7 @@ from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
 from lfdm.schedulers import diffusion_loss, make_sampler, make_training_scheduler
 from lfdm.training import loop
+from lfdm.training.card import model_card, write_model_card
 from lfdm.training.config import FlowDiffusionTrainConfig, RunConfig
 from lfdm.training.dm_samples import sample_image, sample_videos, write_samples
 from lfdm.training.dm_targets import TargetCache, compute_targets, load_frozen_lfae
@@ -134,24 +136,66 @@ def build_unet(section: dict | None, lfae: LatentFlowAutoencoder, *, num_frames:
 def build_training_model(
     config: RunConfig, autoencoder: LatentFlowAutoencoder, default_labels: Sequence[str] | None = None
 ) -> FlowDiffusionTrainingModel:
-    """The U-Net and label encoder of `config` with their initial weights (a function of `train_dm.seed`)."""
-    torch.manual_seed(config.train_dm.seed)  # the same initial weights on every process
+    """The U-Net and label encoder of `config` with their initial weights (a function of `train_dm.seed`).
+
+    The labels are the `labels` section's list when it has one, else `default_labels` (the data set's). With
+    `train_dm.init_from` and no list in the section, the labels are the pipeline's own (its order) followed by the
+    data set's new ones; either way a label the pipeline knows keeps its row of the table and a new label starts
+    from the mean of the pipeline's rows (`init_label_rows`).
+    """
+    train = config.train_dm
+    source = load_init_source(train.init_from) if train.init_from else None
+    if source is not None and not (config.labels or {}).get("labels"):
+        default_labels = merge_labels(source[1].labels, default_labels or ())
+    torch.manual_seed(train.seed)  # the same initial weights on every process
     label_encoder = build_label_encoder(config.labels, default_labels=default_labels)
     unet = build_unet(
         config.unet, autoencoder, num_frames=config.data.num_frames, label_dim=label_encoder.config.embedding_dim
     )
-    train = config.train_dm
-    if train.init_from:
-        folder = Path(train.init_from)
-        if not (folder / "unet").is_dir() or not (folder / "label_encoder").is_dir():
-            raise FileNotFoundError(
-                f"train_dm.init_from {train.init_from!r} is not a pipeline folder with unet/ and label_encoder/ "
-                "(pass a train-dm run's model/ folder)."
-            )
-        init_weights(unet, FlowUNet3D.from_pretrained(folder / "unet"), "train_dm.init_from")
-        init_weights(label_encoder, LabelEncoder.from_pretrained(folder / "label_encoder"), "train_dm.init_from")
-        logger.info("initialised the U-Net and label table from %s", folder)
+    if source is not None:
+        source_unet, source_labels = source
+        init_weights(unet, source_unet, "train_dm.init_from")
+        if label_encoder.config.learned:
+            init_label_rows(label_encoder, source_labels)
+        else:  # a fixed table (from an embedding file) is the same table in both
+            init_weights(label_encoder, source_labels, "train_dm.init_from")
+        logger.info("initialised the U-Net and label table from %s", train.init_from)
     return FlowDiffusionTrainingModel(unet, label_encoder, train.null_label_probability, train.prediction_type).train()
+
+
+def load_init_source(folder: str | Path) -> tuple[FlowUNet3D, LabelEncoder]:
+    """The U-Net and label encoder of the pipeline folder `folder` (`train_dm.init_from`, `--init-from`)."""
+    folder = Path(folder)
+    if not (folder / "unet").is_dir() or not (folder / "label_encoder").is_dir():
+        raise FileNotFoundError(
+            f"train_dm.init_from {str(folder)!r} is not a pipeline folder with unet/ and label_encoder/ "
+            "(pass a train-dm run's model/ folder, or checkpoints/)."
+        )
+    return FlowUNet3D.from_pretrained(folder / "unet"), LabelEncoder.from_pretrained(folder / "label_encoder")
+
+
+def merge_labels(known: Sequence[str], found: Sequence[str]) -> list[str]:
+    """The labels a warm-started model knows: `known` (the pipeline's, in its order), then the labels of `found`
+    (the data set's) that are new, in their order."""
+    return list(known) + [label for label in found if label not in known]
+
+
+@torch.no_grad()
+def init_label_rows(encoder: LabelEncoder, source: LabelEncoder) -> None:
+    """Fill the learned table of `encoder` from `source` by label name: a label `source` knows gets its row, a new
+    label the mean of `source`'s rows (an average action: close to every known one, and no more likely than any)."""
+    if encoder.config.embedding_dim != source.config.embedding_dim:
+        raise ValueError(
+            f"train_dm.init_from has {source.config.embedding_dim}-d label vectors but labels.embedding_dim is "
+            f"{encoder.config.embedding_dim}; leave embedding_dim out or set it to {source.config.embedding_dim}."
+        )
+    known = source.vectors.detach()
+    new = [label for label in encoder.labels if label not in source.labels]
+    for index, label in enumerate(encoder.labels):
+        row = known[source.labels.index(label)] if label in source.labels else known.mean(dim=0)
+        encoder.vectors[index] = row.to(encoder.vectors.dtype)
+    if new:
+        logger.info("new labels %s start from the mean of the known labels' rows", new)
 
 
 class FlowDiffusionStage(Stage):
@@ -168,7 +212,9 @@ class FlowDiffusionStage(Stage):
         self.autoencoder = load_frozen_lfae(self.train.lfae).to(accelerator.device)
         _check_resolution(self.autoencoder, self.config)
         _check_autoencoder_section(self.autoencoder, self.config, self.train.lfae)
-        record_framing(self.autoencoder, self.config.data.dataset)  # the exported pipeline carries it
+        record_framing(
+            self.autoencoder, self.config.data.dataset, self.config.data.root
+        )  # the exported pipeline carries it
         clips = self.dataset if self.dataset is not None else training_dataset(self.config.data, view="clip")
         model = build_training_model(self.config, self.autoencoder, default_labels=getattr(clips, "labels", None))
         labels = list(model.label_encoder.labels)
@@ -207,7 +253,7 @@ class FlowDiffusionStage(Stage):
         write_step_samples(self.autoencoder, self.ema, self.image, self.train, stem)
 
     def export(self, model: FlowDiffusionTrainingModel) -> PipelineExport:
-        return PipelineExport(self.autoencoder, self.ema, self.train)
+        return PipelineExport(self.autoencoder, self.ema, self.train, self.config.data)
 
 
 def train(
@@ -233,9 +279,13 @@ class PipelineExport:
     and label encoder, the frozen LFAE and the sampling scheduler (`python -m lfdm generate --model <it>`)."""
 
     def __init__(
-        self, autoencoder: LatentFlowAutoencoder, ema: ExponentialMovingAverage, train: FlowDiffusionTrainConfig
+        self,
+        autoencoder: LatentFlowAutoencoder,
+        ema: ExponentialMovingAverage,
+        train: FlowDiffusionTrainConfig,
+        data: DataConfig | None = None,
     ):
-        self.autoencoder, self.ema, self.train = autoencoder, ema, train
+        self.autoencoder, self.ema, self.train, self.data = autoencoder, ema, train, data
 
     def save_pretrained(self, folder: str | Path) -> None:
         from lfdm.pipeline import LFDMPipeline
@@ -246,6 +296,25 @@ class PipelineExport:
             lfae=self.autoencoder, unet=averaged.unet, scheduler=scheduler, label_encoder=averaged.label_encoder
         )
         pipe.save_pretrained(folder)
+        if self.data is not None:
+            known = _known_labels(self.train.init_from)
+            card = model_card(
+                labels=averaged.label_encoder.labels,
+                image_size=pipe.image_size,
+                num_frames=pipe.num_frames,
+                framing=pipe.framing,
+                data=self.data,
+                init_from=self.train.init_from,
+                known_labels=known,
+            )
+            write_model_card(folder, card)
+
+
+def _known_labels(init_from: str | None) -> list[str]:
+    """The labels of the pipeline a run started from (none without one)."""
+    if not init_from or not (Path(init_from) / "label_encoder").is_dir():
+        return []
+    return list(LabelEncoder.load_config(Path(init_from) / "label_encoder")["labels"])
 
 
 def write_step_samples(
@@ -307,7 +376,10 @@ def _training_data(config: RunConfig, dataset: Dataset, autoencoder, labels: lis
     train_config = config.train_dm
     unknown = sorted(set(getattr(dataset, "labels", ())) - set(labels))
     if unknown:
-        raise ValueError(f"the data set has labels {unknown} that the `labels` section lacks; it has {labels}.")
+        raise ValueError(
+            f"the data set has labels {unknown} that the `labels` section lacks; it has {labels}. Add them to "
+            "labels.labels, or remove labels.labels to take the labels from the data set."
+        )
     if not train_config.cache_dir:
         return dataset
     if config.data.dataset == "synthface":

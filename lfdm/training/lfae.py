@@ -89,12 +89,12 @@ def build_model(config: RunConfig) -> LatentFlowAutoencoder:
     return model
 
 
-def record_framing(autoencoder: LatentFlowAutoencoder, dataset: str) -> None:
+def record_framing(autoencoder: LatentFlowAutoencoder, dataset: str, root: str | None = None) -> None:
     """Write how `dataset`'s pictures are framed into the autoencoder's config (`framing`), so that every checkpoint
     and export carries it and a photo is later framed the same way (`lfdm.framing`). SynthFace's is measured now. A
     framing the autoencoder already has (from its config, or from the folder it was loaded from) is kept; a
     different one for this data is logged."""
-    framing = dataset_framing(dataset)
+    framing = dataset_framing(dataset, root)
     saved = autoencoder.config.get("framing")
     if saved is None:
         autoencoder.register_to_config(framing=framing.to_config())
@@ -190,7 +190,7 @@ class AutoencoderStage(Stage):
     def build(self, accelerator) -> tuple[AutoencoderTrainingModel, Dataset]:
         torch.manual_seed(self.train.seed)  # the same initial weights on every process
         model = build_model(self.config).train()
-        record_framing(model, self.config.data.dataset)
+        record_framing(model, self.config.data.dataset, self.config.data.root)
         if accelerator.num_processes > 1 and accelerator.device.type == "cuda":
             # the authors' BatchNorm is synchronised across GPUs; keys and single-device numerics stay the same
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
