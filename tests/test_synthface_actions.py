@@ -7,13 +7,16 @@ rewrites it, which is only right after a deliberate change of SynthFace's look.
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lfdm.data.synthface import SYNTHFACE_LABELS, SynthFaceDataset, render_frames
+from lfdm.commands import make_dataset
+from lfdm.data.synthface import SYNTHFACE_LABELS, SynthFaceDataset, render_frames, render_video, split_identities
 from lfdm.data.synthface.expressions import (
     ACTIONS,
     ALL_SYNTHFACE_LABELS,
@@ -24,6 +27,7 @@ from lfdm.data.synthface.expressions import (
 )
 from lfdm.data.synthface.identity import pose_matrix, sample_identity, static_layer
 from lfdm.data.synthface.render import Painter, draw_head
+from lfdm.data.videos import VideoFolderDataset
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "synthface_frames.npz"
 # (identity seed, take): a training and a test identity
@@ -84,6 +88,39 @@ def test_dataset_renders_a_chosen_label_list_with_indices_into_it():
     assert {only[index]["label_index"] for index in range(len(only))} == {0}
     with pytest.raises(ValueError, match="once"):
         SynthFaceDataset("test", labels=["wink", "wink"])
+
+
+def _make_dataset(*options: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    make_dataset.add_arguments(parser)
+    return parser.parse_args([*options, "--frames", "8", "--workers", "1"])
+
+
+def test_make_dataset_writes_clips_of_a_new_action_as_a_labelled_folder(tmp_path):
+    out = tmp_path / "clips"
+    assert make_dataset.run(_make_dataset("--layout", "labels", "--labels", "wink", "happiness", "--videos", "2",
+                                          "--out", str(out))) == 0  # fmt: skip
+    faces = split_identities("train", 2, seed=make_dataset.UNSEEN_SEED)
+    assert not set(faces) & set(split_identities("train", 10_000) + split_identities("test", 100)), "unseen faces"
+    names = [f"{seed:05d}_000.mp4" for seed in faces]
+    written = sorted(path.relative_to(out).as_posix() for path in out.rglob("*.mp4"))
+    assert written == sorted(f"{label}/{name}" for label in ("happiness", "wink") for name in names)
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["labels"] == [*SYNTHFACE_LABELS, "wink"], "the seven keep their indices, extras follow"
+    assert metadata["splits"] == {"train": [f"{seed:05d}" for seed in faces]}, "training faces only"
+
+    clips = VideoFolderDataset(out, resolution=64, num_frames=8)
+    assert clips.labels == ("happiness", "wink"), "the folder data set takes the labels from the sub-folders"
+    wink = next(clips[index] for index in range(len(clips)) if clips[index]["label"] == "wink")
+    read = (wink["video"].permute(1, 2, 3, 0).numpy() * 255).round()
+    face = int(Path(wink["identity"]).stem.split("_")[0])  # the identity is the clip's path: wink/<face>_000.mp4
+    rendered = render_video(face, "wink", 0, num_frames=8).astype(float)
+    assert np.abs(read - rendered).mean() < 4, "the mp4 keeps the rendered clip"
+
+
+def test_make_dataset_refuses_videos_for_the_split_layout(tmp_path):
+    with pytest.raises(ValueError, match="--videos"):
+        make_dataset.run(_make_dataset("--videos", "3", "--out", str(tmp_path)))
 
 
 def _eye_box(identity, size: int, side: int) -> tuple[slice, slice]:
