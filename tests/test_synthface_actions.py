@@ -78,6 +78,12 @@ def test_wink_closes_one_eye_and_reopens_it():
     np.testing.assert_array_equal(states.blink, neutral.blink, err_msg="blinks belong to the take, not the label")
 
 
+def test_a_wink_video_starts_from_the_same_neutral_frame_as_the_seven():
+    """Evaluation gives every label of a take one input picture, frame 0: the wink's must be the same face."""
+    wink, neutral = (render_frames(8388615, label, 2, [0, 1], num_frames=32) for label in ("wink", "neutral"))
+    np.testing.assert_array_equal(wink[0], neutral[0], err_msg="frame 0 of the wink is not the take's neutral face")
+
+
 def test_dataset_renders_a_chosen_label_list_with_indices_into_it():
     eight = SynthFaceDataset("test", num_identities=1, num_frames=4, labels=SYNTHFACE_LABELS + ("wink",))
     items = [eight[index] for index in range(len(eight))]
