@@ -131,6 +131,28 @@ def test_clip_pool_holds_synthface_clips_at_the_classifier_input():
     assert pool.labels.tolist() == expected
 
 
+def test_clip_pool_stores_the_classifier_index_of_each_label_name():
+    dataset = SynthFaceDataset("test", resolution=32, num_frames=4, num_identities=1, labels=["wink", "happiness"])
+    classifier = ActionClassifier(labels=["happiness", "wink"], num_frames=4, input_size=16, channels=(4, 8))
+    pool = build_clip_pool(dataset, classifier)
+    assert pool.labels.tolist() == [1, 0], "wink is the classifier's label 1 though the data set lists it first"
+    with pytest.raises(ValueError, match="does not know"):
+        build_clip_pool(SynthFaceDataset("test", resolution=32, num_frames=4, num_identities=1), classifier, 1)
+
+
+def test_train_classifier_command_learns_a_chosen_label_list_with_an_extra_action(tmp_path):
+    out = tmp_path / "action_classifier"
+    labels = [*SYNTHFACE_LABELS, "wink"]
+    args = ["train-classifier", "--labels", *labels, "--steps", "2", "--batch-size", "4", "--pool-size", "8",
+            "--test-identities", "1", "--resolution", "32", "--video-frames", "4", "--num-frames", "4",
+            "--input-size", "16", "--channels", "4,8", "--out", str(out), "--card", "none"]  # fmt: skip
+    assert main(args) == 0
+    assert ActionClassifier.from_pretrained(out).labels == labels
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["labels"] == labels and summary["test"]["count"] == 8, "one test face x 8 labels"
+    assert "--labels" in summary["command"]
+
+
 def test_accuracy_report_counts_per_label_and_confusions():
     report = accuracy_report(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), ["a", "b", "c", "d"])
     assert report.accuracy == 0.75 and report.count == 4

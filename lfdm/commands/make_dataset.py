@@ -1,10 +1,18 @@
-"""`python -m lfdm make-dataset`: render SynthFace to a folder laid out like MUG.
+"""`python -m lfdm make-dataset`: render SynthFace to a folder of mp4 files, laid out like MUG or by label.
 
     python -m lfdm make-dataset --out data/synthface64 --resolution 64 --frames 32 \
         --train-identities 200 --test-identities 20 --preview synthface64.png
 
 writes `OUT/{train,test}/<identity>/<label>/<take>.mp4` and `OUT/metadata.json` (labels, splits, identity and
 per-video parameters, seeds), and with `--preview` a contact sheet (one row per expression, frames left to right).
+
+    python -m lfdm make-dataset --layout labels --labels wink --videos 40 --out clips/
+
+writes clips the way a user's own videos are laid out, `OUT/<label>/<identity>_<take>.mp4` (what `--data folder
+--data-root OUT` reads): `--videos` clips per label, each of a different face. Extra actions such as `wink` render
+only on request; add the seven old labels to the list to mix them in. Without `--seed`, this layout draws faces
+of split seed 1, which neither the shipped model (trained on seed 0's train faces) nor its evaluation (seed 0's test
+faces) has seen.
 """
 
 from __future__ import annotations
@@ -18,8 +26,20 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lfdm.data.synthface.dataset import identity_name, split_identities
-from lfdm.data.synthface.expressions import SYNTHFACE_LABELS, sample_video_params
+from lfdm.data.synthface.expressions import (
+    ALL_SYNTHFACE_LABELS,
+    SYNTHFACE_EXTRA_LABELS,
+    SYNTHFACE_LABELS,
+    label_index,
+    sample_video_params,
+)
 from lfdm.data.synthface.identity import sample_identity
+
+LAYOUTS = {
+    "splits": "{split}/{identity}/{label}/{take:03d}.mp4",  # MUG-like, with a train/test split
+    "labels": "{label}/{identity}_{take:03d}.mp4",  # a folder of labelled clips (`--data folder`), no split
+}
+UNSEEN_SEED = 1  # split seed of the faces `--layout labels` draws by default: none is a shipped-model face
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,15 +49,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-identities", type=int, default=20, help="number of training identities")
     parser.add_argument("--test-identities", type=int, default=5, help="number of test identities (never in train)")
     parser.add_argument("--takes", type=int, default=1, help="videos per identity and label")
-    parser.add_argument("--seed", type=int, default=0, help="split seed: picks the identities of both splits")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help=f"split seed: picks the identities (default 0; --layout labels: {UNSEEN_SEED}, faces no shipped model "
+        "saw)",
+    )
+    parser.add_argument(
+        "--layout",
+        default="splits",
+        choices=sorted(LAYOUTS),
+        help="splits: {split}/{identity}/{label}/{take}.mp4; labels: {label}/{identity}_{take}.mp4 (a folder of "
+        "labelled clips, as `--data folder` reads; training faces only)",
+    )
+    parser.add_argument(
+        "--videos",
+        type=int,
+        default=None,
+        help="--layout labels: clips per label, each of a different face (sets --train-identities, --takes 1)",
+    )
     parser.add_argument("--fps", type=float, default=10.0, help="frame rate written into the mp4 files")
     parser.add_argument(
         "--labels",
         nargs="+",
         default=list(SYNTHFACE_LABELS),
-        choices=SYNTHFACE_LABELS,
+        choices=ALL_SYNTHFACE_LABELS,
         metavar="LABEL",
-        help=f"expressions to render, any of {', '.join(SYNTHFACE_LABELS)} (default: all)",
+        help=f"expressions to render, any of {', '.join(SYNTHFACE_LABELS)} (default: these seven) and the extra "
+        f"action(s) {', '.join(SYNTHFACE_EXTRA_LABELS)}",
     )
     parser.add_argument(
         "--workers",
@@ -49,7 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preview",
         type=Path,
         default=None,
-        help="also write a contact sheet PNG of the first test identity (one row per expression)",
+        help="also write a contact sheet PNG of the first test identity (labels layout: the first face), one row per "
+        "expression",
     )
 
 
@@ -74,10 +115,11 @@ def _init_worker() -> None:
 
 def _plan(args) -> tuple[list[tuple], dict]:
     """The rendering tasks and the metadata describing them."""
-    splits = {
-        "train": split_identities("train", args.train_identities, args.seed),
-        "test": split_identities("test", args.test_identities, args.seed),
-    }
+    splits = {"train": split_identities("train", args.train_identities, args.seed)}
+    if args.layout == "splits":
+        splits["test"] = split_identities("test", args.test_identities, args.seed)
+    # the seven labels keep their indices; extra actions follow them
+    labels = [label for label in ALL_SYNTHFACE_LABELS if label in SYNTHFACE_LABELS or label in args.labels]
     tasks, videos, identities = [], [], {}
     for split, seeds in splits.items():
         for seed in seeds:
@@ -85,7 +127,7 @@ def _plan(args) -> tuple[list[tuple], dict]:
             identities[name] = {"split": split, "seed": seed, "params": asdict(sample_identity(seed))}
             for label in args.labels:
                 for take in range(args.takes):
-                    relative = f"{split}/{name}/{label}/{take:03d}.mp4"
+                    relative = LAYOUTS[args.layout].format(split=split, identity=name, label=label, take=take)
                     tasks.append((args.out / relative, seed, label, take, args.resolution, args.frames, args.fps))
                     params = sample_video_params(seed, label, take)
                     videos.append(
@@ -95,20 +137,20 @@ def _plan(args) -> tuple[list[tuple], dict]:
                             "identity": name,
                             "identity_seed": seed,
                             "label": label,
-                            "label_index": SYNTHFACE_LABELS.index(label),
+                            "label_index": labels.index(label),
                             "take": take,
                             "params": params.to_dict(),
                         }
                     )
     metadata = {
         "dataset": "SynthFace",
-        "layout": "{split}/{identity}/{label}/{take:03d}.mp4",
+        "layout": LAYOUTS[args.layout],
         "resolution": args.resolution,
         "num_frames": args.frames,
         "fps": args.fps,
         "seed": args.seed,
         "takes": args.takes,
-        "labels": list(SYNTHFACE_LABELS),
+        "labels": labels,
         "splits": {split: [identity_name(seed) for seed in seeds] for split, seeds in splits.items()},
         "identities": identities,
         "videos": videos,
@@ -116,7 +158,28 @@ def _plan(args) -> tuple[list[tuple], dict]:
     return tasks, metadata
 
 
+def _resolve(args) -> None:
+    """Fills the options whose defaults depend on the layout."""
+    if args.videos is not None:
+        if args.layout != "labels":
+            raise ValueError(
+                "--videos counts clips per label of --layout labels; with --layout splits use "
+                "--train-identities, --test-identities and --takes."
+            )
+        args.train_identities, args.takes = args.videos, 1
+    if args.seed is None:
+        args.seed = UNSEEN_SEED if args.layout == "labels" else 0
+    labels = list(dict.fromkeys(args.labels))
+    if labels != list(args.labels):
+        raise ValueError(f"--labels names a label twice: {' '.join(args.labels)}; give each once.")
+    for label in labels:
+        label_index(label)
+
+
 def _check(args) -> None:
+    if args.videos is not None and args.videos < 1:
+        raise ValueError(f"--videos must be at least 1; got {args.videos}.")
+    _resolve(args)
     for name in ("resolution", "frames", "train_identities", "test_identities", "takes"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}.")
@@ -163,7 +226,8 @@ def run(args) -> int:
 
         from lfdm.data.synthface.sheet import contact_sheet
 
-        seed = split_identities("test", args.test_identities, args.seed)[0]
+        split = "test" if args.layout == "splits" else "train"  # the labels layout has training faces only
+        seed = split_identities(split, getattr(args, f"{split}_identities"), args.seed)[0]
         sheet = contact_sheet(seed, resolution=args.resolution, num_frames=args.frames, labels=tuple(args.labels))
         args.preview.parent.mkdir(parents=True, exist_ok=True)
         PIL.Image.fromarray(sheet).save(args.preview)

@@ -2,6 +2,8 @@
 
     python -m lfdm train-classifier                       # SynthFace -> checkpoints/eval/action_classifier
     python -m lfdm train-classifier --data mug --data-root /data/MUG --out checkpoints/eval/mug_classifier
+    python -m lfdm train-classifier --labels anger disgust fear happiness neutral sadness surprise wink \
+        --out checkpoints/eval/action_classifier_wink   # SynthFace's seven and its extra action
 
 Writes the `save_pretrained` folder `--out` (with `training_summary.json`: settings, time, test accuracy and
 confusion matrix) and a model card (`--card`, default `README.md` next to the folder).
@@ -31,7 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="clips per step")
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="AdamW peak learning rate")
     parser.add_argument("--pool-size", type=int, default=6000, help="distinct training clips read (real: >= 1 pass)")
-    parser.add_argument("--test-identities", type=int, default=100, help="SynthFace test identities (x 7 labels)")
+    parser.add_argument(
+        "--labels",
+        nargs="+",
+        metavar="LABEL",
+        help="the classes, in order (default: every label of the data). SynthFace renders these, extra actions "
+        "such as `wink` included; folder data: the labels its videos must carry",
+    )
+    parser.add_argument("--test-identities", type=int, default=100, help="SynthFace test identities (x labels)")
     parser.add_argument("--seed", type=int, default=0, help="weights, batches and augmentation")
     parser.add_argument("--data-seed", type=int, default=0, help="SynthFace data set seed (identity split)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -50,6 +59,7 @@ def _datasets(args: argparse.Namespace):
         "resolution": args.resolution or (64 if synthface else 128),
         "num_frames": args.video_frames or (16 if synthface else 40),
         "seed": args.data_seed,
+        "labels": args.labels,
     }
     # real videos: fresh frames and augmentation in every training clip, reproducible from draw_seed
     train = make_dataset(
@@ -97,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         "command": command_line(args),
         "data": args.data,
         "data_root": args.data_root,
+        "labels": labels,
         "pool_size": len(pool),
         "video_size": {"resolution": train_data.resolution, "num_frames": train_data.num_frames},
         "num_parameters": sum(p.numel() for p in classifier.parameters()),

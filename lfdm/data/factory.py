@@ -113,6 +113,8 @@ class DataConfig:
     num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
     appearance: float = 0.0  # SynthFace, training split: fraction of videos given a photographic look (backdrop,
     # shading, skin grain, camera colour, blur, noise, JPEG; lfdm.data.synthface.appearance); 0 = all flat
+    labels: list[str] | None = None  # the classes to serve, in index order; None = every label of the data set
+    # (SynthFace: its seven; name extra actions such as "wink" here to render them, e.g. the seven plus "wink")
 
     def __post_init__(self) -> None:
         check_choice("data.dataset", self.dataset, DATASETS)
@@ -120,6 +122,10 @@ class DataConfig:
         check_positive("data", resolution=self.resolution, num_frames=self.num_frames)
         if not 0 <= self.appearance <= 1:
             raise ValueError(f"data.appearance is a fraction of the videos, in [0, 1]; got {self.appearance}.")
+        if self.labels is not None:
+            self.labels = [str(label) for label in self.labels]
+            if not self.labels:
+                raise ValueError("data.labels is an empty list; give the labels to use, or null for all of them.")
 
 
 def build_dataset(data: DataConfig, *, view: str, split: str = "train", **overrides: Any) -> Dataset:
@@ -143,6 +149,7 @@ def build_dataset(data: DataConfig, *, view: str, split: str = "train", **overri
         "augment": data.augment and training,
         "num_identities": data.num_identities,
         "seed": data.seed,
+        "labels": data.labels,
     }
     if data.dataset == "synthface":
         arguments["appearance"] = data.appearance if training else 0.0

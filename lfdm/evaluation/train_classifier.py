@@ -72,8 +72,9 @@ class ClipPool:
 def build_clip_pool(dataset: Dataset, classifier: ActionClassifier, size: int | None = None) -> ClipPool:
     """Read `size` clips (default: `len(dataset)`) from a clip-view data set, resampled to the classifier's input.
 
-    Items must carry `video` (3, F, H, W) in [0, 1] and `label_index` into the classifier's labels. A data set
-    smaller than `size` is read several times, with `set_epoch` before each pass (new frames and jitter).
+    Items must carry `video` (3, F, H, W) in [0, 1] and a `label` among the classifier's labels (the pool stores
+    its index there, whatever order the data set keeps its labels in). A data set smaller than `size` is read
+    several times, with `set_epoch` before each pass (new frames and jitter).
     """
     from tqdm.auto import tqdm
 
@@ -93,7 +94,12 @@ def build_clip_pool(dataset: Dataset, classifier: ActionClassifier, size: int | 
         item = dataset[position]
         clip = resample_clip(item["video"][None].float(), classifier.config.num_frames, classifier.config.input_size)
         videos[index] = (clip[0] * 255).round().clamp(0, 255).to(torch.uint8)
-        labels[index] = int(item["label_index"])
+        if item["label"] not in classifier.labels:
+            raise ValueError(
+                f"training clip {position} has the label {item['label']!r}, which the classifier does not know "
+                f"(its labels: {classifier.labels}); build the classifier with the data set's labels."
+            )
+        labels[index] = classifier.labels.index(item["label"])
     return ClipPool(videos, labels)
 
 

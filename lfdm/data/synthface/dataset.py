@@ -53,7 +53,9 @@ class SynthFaceDataset(torch.utils.data.Dataset):
     fresh videos every epoch (call it before the DataLoader starts its workers; persistent workers keep the epoch
     they started with). `appearance` is the fraction of videos given a photographic look (`appearance.py`: backdrop,
     shading, skin grain, camera colour, blur, noise, JPEG), drawn per video so both frames of a pair share it; 0
-    renders every video flat, as SynthFace always did. `labels` restricts the classes. `num_identities=None` takes
+    renders every video flat, as SynthFace always did. `labels` chooses the classes, in index order (`label_index`
+    indexes it): any of the seven `SYNTHFACE_LABELS` (the default) and the extra actions `SYNTHFACE_EXTRA_LABELS`
+    (e.g. `labels=("wink",)` or the seven plus "wink"). `num_identities=None` takes
     `DEFAULT_NUM_IDENTITIES[split]`. Identities are `split_identities(split, num_identities, seed)`, so train and
     test never share a person.
     """
@@ -85,6 +87,8 @@ class SynthFaceDataset(torch.utils.data.Dataset):
         self.labels = tuple(SYNTHFACE_LABELS if labels is None else labels)
         for label in self.labels:
             label_index(label)
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"`labels` must name each label once, at least one; got {list(self.labels)}.")
         self.split = split
         self.resolution = resolution
         self.num_frames = num_frames
@@ -131,7 +135,7 @@ class SynthFaceDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         identity, label, take = self.video_key(index)
-        item = {"label": label, "label_index": SYNTHFACE_LABELS.index(label), "identity": identity_name(identity)}
+        item = {"label": label, "label_index": self.labels.index(label), "identity": identity_name(identity)}
         look = self.look(identity, label, take)
         options = {"resolution": self.resolution, "num_frames": self.num_frames, "appearance": look}
         if self.view == "clip":

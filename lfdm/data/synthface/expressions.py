@@ -5,6 +5,10 @@ small head motion) reached through an envelope: onset at a random time, a smooth
 random intensity in [0.6, 1.0], a hold and sometimes a partial release. Blinks, gaze shifts and micro head motion
 are added in every class, so `neutral` is not a still image.
 
+Extra actions (`SYNTHFACE_EXTRA_LABELS`) are rendered only on request and were never part of the shipped model's
+data: a `wink` closes the eye on the take's `side` and reopens it, with a small head tilt towards that eye. Drawing
+them added nothing to the seven labels' random draws or pixels.
+
 Time is normalised: u = frame / (num_frames - 1) in [0, 1], so a video of any length shows the whole expression.
 The timing of a take (onset, blinks, gaze, micro motion) is drawn from (identity, take) only, so two labels of the
 same take are identical until the onset and differ after it.
@@ -17,6 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 SYNTHFACE_LABELS = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
+# Actions the renderer draws on request only (not in the default label set, nor in the shipped model's data). Their
+# label indices follow the seven: wink = 7.
+SYNTHFACE_EXTRA_LABELS = ("wink",)
+ALL_SYNTHFACE_LABELS = SYNTHFACE_LABELS + SYNTHFACE_EXTRA_LABELS
 
 ACTIONS = (
     "brow_inner_raise",
@@ -91,6 +99,7 @@ EXPRESSION_TARGETS: dict[str, dict[str, float]] = {
         "jaw_drop": 1.0,
         "mouth_stretch": -0.5,
     },
+    "wink": {},  # the closing eye is its own channel (`FrameStates.wink`), drawn on one side only
 }
 # Characteristic head motion at intensity 1: (tilt degrees, dx, dy, scale factor - 1), face units.
 HEAD_TARGETS: dict[str, tuple[float, float, float, float]] = {
@@ -101,6 +110,7 @@ HEAD_TARGETS: dict[str, tuple[float, float, float, float]] = {
     "neutral": (0.0, 0.0, 0.0, 0.0),
     "sadness": (3.0, 0.0, 0.025, -0.01),  # head down
     "surprise": (0.0, 0.0, -0.02, -0.025),  # up and back
+    "wink": (4.0, 0.0, 0.004, 0.0),  # towards the winking eye (mirrored with the side), follows the wink
 }
 # Micro head motion amplitudes: (tilt degrees, dx, dy, scale - 1)
 _MICRO_AMPLITUDE = np.array([1.2, 0.004, 0.003, 0.006])
@@ -125,6 +135,7 @@ class VideoParams:
     blinks: tuple[tuple[float, float], ...]  # (centre, duration)
     gaze: tuple[tuple[float, float, float], ...]  # (time, x, y): gaze jumps, x, y in [-1, 1]
     micro: tuple[tuple[float, ...], ...]  # (4, 2 sinusoids x (frequency, phase))
+    wink: tuple[float, float, float] | None = None  # wink only: (closing, hold, reopening) durations from the onset
 
     def to_dict(self) -> dict:
         """JSON-ready parameters (for metadata files)."""
@@ -137,14 +148,18 @@ class VideoParams:
             "release_level": round(self.release_level, 4),
             "side": self.side,
             "blinks": [[round(c, 4), round(d, 4)] for c, d in self.blinks],
-        }
+        } | ({} if self.wink is None else {"wink": [round(d, 4) for d in self.wink]})
 
 
 def label_index(label: str) -> int:
-    """Index of a label in SYNTHFACE_LABELS; ValueError listing the valid labels otherwise."""
-    if label not in SYNTHFACE_LABELS:
-        raise ValueError(f"unknown SynthFace label {label!r}; choose one of {', '.join(SYNTHFACE_LABELS)}.")
-    return SYNTHFACE_LABELS.index(label)
+    """Index of a label in ALL_SYNTHFACE_LABELS (the seven first, then the extra actions); ValueError listing the
+    valid labels otherwise."""
+    if label not in ALL_SYNTHFACE_LABELS:
+        raise ValueError(
+            f"unknown SynthFace label {label!r}; choose one of {', '.join(SYNTHFACE_LABELS)} or the extra action(s) "
+            f"{', '.join(SYNTHFACE_EXTRA_LABELS)}."
+        )
+    return ALL_SYNTHFACE_LABELS.index(label)
 
 
 def sample_video_params(identity_seed: int, label: str, take: int) -> VideoParams:
@@ -175,22 +190,31 @@ def sample_video_params(identity_seed: int, label: str, take: int) -> VideoParam
         target[ACTION_INDEX[name]] = value * expression.uniform(0.85, 1.15)
     if label == "happiness":  # smiles with closed lips, or showing teeth
         target[ACTION_INDEX["mouth_open"]] = expression.uniform(0.15, 0.6)
+    intensity = 0.0 if label == "neutral" else float(expression.uniform(0.6, 1.0))
+    lower_face_lag = float(expression.uniform(0.0, 0.05))
+    release_level = float(expression.uniform(0.45, 0.8))
+    side = int(expression.choice((-1, 1)))
+    wink = None
+    if label == "wink":  # drawn after every draw the seven labels make, so theirs stay as they were
+        # a closed eye held for at least 0.12 of the clip: 2 or more of 16 evenly sampled frames see it shut
+        wink = tuple(float(v) for v in expression.uniform((0.06, 0.12, 0.08), (0.12, 0.28, 0.15)))
     return VideoParams(
         identity_seed=int(identity_seed),
         label=label,
         take=int(take),
         onset=float(onset),
         ramp=float(ramp),
-        intensity=0.0 if label == "neutral" else float(expression.uniform(0.6, 1.0)),
-        lower_face_lag=float(expression.uniform(0.0, 0.05)),
+        intensity=intensity,
+        lower_face_lag=lower_face_lag,
         release_at=release_at,
-        release_level=float(expression.uniform(0.45, 0.8)),
-        side=int(expression.choice((-1, 1))),
+        release_level=release_level,
+        side=side,
         target=tuple(float(v) for v in target),
         head_target=HEAD_TARGETS[label],
         blinks=tuple(blinks),
         gaze=tuple(gaze),
         micro=tuple(tuple(float(v) for v in row.ravel()) for row in micro),
+        wink=wink,
     )
 
 
@@ -207,15 +231,28 @@ def envelope(params: VideoParams, times: np.ndarray) -> np.ndarray:
     return params.intensity * strength
 
 
+def wink_course(params: VideoParams, times: np.ndarray) -> np.ndarray:
+    """Closure of the winking eye at normalised times (T,), in [0, 1] (1 = shut): it closes from the onset, stays
+    shut, then reopens. All zeros for a video without a wink."""
+    if params.wink is None:
+        return np.zeros_like(times)
+    closing, hold, reopening = params.wink
+    reopen_at = params.onset + closing + hold
+    return _smoothstep((times - params.onset) / closing) * (1 - _smoothstep((times - reopen_at) / reopening))
+
+
 @dataclass(frozen=True)
 class FrameStates:
-    """Per-frame state of a video: actions (T, len(ACTIONS)), blink (T,) in [0, 1] (1 = closed),
-    gaze (T, 2) in [-1, 1], pose (T, 4) = (tilt degrees, dx, dy, scale factor)."""
+    """Per-frame state of a video: actions (T, len(ACTIONS)), blink (T,) in [0, 1] (1 = closed, both eyes),
+    gaze (T, 2) in [-1, 1], pose (T, 4) = (tilt degrees, dx, dy, scale factor), wink (T,) in [0, 1] (1 = the eye
+    on `wink_side` closed; -1 = image left) over the blink."""
 
     actions: np.ndarray
     blink: np.ndarray
     gaze: np.ndarray
     pose: np.ndarray
+    wink: np.ndarray
+    wink_side: int
 
 
 def animate(params: VideoParams, times: np.ndarray) -> FrameStates:
@@ -238,7 +275,9 @@ def animate(params: VideoParams, times: np.ndarray) -> FrameStates:
     frequency, phase = micro[..., 0], micro[..., 1]
     waves = np.sin(2 * np.pi * frequency[None] * times[:, None, None] + phase[None]) - np.sin(phase)[None]
     pose = waves.sum(-1) * _MICRO_AMPLITUDE / 2  # (T, 4), zero at u = 0
+    wink = wink_course(params, times)
     head = np.array(params.head_target) * np.array([params.side, params.side, 1, 1])
-    pose = pose + upper[:, None] * head[None, :]
+    head_course = upper if params.wink is None else params.intensity * wink  # a wink's tilt comes and goes with it
+    pose = pose + head_course[:, None] * head[None, :]
     pose[:, 3] += 1.0
-    return FrameStates(actions=actions, blink=blink, gaze=gaze, pose=pose)
+    return FrameStates(actions=actions, blink=blink, gaze=gaze, pose=pose, wink=wink, wink_side=params.side)

@@ -61,8 +61,28 @@ def supersampling(resolution: int) -> int:
     return max(2, math.ceil(256 / resolution))
 
 
-def draw_head(painter: Painter, identity: Identity, actions: np.ndarray, blink: float, gaze, side: int) -> None:
-    """Draws the whole head of one frame. actions (len(ACTIONS),), blink in [0, 1], gaze (2,) in [-1, 1]."""
+def _winking_eye(act: dict, wink: float) -> dict:
+    """The actions seen by the winking eye and its brow: the cheek pushes the lower lid up and the brow comes down,
+    so the shut eye reads as a squeeze, not as a blink."""
+    return act | {
+        "cheek_raise": act["cheek_raise"] + 0.6 * wink,
+        "brow_lower": act["brow_lower"] + 0.45 * wink,
+        "eye_open": act["eye_open"] - 0.3 * wink,
+    }
+
+
+def draw_head(
+    painter: Painter,
+    identity: Identity,
+    actions: np.ndarray,
+    blink: float,
+    gaze,
+    side: int,
+    wink: float = 0.0,
+    wink_side: int = 1,
+) -> None:
+    """Draws the whole head of one frame. actions (len(ACTIONS),), blink in [0, 1] (both eyes), gaze (2,) in
+    [-1, 1], wink in [0, 1]: closure of the eye on `wink_side` alone (-1 = image left)."""
     act = dict(zip(ACTIONS, actions.tolist(), strict=True))
     jaw = 0.065 * act["jaw_drop"] + 0.015 * act["mouth_open"]
     mouth = features.mouth_curves(identity, act, side, jaw)
@@ -72,8 +92,12 @@ def draw_head(painter: Painter, identity: Identity, actions: np.ndarray, blink: 
     features.draw_cheeks(painter, identity, act, mouth)
     features.draw_nose(painter, identity, act)
     for eye_side in (-1, 1):
-        features.draw_eye(painter, identity, eye_side, act, blink, gaze)
-        features.draw_brow(painter, identity, eye_side, act)
+        if wink > 0 and eye_side == wink_side:
+            eye_act, eye_blink = _winking_eye(act, wink), max(blink, wink)
+        else:  # no wink: the very values the seven labels were always drawn with
+            eye_act, eye_blink = act, blink
+        features.draw_eye(painter, identity, eye_side, eye_act, eye_blink, gaze)
+        features.draw_brow(painter, identity, eye_side, eye_act)
     features.draw_wrinkles(painter, identity, act)
     features.draw_mouth(painter, identity, mouth)
     head.draw_hair_front(painter, identity)
@@ -126,7 +150,10 @@ def render_frames(
         np.copyto(canvas, background)
         pose = pose_matrix(identity, states.pose[k], size)
         painter = Painter(canvas, pose, line_scale)
-        draw_head(painter, identity, actions[k], float(states.blink[k]), states.gaze[k], params.side)
+        wink = float(states.wink[k])
+        draw_head(
+            painter, identity, actions[k], float(states.blink[k]), states.gaze[k], params.side, wink, states.wink_side
+        )
         painter.flush()
         if appearance is not None:
             appearance.shade_head(canvas, background, pose)
