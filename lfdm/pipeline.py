@@ -40,6 +40,7 @@ from lfdm.driving import (
     frame_driving_faces,
     load_driving_video,
 )
+from lfdm.flow_edits import check_motion_scale, sample_chained, scale_motion
 from lfdm.framing import DRIVING_FACE_MODES, MAX_RESOLUTION, ModelFraming
 from lfdm.guidance import guided_model_output
 from lfdm.images import load_image, preprocess_image
@@ -48,7 +49,6 @@ from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.refiner import PhotoRefiner
 from lfdm.models.unet3d import FlowUNet3D
-from lfdm.motion import check_motion_scale, sample_chained, scale_motion
 from lfdm.photo import check_photo_options, frame_photo, output_size, render_photo_video
 from lfdm.runtime import available_cpus, keep_freed_memory, resolve_dtype
 from lfdm.schedulers import default_steps
@@ -385,9 +385,9 @@ class LFDMPipeline(DiffusionPipeline):
             decode_chunk_size: frames per LFAE decoder call (None = all B*F frames in one call).
             return_step_trace: also return every step's predicted clean flows and occlusion maps.
             num_frames: video length; None = `pipe.num_frames`, the length the model was trained on. Longer videos
-                are chained clips of that length, every frame still warping the input image (`lfdm.motion`).
+                are chained clips of that length, every frame still warping the input image (`lfdm.flow_edits`).
             motion_scale: multiplies the generated displacement before decoding: 0 = the still picture, 1 = the
-                model's motion, 2 = twice as much; occlusion follows (`lfdm.motion.scale_motion`). The step trace
+                model's motion, 2 = twice as much; occlusion follows (`lfdm.flow_edits.scale_motion`). The step trace
                 keeps the model's own estimates.
             face: "auto" follows the model's `framing`: a face model animates the largest face found (aligned
                 like its training faces) and else the whole picture, saying so in `face_note`; a whole-picture

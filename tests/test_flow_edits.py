@@ -1,4 +1,5 @@
-"""Motion strength, flow composition and videos longer than the model's clip (`lfdm.motion`), on the tiny pipeline."""
+"""Motion strength, flow composition and videos longer than the model's clip (`lfdm.flow_edits`), on the tiny
+pipeline."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lfdm.latents import resting_grid
-from lfdm.motion import (
+from lfdm.flow_edits import (
     compose_flows,
     continue_video,
     displacement,
@@ -17,6 +17,7 @@ from lfdm.motion import (
     relative_motion,
     scale_motion,
 )
+from lfdm.latents import resting_grid
 from lfdm.testing import make_tiny_pipeline
 
 STEPS = 2
