@@ -11,6 +11,11 @@ the image and latent size in the LFAE's config, the number of frames in the U-Ne
 length it was trained on; the network itself accepts any length, so `__call__` can override it), the default
 sampler in the scheduler's class and its measured step count in the scheduler's config (`lfdm.schedulers`), and how
 its pictures are framed (aligned faces or the whole picture) in the LFAE's config (`lfdm.framing`).
+
+Where the work lives: the pipeline's own steps are its methods (`check_inputs`, `encode_image`, `sample_flows` and,
+for videos longer than a clip, `sample_chained_flows`, `decode_flows`); the helpers it calls take and return
+tensors and never the pipeline: `lfdm.flow_edits` (motion strength, composing and chaining flows), `lfdm.driving`
+(reading a driving video and estimating its motion) and `lfdm.photo` (framing a photo, rendering at its size).
 """
 
 from __future__ import annotations
