@@ -8,7 +8,7 @@ flows, measured in its own aligned face crop, are compared with them:
 - *correlation*: Pearson's r of the displacements (flow minus frame 0's, every frame, cell and axis);
 - *drift*: the largest, over the frames, length of the displacement averaged over the whole crop (grid units; the
   crop is 2 wide): the camera's pan and zoom reaching the picture as a global motion;
-- *energy*: the mean displacement length over the driving face's (`lfdm.evaluation.motion.magnitude`);
+- *energy*: the mean displacement length over the driving face's (`lfdm.evaluation.label_motion.magnitude`);
 - *frame 0*: PSNR of the first frame at the picture's own size against the picture.
 Three drivers per picture: the model's own aligned 64 px frames of the clip (the best one can do), the filmed clip
 as it is (`driving_face="none"`), and the filmed clip with its face found and framed (`driving_face="auto"`).
@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw
 
 from benchmarks.driving_examples import HANDHELD, PORTRAIT, handheld_clip
 from benchmarks.motion_controls import driving as synthface_driving
-from lfdm.evaluation.motion import displacement, magnitude
+from lfdm.evaluation.label_motion import displacement, magnitude
 from lfdm.metrics import psnr
 from lfdm.pipeline import load_pipeline
 from lfdm.video import read_video

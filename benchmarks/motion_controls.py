@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 
 from lfdm.data.synthface import render_video, split_identities
+from lfdm.flow_edits import displacement, new_frames_per_clip, num_clips
 from lfdm.metrics import psnr
-from lfdm.motion import displacement, new_frames_per_clip, num_clips
 from lfdm.pipeline import load_pipeline
 
 EXAMPLES = ("synthface_test_8388608.png", "synthface_test_8388616.png")

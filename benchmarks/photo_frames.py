@@ -28,7 +28,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from lfdm import faces
-from lfdm.evaluation.motion import score_motion
+from lfdm.evaluation.label_motion import score_motion
 from lfdm.evaluation.sharpness import far_change, sharpness_ratios
 from lfdm.metrics import psnr
 from lfdm.pipeline import load_pipeline

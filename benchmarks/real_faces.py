@@ -1,7 +1,7 @@
 """Label motion on real faces: the whole picture (before) against the face found and aligned (after).
 
 For every label, the generated displacement (flow minus frame 0's) is compared with the label's mean displacement
-on the SynthFace example faces (`lfdm.evaluation.motion`): a label *matches* when its own mean is the most similar
+on the SynthFace example faces (`lfdm.evaluation.label_motion`): a label *matches* when its own mean is the most similar
 (cosine), and *energy* is its mean displacement magnitude relative to SynthFace's. The real faces are a portrait
 and its variants: mirrored, turned 12 degrees, grayscale, a small JPEG and mirrored in a larger canvas.
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from lfdm.evaluation.motion import LabelMotion, score_motion
+from lfdm.evaluation.label_motion import LabelMotion, score_motion
 from lfdm.pipeline import load_pipeline
 from lfdm.schedulers import make_scheduler
 

@@ -11,6 +11,11 @@ the image and latent size in the LFAE's config, the number of frames in the U-Ne
 length it was trained on; the network itself accepts any length, so `__call__` can override it), the default
 sampler in the scheduler's class and its measured step count in the scheduler's config (`lfdm.schedulers`), and how
 its pictures are framed (aligned faces or the whole picture) in the LFAE's config (`lfdm.framing`).
+
+Where the work lives: the pipeline's own steps are its methods (`check_inputs`, `encode_image`, `sample_flows` and,
+for videos longer than a clip, `sample_chained_flows`, `decode_flows`); the helpers it calls take and return
+tensors and never the pipeline: `lfdm.flow_edits` (motion strength, composing and chaining flows), `lfdm.driving`
+(reading a driving video and estimating its motion) and `lfdm.photo` (framing a photo, rendering at its size).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from lfdm.driving import (
     frame_driving_faces,
     load_driving_video,
 )
+from lfdm.flow_edits import check_motion_scale, continue_step_trace, continue_video, num_clips, scale_motion
 from lfdm.framing import DRIVING_FACE_MODES, MAX_RESOLUTION, ModelFraming
 from lfdm.guidance import guided_model_output
 from lfdm.images import load_image, preprocess_image
@@ -48,7 +54,6 @@ from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.refiner import PhotoRefiner
 from lfdm.models.unet3d import FlowUNet3D
-from lfdm.motion import check_motion_scale, sample_chained, scale_motion
 from lfdm.photo import check_photo_options, frame_photo, output_size, render_photo_video
 from lfdm.runtime import available_cpus, keep_freed_memory, resolve_dtype
 from lfdm.schedulers import default_steps
@@ -146,6 +151,14 @@ def predicted_clean_sample(scheduler, model_output: torch.Tensor, timestep, samp
     return x0
 
 
+def _shifted_callback(callback, offset: int):
+    """Number the steps of every chained clip one after the other (a plain function callback; diffusers' callback
+    objects keep their own count)."""
+    if callback is None or offset == 0 or isinstance(callback, (PipelineCallback, MultiPipelineCallbacks)):
+        return callback
+    return lambda pipe, step_index, timestep, tensors: callback(pipe, offset + step_index, timestep, tensors)
+
+
 def _check_components(lfae, unet, label_encoder) -> None:
     """The three models must fit together; a mismatch means a wrongly assembled or converted pipeline."""
     if unet.config.feature_channels != lfae.feature_channels:
@@ -236,8 +249,40 @@ class LFDMPipeline(DiffusionPipeline):
     # --- steps of __call__ ----------------------------------------------------------------------------------------
 
     def check_inputs(
-        self, labels, num_inference_steps, guidance_scale, output_type, decode_chunk_size, tensor_inputs, num_frames
-    ):
+        self,
+        *,
+        output_type: str,
+        decode_chunk_size: int | None,
+        motion_scale: float,
+        face: str,
+        resolution: int | str | None,
+        max_resolution: int,
+        labels: Sequence[str] | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float = 1.0,
+        num_frames: int | None = None,
+        tensor_inputs: Sequence[str] = (),
+        driving_face: str | None = None,
+    ) -> None:
+        """Raise ValueError, before any work is done, for an argument of `__call__` or `animate` that cannot work.
+
+        The first six are shared by both; `labels` (then checked with the sampling arguments after it) is given by
+        `__call__` only, `driving_face` by `animate` only. Both call it once, first; their later steps do not
+        check these arguments again.
+        """
+        if output_type not in ("np", "pt"):
+            raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}.")
+        if decode_chunk_size is not None and decode_chunk_size < 1:
+            raise ValueError(f"`decode_chunk_size` must be >= 1 or None (all frames at once); got {decode_chunk_size}.")
+        check_motion_scale(motion_scale)
+        check_photo_options(face, resolution, max_resolution)
+        if driving_face is not None and driving_face not in DRIVING_FACE_MODES:
+            raise ValueError(f"`driving_face` must be one of {DRIVING_FACE_MODES}; got {driving_face!r}.")
+        if labels is not None:
+            self._check_sampling_inputs(labels, num_inference_steps, guidance_scale, num_frames, tensor_inputs)
+
+    def _check_sampling_inputs(self, labels, num_inference_steps, guidance_scale, num_frames, tensor_inputs) -> None:
+        """The part of `check_inputs` that only `__call__` needs: labels, steps, guidance, length, callback tensors."""
         if not labels:
             raise ValueError(f"`label` is empty; give at least one of {self.labels}.")
         unknown = [label for label in labels if label not in self.labels]
@@ -251,12 +296,8 @@ class LFDMPipeline(DiffusionPipeline):
             raise ValueError(
                 f"`guidance_scale` must be a finite number >= 0 (1.0 = no guidance); got {guidance_scale}."
             )
-        if output_type not in ("np", "pt"):
-            raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}.")
         if int(num_frames) != num_frames or num_frames < 1:
             raise ValueError(f"`num_frames` must be a whole number >= 1; got {num_frames}.")
-        if decode_chunk_size is not None and decode_chunk_size < 1:
-            raise ValueError(f"`decode_chunk_size` must be >= 1 or None (all frames at once); got {decode_chunk_size}.")
         bad = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
         if bad:
             raise ValueError(
@@ -385,9 +426,9 @@ class LFDMPipeline(DiffusionPipeline):
             decode_chunk_size: frames per LFAE decoder call (None = all B*F frames in one call).
             return_step_trace: also return every step's predicted clean flows and occlusion maps.
             num_frames: video length; None = `pipe.num_frames`, the length the model was trained on. Longer videos
-                are chained clips of that length, every frame still warping the input image (`lfdm.motion`).
+                are chained clips of that length, every frame still warping the input image (`lfdm.flow_edits`).
             motion_scale: multiplies the generated displacement before decoding: 0 = the still picture, 1 = the
-                model's motion, 2 = twice as much; occlusion follows (`lfdm.motion.scale_motion`). The step trace
+                model's motion, 2 = twice as much; occlusion follows (`lfdm.flow_edits.scale_motion`). The step trace
                 keeps the model's own estimates.
             face: "auto" follows the model's `framing`: a face model animates the largest face found (aligned
                 like its training faces) and else the whole picture, saying so in `face_note`; a whole-picture
@@ -408,18 +449,17 @@ class LFDMPipeline(DiffusionPipeline):
         # 1. Check inputs. Raise error if not correct
         num_frames = self.num_frames if num_frames is None else num_frames
         self.check_inputs(
-            labels,
-            num_inference_steps,
-            guidance_scale,
-            output_type,
-            decode_chunk_size,
-            callback_on_step_end_tensor_inputs,
-            num_frames,
-        )
-        motion_scale = check_motion_scale(motion_scale)
-        check_photo_options(face, resolution, max_resolution)
-        photo = dict(
-            resolution=resolution, max_resolution=max_resolution, output_type=output_type, return_dict=return_dict
+            output_type=output_type,
+            decode_chunk_size=decode_chunk_size,
+            motion_scale=motion_scale,
+            face=face,
+            resolution=resolution,
+            max_resolution=max_resolution,
+            labels=labels,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            num_frames=num_frames,
+            tensor_inputs=callback_on_step_end_tensor_inputs,
         )
 
         # 2. Image -> the face crop or the whole picture (1, 3, S, S) in [0, 1], float32 (the decoder warps these
@@ -447,7 +487,7 @@ class LFDMPipeline(DiffusionPipeline):
             return_step_trace=return_step_trace,
         )
         if num_frames > self.num_frames:
-            sampled = sample_chained(self, num_frames=int(num_frames), **sampling)
+            sampled = self.sample_chained_flows(num_frames=int(num_frames), **sampling)
         else:
             sampled = self.sample_flows(num_frames=num_frames, **sampling)
         flows, occlusions = scale_motion(sampled.flows, sampled.occlusions, motion_scale)
@@ -458,7 +498,14 @@ class LFDMPipeline(DiffusionPipeline):
         output = self._make_output(frames, warped, flows, occlusions, labels, sampled=sampled)
 
         # 8. At another resolution: the photo's own pixels warped by the upsampled flows, a face pasted back
-        return self._photo_output(output, framing, **photo)
+        return self._photo_output(
+            output,
+            framing,
+            resolution=resolution,
+            max_resolution=max_resolution,
+            output_type=output_type,
+            return_dict=return_dict,
+        )
 
     def sample_flows(
         self,
@@ -520,6 +567,68 @@ class LFDMPipeline(DiffusionPipeline):
             sampled.trace_flows = trace_flows.unflatten(0, (steps, -1))
             sampled.trace_occlusions = trace_occlusions.unflatten(0, (steps, -1))
             sampled.trace_timesteps = torch.tensor(traced_timesteps, dtype=torch.int64)
+        return sampled
+
+    @torch.no_grad()
+    def sample_chained_flows(
+        self,
+        image_features: torch.Tensor,
+        label_embeddings: torch.Tensor,
+        *,
+        num_frames: int,
+        num_inference_steps: int | None,
+        guidance_scale: float,
+        generator,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        return_step_trace: bool = False,
+    ) -> SampledFlows:
+        """`sample_flows` for `num_frames` beyond the model's clip: clips of `num_frames` (the model's) frames,
+        chained as `lfdm.flow_edits` says (`num_clips`, `continue_video`).
+
+        Arguments and result are `sample_flows`'s. Every clip samples all labels in one batch from the same image
+        features; `callback_on_step_end` sees the steps of all clips numbered one after the other, the step trace
+        holds each step's clean estimate of the whole video (every clip chained onto the final flows before it), and
+        an interrupted run returns the frames made so far.
+        """
+        clips = num_clips(num_frames, self.num_frames)
+        steps_per_clip = int(num_inference_steps or self.default_num_inference_steps)
+        shared = dict(
+            image_features=image_features,
+            label_embeddings=label_embeddings,
+            num_frames=self.num_frames,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            generator=generator,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            return_step_trace=return_step_trace,
+        )
+        flows = occlusions = trace = None
+        for clip_index in range(clips):
+            # 1. One clip of every label, from the picture itself
+            callback = _shifted_callback(callback_on_step_end, clip_index * steps_per_clip)
+            clip = self.sample_flows(callback_on_step_end=callback, **shared)
+            # 2. The first clip as it is; the second half of every later one, chained onto the video's last frame
+            if flows is None:
+                flows, occlusions = clip.flows, clip.occlusions
+                if return_step_trace:
+                    trace = clip.trace_flows.flatten(0, 1), clip.trace_occlusions.flatten(0, 1)  # (S B) F h w ...
+            else:
+                last_frame = flows[:, -1:].cpu(), occlusions[:, -1:].cpu()  # where the trace lives
+                flows, occlusions = continue_video(flows, occlusions, clip.flows, clip.occlusions)
+                if return_step_trace:
+                    trace = continue_step_trace(trace, last_frame, clip.trace_flows, clip.trace_occlusions)
+            if clip.interrupted:
+                break
+
+        # 3. Cut to length
+        sampled = replace(clip, flows=flows[:, :num_frames], occlusions=occlusions[:, :num_frames])
+        if return_step_trace:
+            steps = len(clip.trace_timesteps)
+            trace_flows, trace_occlusions = (
+                tensor[:, :num_frames].unflatten(0, (steps, -1)).float() for tensor in trace
+            )
+            sampled = replace(sampled, trace_flows=trace_flows, trace_occlusions=trace_occlusions)
         return sampled
 
     def _photo_output(self, output, framing, *, resolution, max_resolution, output_type, return_dict):
@@ -600,13 +709,15 @@ class LFDMPipeline(DiffusionPipeline):
             `driving_face_frames` (F,) / `driving_note` saying where the driving face was found. A stopped run has
             `interrupted=True` and only the frames decoded before it stopped.
         """
-        if output_type not in ("np", "pt"):
-            raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}.")
-        if driving_face not in DRIVING_FACE_MODES:
-            raise ValueError(f"`driving_face` must be one of {DRIVING_FACE_MODES}; got {driving_face!r}.")
-        if decode_chunk_size is not None and decode_chunk_size < 1:
-            raise ValueError(f"`decode_chunk_size` must be >= 1 or None (all frames at once); got {decode_chunk_size}.")
-        check_photo_options(face, resolution, max_resolution)
+        self.check_inputs(
+            output_type=output_type,
+            decode_chunk_size=decode_chunk_size,
+            motion_scale=motion_scale,
+            face=face,
+            resolution=resolution,
+            max_resolution=max_resolution,
+            driving_face=driving_face,
+        )
         # 1. The picture framed as the model's pictures were; the driving frames, their face framed likewise
         framing = frame_photo(image, self.image_size, model_framing=self.framing, face=face)
         pixels = self.preprocess_image(framing.model_input)  # float32: the decoder warps these pixels
@@ -638,8 +749,14 @@ class LFDMPipeline(DiffusionPipeline):
         if driving_faces is not None:
             found = driving_faces.found[:decoded]
             output = replace(output, driving_face_frames=found, driving_note=driving_faces.note)
-        photo = dict(resolution=resolution, max_resolution=max_resolution)
-        return self._photo_output(output, framing, **photo, output_type=output_type, return_dict=return_dict)
+        return self._photo_output(
+            output,
+            framing,
+            resolution=resolution,
+            max_resolution=max_resolution,
+            output_type=output_type,
+            return_dict=return_dict,
+        )
 
     def _make_output(self, frames, warped, flows, occlusions, labels, *, sampled: SampledFlows | None = None):
         """The output of decoded frames and warped inputs (B, F, 3, H, W), flows and occlusions, as CPU tensors in

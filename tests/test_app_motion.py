@@ -21,8 +21,8 @@ from lfdm.app.text import DRIVING_HELP
 from lfdm.app.ui import _Handlers
 from lfdm.app.widgets import driving_clips
 from lfdm.driving import MAX_DRIVING_FRAMES
+from lfdm.flow_edits import num_clips
 from lfdm.framing import WHOLE_PICTURE
-from lfdm.motion import num_clips
 from lfdm.video import probe_video, read_video, write_video
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from lfdm.benchmarks import Measurement, extrapolate_ddpm_video, measure
 from lfdm.cli import main
+from lfdm.inference_cost import Measurement, extrapolate_ddpm_video, measure
 
 EXPECTED = {"unet_forward", "ddpm_step", "decode", "video_dpmsolver_2", "video_ddpm_1000"}
 FIELDS = {"name", "shapes", "median_s", "min_s", "max_s", "runs", "peak_memory_bytes", "estimated", "note", "dtype"}

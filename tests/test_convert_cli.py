@@ -17,10 +17,10 @@ from safetensors.torch import load_file
 from lfdm.cli import main
 from lfdm.commands import convert as convert_command
 from lfdm.commands.convert import CONFIG_DIR, PRESETS, check_labels, official_unet_params
-from lfdm.convert import unet_config_from_official
 from lfdm.framing import MUG_FRAMING, WHOLE_PICTURE
 from lfdm.models.labels import LabelEncoder, save_label_table
 from lfdm.pipeline import LFDMPipeline
+from lfdm.released_checkpoints import unet_config_from_official
 from lfdm.training.config import load_config
 
 PARITY = Path(__file__).parent / "fixtures" / "official_parity"
@@ -109,8 +109,8 @@ def test_presets_translate_to_the_official_unet_arguments_and_back(preset):
 def test_preset_path_with_a_small_preset_file(preset, tmp_path, monkeypatch):
     """The --preset route end to end, with a preset YAML of the fixture's sizes in place of the 128 px one; MUG
     records aligned faces, NATOPS the whole picture."""
-    from lfdm.convert import lfae_config_from_official
     from lfdm.labelsets import label_set
+    from lfdm.released_checkpoints import lfae_config_from_official
 
     checkpoint, unet_key, _ = VARIANTS[preset]
     labels = list(label_set(preset))

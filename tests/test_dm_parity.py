@@ -15,14 +15,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lfdm.convert import (
+from lfdm.guidance import guided_model_output
+from lfdm.models.unet3d import FlowUNet3D
+from lfdm.released_checkpoints import (
     load_official_unet,
     official_rotary_keys,
     official_unet_keys,
     unet_config_from_official,
 )
-from lfdm.guidance import guided_model_output
-from lfdm.models.unet3d import FlowUNet3D
 from lfdm.schedulers import make_training_scheduler
 
 FIXTURES = Path(__file__).parent / "fixtures" / "official_parity"

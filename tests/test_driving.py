@@ -169,3 +169,19 @@ def test_half_precision_animates_and_returns_float32(tiny_image, driving_frames)
 def test_animate_refuses_an_unknown_output_type(tiny_pipeline, tiny_image):
     with pytest.raises(ValueError, match="`output_type` must be 'np' or 'pt'"):
         tiny_pipeline.animate(tiny_image, np.stack([np.asarray(tiny_image)] * 2), output_type="list")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"motion_scale": -1}, "motion_scale"),
+        ({"decode_chunk_size": 0}, "decode_chunk_size"),
+        ({"driving_face": "maybe"}, "driving_face"),
+        ({"face": "maybe"}, "`face` must be one of"),
+        ({"resolution": 3}, "resolution"),
+    ],
+)
+def test_animate_checks_its_arguments_before_reading_the_driving_video(tiny_pipeline, tiny_image, kwargs, message):
+    # no driving video at all: the argument's own error must come first, before any video is read
+    with pytest.raises(ValueError, match=message):
+        tiny_pipeline.animate(tiny_image, None, **kwargs)

@@ -111,13 +111,26 @@ def test_command_rejects_a_folder_without_a_model(tmp_path, capsys):
 def test_data_is_named_as_in_every_command_and_the_older_spelling_still_works():
     from argparse import Namespace
 
-    from lfdm.commands.evaluate_lfae import _data_source
+    from lfdm.commands._data import data_source
 
     def source(data, data_root=None, preset=None):
-        return _data_source(Namespace(data=data, data_root=data_root, preset=preset))
+        return data_source(Namespace(data=data, data_root=data_root, preset=preset))
 
     assert source("mug", "/data/MUG") == ("mug", "/data/MUG")
     assert source("/data/MUG", preset="mug") == ("mug", "/data/MUG"), "--data DIR --preset NAME"
     assert source("/data/videos") == ("folder", "/data/videos"), "the older default preset was a plain folder"
     with pytest.raises(ValueError, match="--data mug --data-root"):
         source("synthface", preset="mug")
+
+
+def test_the_command_parses_the_shared_data_options_and_the_older_spelling():
+    import argparse
+
+    from lfdm.commands import evaluate_lfae
+
+    parser = argparse.ArgumentParser()
+    evaluate_lfae.add_arguments(parser)
+    shared = parser.parse_args(["--model", "m", "--data", "mhad", "--data-root", "/data/MHAD", "--label-from", "a.csv"])
+    assert (shared.data, shared.data_root, shared.label_from, shared.preset) == ("mhad", "/data/MHAD", "a.csv", None)
+    older = parser.parse_args(["--model", "m", "--data", "/data/MUG", "--preset", "mug"])
+    assert (older.data, older.preset) == ("/data/MUG", "mug")

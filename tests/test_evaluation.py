@@ -377,7 +377,7 @@ def test_evaluate_needs_a_classifier(evaluation_models, tmp_path, capsys):
 
 
 def test_label_motion_matches_each_label_to_its_own_typical_displacement():
-    from lfdm.evaluation.motion import LabelMotion, displacement, score_motion
+    from lfdm.evaluation.label_motion import LabelMotion, displacement, score_motion
 
     rng = np.random.default_rng(0)
     still = np.zeros((4, 8, 8, 2))

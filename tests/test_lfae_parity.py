@@ -16,13 +16,13 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from lfdm.convert import (
+from lfdm.models import LatentFlowAutoencoder
+from lfdm.released_checkpoints import (
     lfae_config_from_official,
     lfae_state_dict_from_official,
     lfae_state_dict_to_official,
     load_official_lfae,
 )
-from lfdm.models import LatentFlowAutoencoder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PARITY = FIXTURES / "official_parity"

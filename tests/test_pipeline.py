@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import huggingface_hub.constants
 import numpy as np
@@ -318,3 +320,16 @@ def test_progress_bar_is_configurable(tiny_image, capsys):
     pipe.set_progress_bar_config(disable=False, desc="sampling")
     pipe(tiny_image, "smile", num_inference_steps=STEPS)
     assert "sampling" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("helper", ["flow_edits", "driving", "photo"])
+def test_helpers_below_the_pipeline_never_take_it_back(helper):
+    """Pipeline work is pipeline methods: the helpers are tensors in, tensors out, and never get the pipeline."""
+    source = Path(__file__).resolve().parents[1] / "lfdm" / f"{helper}.py"
+    tree = ast.parse(source.read_text())
+    imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    assert "lfdm.pipeline" not in imported, f"lfdm/{helper}.py imports the pipeline"
+    parameters = [arg.arg for node in ast.walk(tree) if isinstance(node, ast.arguments) for arg in node.args]
+    parameters += [arg.arg for node in ast.walk(tree) if isinstance(node, ast.arguments) for arg in node.kwonlyargs]
+    assert not {"pipe", "pipeline"} & set(parameters), f"a function of lfdm/{helper}.py takes the pipeline"

@@ -152,7 +152,7 @@ def test_shipped_model_in_bfloat16_gives_finite_outputs_that_start_on_the_input(
 
 
 def test_full_size_unet_in_bfloat16_stays_close_to_float32():
-    from lfdm.benchmarks import FULL_SIZE_CONFIG, full_size_models
+    from lfdm.inference_cost import FULL_SIZE_CONFIG, full_size_models
 
     lfae, unet = full_size_models(FULL_SIZE_CONFIG, seed=0)
     del lfae

@@ -49,8 +49,8 @@ from lfdm.app.inputs import (
 from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines, read_model_card
 from lfdm.app.speed import SpeedBook, Work, estimate_note
 from lfdm.driving import DRIVING_LABEL
+from lfdm.flow_edits import num_clips
 from lfdm.framing import MAX_RESOLUTION, SYNTHFACE_FRAMING
-from lfdm.motion import num_clips
 from lfdm.outputs import write_label_outputs
 from lfdm.photo import frame_photo, output_size
 from lfdm.pipeline import load_pipeline

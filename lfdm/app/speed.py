@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lfdm.motion import num_clips
+from lfdm.flow_edits import num_clips
 
 SHOWN_ABOVE_S = 5.0  # runs expected to take longer than this get "about N s" before they start
 

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-frames must be at least 2; got {args.max_frames}.")
 
     from lfdm.driving import load_driving_video
-    from lfdm.motion import check_motion_scale
+    from lfdm.flow_edits import check_motion_scale
     from lfdm.outputs import write_label_outputs
     from lfdm.photo import check_photo_options
     from lfdm.pipeline import load_image, load_pipeline

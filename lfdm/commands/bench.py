@@ -16,7 +16,7 @@ Figures (medians over --repeats after a warm-up; random weights at the size of -
   message, when the folder does not exist).
 - photo_model_size_video, photo_512_video, photo_512_overhead: --model on a 512 px portrait, the whole picture at
   the model's size against the face found, aligned and rendered at 512 px, and the photo path's own work alone
-  (`lfdm.benchmarks.photo_path_videos`; --steps DPM-Solver++ steps, default the model's own).
+  (`lfdm.inference_cost.photo_path_videos`; --steps DPM-Solver++ steps, default the model's own).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from lfdm import benchmarks
+    from lfdm import inference_cost
     from lfdm.runtime import dtype_name, keep_freed_memory, resolve_dtype
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -82,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     allocator = keep_freed_memory() if args.device == "cpu" and not args.default_allocator else False
     parts = set(PARTS) if "all" in args.what else set(args.what)
-    benchmarks.reset_peak_memory(args.device)
-    baseline_memory = benchmarks.peak_memory(args.device)  # the process before any network: interpreter, libraries
-    lfae, unet = _networks(args, benchmarks)
+    inference_cost.reset_peak_memory(args.device)
+    baseline_memory = inference_cost.peak_memory(args.device)  # the process before any network: interpreter, libraries
+    lfae, unet = _networks(args, inference_cost)
     dtypes = list(dict.fromkeys(resolve_dtype(name, args.device) for name in args.dtype))
-    machine = benchmarks.machine_info(args.device)
+    machine = inference_cost.machine_info(args.device)
     machine["memory_before_networks_bytes"] = baseline_memory
     print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs, AMX-BF16: {machine['amx_bf16']}, "
           f"torch {machine['torch']}, {machine['threads']} threads, load {machine['load_average']}, "
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     results = []
     for dtype in dtypes:
-        settings = benchmarks.BenchSettings(
+        settings = inference_cost.BenchSettings(
             device=args.device,
             dtype=dtype,
             threads=args.threads or None,
@@ -107,15 +107,15 @@ def run(args: argparse.Namespace) -> int:
         )
         # a copy per dtype: the same random weights, rounded once to that precision
         networks = [copy.deepcopy(network).to(device=args.device, dtype=dtype) for network in (lfae, unet)]
-        measured = _measure(args, parts, settings, *networks, benchmarks=benchmarks)
+        measured = _measure(args, parts, settings, *networks, inference_cost=inference_cost)
         for result in measured:
             result.dtype = dtype_name(dtype)
             if len(dtypes) > 1:
                 result.name = f"{result.name} [{result.dtype}]"
         results += measured
 
-    machine["load_average_after"] = benchmarks.machine_info(args.device)["load_average"]
-    print(_table(results, compare=not args.tiny and args.device == "cpu", benchmarks=benchmarks))
+    machine["load_average_after"] = inference_cost.machine_info(args.device)["load_average"]
+    print(_table(results, compare=not args.tiny and args.device == "cpu", inference_cost=inference_cost))
     if args.json:
         record = {
             "command": "python -m lfdm " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "bench",
@@ -130,33 +130,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _measure(args, parts, settings, lfae, unet, *, benchmarks) -> list:
+def _measure(args, parts, settings, lfae, unet, *, inference_cost) -> list:
     """Every figure of `parts` for networks in one dtype."""
     import torch
 
     results = []
     with torch.inference_mode():
         if parts & {"unet", "video"}:
-            results += benchmarks.bench_unet(unet, lfae, settings)
+            results += inference_cost.bench_unet(unet, lfae, settings)
         if parts & {"decode", "video"}:
-            results.append(benchmarks.bench_decode(lfae, settings))
+            results.append(inference_cost.bench_decode(lfae, settings))
         if "video" in parts:
-            pipe = benchmarks.random_pipeline(lfae, unet).to(args.device)
+            pipe = inference_cost.random_pipeline(lfae, unet).to(args.device)
             steps = args.steps or 25
             name = f"video_dpmsolver_{steps}"
-            results.append(benchmarks.bench_video(pipe, "dpmsolver", steps, settings, name=name))
+            results.append(inference_cost.bench_video(pipe, "dpmsolver", steps, settings, name=name))
             by_name = {result.name: result for result in results}
-            results.append(benchmarks.extrapolate_ddpm_video(by_name["ddpm_step"], by_name["decode"]))
+            results.append(inference_cost.extrapolate_ddpm_video(by_name["ddpm_step"], by_name["decode"]))
         if "shipped" in parts:
-            results += _shipped(args, settings, benchmarks)
+            results += _shipped(args, settings, inference_cost)
         if "photo" in parts:
-            results += _photo(args, settings, benchmarks)
+            results += _photo(args, settings, inference_cost)
     return results
 
 
-def _networks(args, benchmarks):
+def _networks(args, inference_cost):
     if not args.tiny:
-        return benchmarks.full_size_models(args.config or benchmarks.FULL_SIZE_CONFIG, seed=args.seed)
+        return inference_cost.full_size_models(args.config or inference_cost.FULL_SIZE_CONFIG, seed=args.seed)
     from lfdm.testing import make_tiny_lfae, make_tiny_unet
 
     lfae = make_tiny_lfae().eval()
@@ -164,31 +164,31 @@ def _networks(args, benchmarks):
     return lfae, unet.eval()
 
 
-def _shipped(args, settings, benchmarks) -> list:
+def _shipped(args, settings, inference_cost) -> list:
     if not (Path(args.model) / "model_index.json").is_file():
         print(f"shipped model: skipped, {args.model} is not a pipeline folder (no model_index.json); "
               "train one or pass --model DIR.")  # fmt: skip
         return []
-    return benchmarks.shipped_model_videos(args.model, settings, schedulers=args.schedulers)
+    return inference_cost.shipped_model_videos(args.model, settings, schedulers=args.schedulers)
 
 
-def _photo(args, settings, benchmarks) -> list:
+def _photo(args, settings, inference_cost) -> list:
     if not (Path(args.model) / "model_index.json").is_file():
         print(f"photo path: skipped, {args.model} is not a pipeline folder (no model_index.json).")
         return []
-    return benchmarks.photo_path_videos(args.model, settings, steps=args.steps)
+    return inference_cost.photo_path_videos(args.model, settings, steps=args.steps)
 
 
-def _table(results, *, compare: bool, benchmarks) -> str:
+def _table(results, *, compare: bool, inference_cost) -> str:
     """A plain-text table; with `compare`, the authors' CPU figures, the speed-up over them and the targets."""
     rows = [("measurement", "median s", "min-max s", "runs", "peak MB", "official s", "speed-up", "target s", "met")]
     for result in results:
         name = result.name.split(" [")[0]  # without the dtype
-        official = benchmarks.OFFICIAL_CPU_SECONDS.get(name) if compare else None
+        official = inference_cost.OFFICIAL_CPU_SECONDS.get(name) if compare else None
         if compare and name.startswith("video_ddpm_1000"):
-            official = benchmarks.OFFICIAL_CPU_SECONDS["video_ddpm_1000"]
+            official = inference_cost.OFFICIAL_CPU_SECONDS["video_ddpm_1000"]
         target_key = "video_dpmsolver" if name.startswith("video_dpmsolver") else name
-        target = benchmarks.CPU_TARGETS.get(target_key) if compare else None
+        target = inference_cost.CPU_TARGETS.get(target_key) if compare else None
         peak = f"{result.peak_memory_bytes / 2**20:.0f}" if result.peak_memory_bytes else "-"
         rows.append((
             result.name + (" (estimated)" if result.estimated else ""),

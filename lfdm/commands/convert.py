@@ -78,14 +78,14 @@ def official_unet_params(unet: dict) -> dict:
 
 def resolve_models(args: argparse.Namespace):
     """(lfae, unet, expected labels or None) from --preset or from the authors' parameters."""
-    from lfdm.convert import (
+    from lfdm.labelsets import label_set
+    from lfdm.models.lfae import LatentFlowAutoencoder
+    from lfdm.released_checkpoints import (
         lfae_state_dict_from_official,
         load_official_lfae,
         load_official_unet,
         load_state_dict_strict,
     )
-    from lfdm.labelsets import label_set
-    from lfdm.models.lfae import LatentFlowAutoencoder
 
     if args.preset and (args.lfae_params or args.unet_params):
         raise ValueError("give either --preset or --lfae-params with --unet-params, not both.")

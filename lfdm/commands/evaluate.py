@@ -23,6 +23,7 @@ from pathlib import Path
 
 from lfdm.commands._data import add_data_arguments
 from lfdm.commands._options import add_device_arguments
+from lfdm.data.factory import describe_dataset, make_dataset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,14 +57,12 @@ def _cases(args: argparse.Namespace, pipe):
     """(test cases, reference cases of the floor, description of the data)."""
     from lfdm.evaluation.generation import dataset_cases, synthface_cases
 
-    if args.data == "synthface":
+    if describe_dataset(args.data).rendered:  # SynthFace, the one rendered data set: identities x labels
         common = {"resolution": pipe.image_size, "num_frames": pipe.num_frames, "seed": args.data_seed}
         labels = list(pipe.labels)
         test = synthface_cases("test", args.num_identities, labels=labels, **common)
         train = synthface_cases("train", args.num_identities, labels=labels, **common)
         return test, train, f"SynthFace, {args.num_identities} test identities x {len(labels)} labels"
-    from lfdm.data.factory import make_dataset
-
     common = {
         "root": args.data_root,
         "label_from": args.label_from,
@@ -128,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         "classifier": str(args.classifier),
         "data": args.data,
         "data_root": args.data_root,
-        "num_identities": args.num_identities if args.data == "synthface" else None,
+        "num_identities": args.num_identities if describe_dataset(args.data).rendered else None,
         "seed": args.seed,
         "dtype": precision,
         "frechet_distance": "FCD: Frechet distance between ActionClassifier features (not FVD, which uses I3D)",

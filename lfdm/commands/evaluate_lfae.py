@@ -13,20 +13,16 @@ import json
 import logging
 from pathlib import Path
 
-from lfdm.data.factory import DATASETS
+from lfdm.commands._data import add_data_arguments, data_defaults, data_source
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a LatentFlowAutoencoder save_pretrained folder")
-    # not `add_data_arguments`: --data also takes a folder here, the older spelling `--data DIR --preset NAME`
-    parser.add_argument("--data", default="synthface", help=f"test videos: {', '.join(DATASETS)} (real: --data-root)")
-    parser.add_argument("--data-root", help="folder of the videos (all but synthface)")
-    parser.add_argument("--label-from", default="folder", help="folder data: 'folder' or a CSV (path,label,split)")
-    parser.add_argument("--preset", choices=DATASETS[1:], help="older spelling: --data DIR --preset NAME")
+    add_data_arguments(parser, "test videos", older_folder_spelling=True)
     parser.add_argument("--num-identities", type=int, default=10, help="SynthFace: test identities (x 7 labels)")
     parser.add_argument("--data-seed", "--seed", dest="seed", type=int, default=0, help="SynthFace: data set seed")
     parser.add_argument(
-        "--num-frames", type=int, help="frames per video, uniformly sampled (default: 16 SynthFace, 40 real)"
+        "--num-frames", type=int, help=f"frames per video, uniformly sampled (default: {data_defaults('num_frames')})"
     )
     parser.add_argument("--max-videos", type=int, help="evaluate at most this many videos")
     parser.add_argument(
@@ -40,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from lfdm.data.factory import DataConfig
+    from lfdm.data.factory import DataConfig, describe_dataset
     from lfdm.evaluation.lfae import evaluate_reconstruction, evaluation_videos
     from lfdm.models import LatentFlowAutoencoder
 
@@ -51,14 +47,13 @@ def run(args: argparse.Namespace) -> int:
         )
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model = LatentFlowAutoencoder.from_pretrained(args.model).to(device)
-    dataset, root = _data_source(args)
-    synthface = dataset == "synthface"
+    dataset, root = data_source(args)
     data = DataConfig(
         dataset=dataset,
         root=root,
         label_from=args.label_from,
         resolution=model.config.image_size,
-        num_frames=args.num_frames or (16 if synthface else 40),
+        num_frames=args.num_frames or describe_dataset(dataset).num_frames,
         num_identities=args.num_identities,
         seed=args.seed,
     )
@@ -70,14 +65,3 @@ def run(args: argparse.Namespace) -> int:
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     print(f"scores written to {args.out}")
     return 0
-
-
-def _data_source(args: argparse.Namespace) -> tuple[str, str | None]:
-    """(data set name, video folder) from `--data NAME --data-root DIR` or the older `--data DIR --preset NAME`."""
-    if args.data in DATASETS:
-        if args.preset is not None:
-            raise ValueError(f"--preset goes with --data DIR; write --data {args.preset} --data-root DIR instead.")
-        return args.data, args.data_root
-    if args.data_root is not None:
-        raise ValueError(f"--data must be one of {list(DATASETS)} with --data-root; got {args.data!r}.")
-    return args.preset or "folder", args.data

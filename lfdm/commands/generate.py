@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from lfdm.motion import check_motion_scale
+    from lfdm.flow_edits import check_motion_scale
     from lfdm.outputs import label_slug, write_label_outputs
     from lfdm.photo import check_photo_options
     from lfdm.pipeline import load_image, load_pipeline

@@ -19,13 +19,17 @@ import shlex
 import time
 from pathlib import Path
 
-from lfdm.commands._data import add_data_arguments
+from lfdm.commands._data import add_data_arguments, data_defaults
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser, "training videos")
-    parser.add_argument("--resolution", type=int, help="frame side read from the data, px (default 64 / real 128)")
-    parser.add_argument("--video-frames", type=int, help="frames read per video (default 16 / real 40)")
+    parser.add_argument(
+        "--resolution", type=int, help=f"frame side read from the data, px (default: {data_defaults('resolution')})"
+    )
+    parser.add_argument(
+        "--video-frames", type=int, help=f"frames read per video (default: {data_defaults('num_frames')})"
+    )
     parser.add_argument("--num-frames", type=int, default=16, help="frames the classifier sees (evenly resampled)")
     parser.add_argument("--input-size", type=int, default=32, help="frame side the classifier sees, px")
     parser.add_argument("--channels", default="16,32,64,128", help="conv widths; the last is the feature size")
@@ -50,14 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _datasets(args: argparse.Namespace):
     """(training data set, test data set, labels) for the chosen data."""
-    from lfdm.data.factory import make_dataset
+    from lfdm.data.factory import describe_dataset, make_dataset
 
-    synthface = args.data == "synthface"
+    described = describe_dataset(args.data)
     common = {
         "root": args.data_root,
         "label_from": args.label_from,
-        "resolution": args.resolution or (64 if synthface else 128),
-        "num_frames": args.video_frames or (16 if synthface else 40),
+        "resolution": args.resolution or described.resolution,
+        "num_frames": args.video_frames or described.num_frames,
         "seed": args.data_seed,
         "labels": args.labels,
     }

@@ -21,12 +21,38 @@ from lfdm.framing import DATASET_FRAMINGS, WHOLE_PICTURE, ModelFraming
 
 FRAMING_FILE = "framing.json"  # a prepared folder's framing (`lfdm.data.prepare`, which writes it)
 
-# "synthface": rendered on demand; "mug" | "mhad" | "natops": the official layout, labels and subject split of
-# that data set under a folder; "folder": root/<label>/.../<video>, or labels and splits from a CSV (`label_from`).
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
-DATASETS = ("synthface", "mug", "mhad", "natops", "folder")
+
+@dataclass(frozen=True)
+class DatasetDescription:
+    """What a command needs to know about a data set before reading it (`describe_dataset`)."""
+
+    resolution: int  # frame side in px when a command is given none
+    num_frames: int  # frames per video when a command is given none
+    rendered: bool  # True: rendered on demand from `num_identities` identities of a seed; False: videos under `root`
+    has_looks: bool  # True: its videos can be given a photographic look (`appearance`); photographed data cannot
+
+
+# "synthface": rendered on demand; "mug" | "mhad" | "natops": the official layout, labels and subject split of
+# that data set under a folder; "folder": root/<label>/.../<video>, or labels and splits from a CSV (`label_from`).
+# Real videos default to the paper's size: 128 px, 40 frames.
+_PHOTOGRAPHED = DatasetDescription(resolution=128, num_frames=40, rendered=False, has_looks=False)
+DATASET_DESCRIPTIONS = {
+    "synthface": DatasetDescription(resolution=64, num_frames=16, rendered=True, has_looks=True),
+    "mug": _PHOTOGRAPHED,
+    "mhad": _PHOTOGRAPHED,
+    "natops": _PHOTOGRAPHED,
+    "folder": _PHOTOGRAPHED,
+}
+DATASETS = tuple(DATASET_DESCRIPTIONS)
+
+
+def describe_dataset(dataset: str) -> DatasetDescription:
+    """The `DatasetDescription` of `dataset` (one of `DATASETS`); ValueError for any other name."""
+    check_choice("dataset", dataset, DATASETS)
+    return DATASET_DESCRIPTIONS[dataset]
 
 
 def make_dataset(
@@ -151,7 +177,7 @@ def build_dataset(data: DataConfig, *, view: str, split: str = "train", **overri
         "seed": data.seed,
         "labels": data.labels,
     }
-    if data.dataset == "synthface":
+    if describe_dataset(data.dataset).has_looks:
         arguments["appearance"] = data.appearance if training else 0.0
     return make_dataset(data.dataset, **(arguments | overrides))
 

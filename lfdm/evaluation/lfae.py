@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lfdm.data.factory import DataConfig, build_dataset
+from lfdm.data.factory import DataConfig, build_dataset, describe_dataset
 from lfdm.metrics import l1_error, psnr, ssim
 from lfdm.models import LatentFlowAutoencoder
 
@@ -143,7 +143,7 @@ def evaluation_videos(
     identities x labels, or a folder's test subjects (uniformly sampled frames, no augmentation). `appearance`:
     the fraction of SynthFace test videos given a photographic look (0: all flat)."""
     data = dataclasses.replace(data, dm_frame_sampling="uniform", augment=False)
-    if appearance and data.dataset != "synthface":
+    if appearance and not describe_dataset(data.dataset).has_looks:
         raise ValueError(f"a photographic look is for SynthFace videos; {data.dataset!r} videos are photographed.")
     dataset = build_dataset(data, view="clip", split="test", **({"appearance": appearance} if appearance else {}))
     count = len(dataset) if max_videos is None else min(max_videos, len(dataset))

@@ -43,7 +43,8 @@ class RotaryEmbedding(nn.Module):
 
     `forward(num_frames)` gives the angle table (frames, dim) that `apply_rotary` uses. The inverse frequencies
     `1 / theta^(2i / dim)` are a fixed, non-persistent buffer: they follow the module across devices but are not
-    saved (the authors' checkpoints store a copy per temporal attention; `lfdm.convert` checks those copies).
+    saved (the authors' checkpoints store a copy per temporal attention; `lfdm.released_checkpoints` checks those
+    copies).
     """
 
     def __init__(self, dim: int, theta: float = ROTARY_THETA):

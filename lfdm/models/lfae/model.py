@@ -12,7 +12,7 @@ with h = w = H / 4 at the paper's size (32 for 128 px) and C = 256.
 
 State dict: three sub-modules, `generator.*`, `region_predictor.*` and `background_predictor.*`. Inside each, the
 keys are exactly the authors' (their checkpoints store the three as separate dicts, the background one under the
-name `bg_predictor`), so `lfdm.convert.load_official_lfae` only adds a prefix per sub-dict.
+name `bg_predictor`), so `lfdm.released_checkpoints.load_official_lfae` only adds a prefix per sub-dict.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Motion strength, flow composition and videos longer than the model's clip (`lfdm.motion`), on the tiny pipeline."""
+"""Motion strength, flow composition and videos longer than the model's clip (`lfdm.flow_edits`), on the tiny
+pipeline."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from lfdm.latents import resting_grid
-from lfdm.motion import (
+from lfdm.flow_edits import (
     compose_flows,
+    continue_step_trace,
     continue_video,
     displacement,
     invert_at,
@@ -17,6 +18,7 @@ from lfdm.motion import (
     relative_motion,
     scale_motion,
 )
+from lfdm.latents import resting_grid
 from lfdm.testing import make_tiny_pipeline
 
 STEPS = 2
@@ -94,6 +96,25 @@ def test_continuing_a_video_starts_exactly_where_it_was():
     assert flows.shape[1] == 3 + new_frames_per_clip(4)
     inner = (slice(None), slice(2, -2), slice(2, -2))
     torch.testing.assert_close(flows[0, 3][inner], shifted_grid(size, 0.3)[0][inner], msg="0.2 so far, then +0.1")
+
+
+def test_each_traced_step_of_a_later_clip_is_chained_like_the_video():
+    size, steps = 8, 2
+    video = shifted_grid(size, 0.2, frames=3).clone()
+    video_occlusions = torch.ones(1, 3, size, size)
+    # step s estimates the clip as a slide of (s + 1) * 0.05 per frame
+    clip_trace = torch.stack(
+        [torch.stack([shifted_grid(size, (s + 1) * 0.05 * k)[0] for k in range(4)])[None] for s in range(steps)]
+    )  # (S, B, L, h, w, 2)
+    clip_trace_occlusions = torch.full((steps, 1, 4, size, size), 0.5)
+    trace = video.expand(steps, -1, -1, -1, -1), video_occlusions.expand(steps, -1, -1, -1)  # (S B) T ...
+    last_frame = video[:, -1:], video_occlusions[:, -1:]
+    trace_flows, trace_occlusions = continue_step_trace(trace, last_frame, clip_trace, clip_trace_occlusions)
+    assert trace_flows.shape == (steps, 3 + new_frames_per_clip(4), size, size, 2)
+    for step in range(steps):
+        flows, occlusions = continue_video(video, video_occlusions, clip_trace[step], clip_trace_occlusions[step])
+        torch.testing.assert_close(trace_flows[step], flows[0], msg=f"step {step} chained as the video would be")
+        torch.testing.assert_close(trace_occlusions[step], occlusions[0])
 
 
 def test_motion_scale_zero_gives_the_still_picture(tiny_pipeline, tiny_image):

@@ -5,21 +5,22 @@ Flows are absolute backward sampling grids (..., h, w, 2) in [-1, 1], x first; o
 leaves a picture where it is under the LFAE's `grid_sample(align_corners=False)` (the MRAA "identity grid" of
 `identity_grid` would shrink it), so a zero displacement decodes to the still picture.
 
-Longer videos (`sample_chained`): the U-Net knows `pipe.num_frames` (L) frame positions, so a longer video is
-made of clips, and every frame still warps the ORIGINAL picture (a generated frame is never warped again). The first
-clip is the usual video. Every later clip is sampled from the picture too, and only the motion of its second half
-is used: how its frames L/2 + 1 ... L - 1 move with respect to its frame L/2 (`relative_motion`), composed with the
-flow of the video's last frame so far (`compose_flows`). The motion that made the first clip's action (a model
-trained on clips that start still starts the action in every clip) is thus not started again on top of itself,
-later clips carry on from where the video is, and where clips meet the video moves as it does inside a clip.
+Longer videos (`continue_video`; `LFDMPipeline.sample_chained_flows` samples the clips): the U-Net knows
+`pipe.num_frames` (L) frame positions, so a longer video is made of clips, and every frame still warps the ORIGINAL
+picture (a generated frame is never warped again). The first clip is the usual video. Every later clip is sampled
+from the picture too, and only the motion of its second half is used: how its frames L/2 + 1 ... L - 1 move with
+respect to its frame L/2 (`relative_motion`), composed with the flow of the video's last frame so far
+(`compose_flows`). The motion that made the first clip's action (a model trained on clips that start still starts
+the action in every clip) is thus not started again on top of itself, later clips carry on from where the video is,
+and where clips meet the video moves as it does inside a clip.
+
+Everything here is tensors in, tensors out: the pipeline samples, this module only edits what was sampled.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -64,9 +65,10 @@ def scale_motion(
     twice the motion. Occlusion follows as `1 - (1 - occlusion) * min(scale, 1)`: with less motion less of the
     picture is uncovered, down to nothing to inpaint at 0; beyond 1 the map is kept, because a longer motion moves
     the uncovered area rather than making it more uncovered, and deepening the map would blank out parts that are
-    merely stretched.
+    merely stretched. The scale is not checked here: the pipeline's `check_inputs` checks it (`check_motion_scale`)
+    before any work is done.
     """
-    scale = check_motion_scale(motion_scale)
+    scale = float(motion_scale)
     if scale == 1:
         return flows, occlusions
     scaled_flows = flows + (scale - 1) * displacement(flows)
@@ -147,16 +149,6 @@ def num_clips(num_frames: int, clip_frames: int) -> int:
     return 1 + math.ceil((num_frames - clip_frames) / new_frames_per_clip(clip_frames))
 
 
-def _shifted_callback(callback, offset: int):
-    """Number the steps of every clip one after the other (a plain function callback; diffusers' callback
-    objects keep their own count)."""
-    from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
-
-    if callback is None or offset == 0 or isinstance(callback, (PipelineCallback, MultiPipelineCallbacks)):
-        return callback
-    return lambda pipe, step_index, timestep, tensors: callback(pipe, offset + step_index, timestep, tensors)
-
-
 def continue_video(
     flows: torch.Tensor, occlusions: torch.Tensor, clip_flows: torch.Tensor, clip_occlusions: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,66 +168,21 @@ def continue_video(
     return torch.cat([flows, new_flows], dim=1), torch.cat([occlusions, new_occlusions], dim=1)
 
 
-@torch.no_grad()
-def sample_chained(
-    pipe,
-    *,
-    num_frames: int,
-    image_features: torch.Tensor,
-    label_embeddings: torch.Tensor,
-    num_inference_steps: int | None,
-    guidance_scale: float,
-    generator,
-    callback_on_step_end: Callable | None,
-    callback_on_step_end_tensor_inputs,
-    return_step_trace: bool,
-):
-    """`pipe.sample_flows` for `num_frames` beyond the model's clip, chained as the module docstring says.
+def continue_step_trace(
+    trace: tuple[torch.Tensor, torch.Tensor],
+    last_frame: tuple[torch.Tensor, torch.Tensor],
+    clip_trace_flows: torch.Tensor,
+    clip_trace_occlusions: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Append each sampling step's estimate of a later clip to the step trace, as `continue_video` appends the clip.
 
-    Arguments and result (`lfdm.pipeline.SampledFlows`) are `sample_flows`'s. Every clip samples all labels in one
-    batch from the same image features; `callback_on_step_end` sees the steps of all clips numbered one after the
-    other, the step trace holds each step's clean estimate of the whole video (every clip chained onto the final
-    flows before it), and an interrupted run returns the frames made so far.
+    trace: flows (S*B, T, h, w, 2) and occlusions (S*B, T, h, w) so far, steps first; last_frame: the video's final
+    flow (B, 1, h, w, 2) and occlusion (B, 1, h, w); clip_trace_flows (S, B, L, h, w, 2) and clip_trace_occlusions
+    (S, B, L, h, w), each step's estimate of the clip. Every step's estimate is chained onto the same final frame as
+    the video itself, so the trace shows each step of the clip as the video would have had it.
     """
-    clip_frames = pipe.num_frames
-    clips = num_clips(num_frames, clip_frames)
-    steps_per_clip = int(num_inference_steps or pipe.default_num_inference_steps)
-    shared = dict(
-        image_features=image_features,
-        label_embeddings=label_embeddings,
-        num_frames=clip_frames,
-        num_inference_steps=num_inference_steps,
-        guidance_scale=guidance_scale,
-        generator=generator,
-        callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-        return_step_trace=return_step_trace,
-    )
-    flows = occlusions = trace = None
-    for clip_index in range(clips):
-        # 1. One clip of every label, from the picture itself
-        callback = _shifted_callback(callback_on_step_end, clip_index * steps_per_clip)
-        clip = pipe.sample_flows(callback_on_step_end=callback, **shared)
-        # 2. The first clip as it is; the second half of every later one, chained onto the video's last frame
-        if flows is None:
-            flows, occlusions = clip.flows, clip.occlusions
-            if return_step_trace:
-                trace = clip.trace_flows.flatten(0, 1), clip.trace_occlusions.flatten(0, 1)  # (S B) F h w ...
-        else:
-            last = flows[:, -1:].cpu(), occlusions[:, -1:].cpu()  # where the trace lives
-            flows, occlusions = continue_video(flows, occlusions, clip.flows, clip.occlusions)
-            if return_step_trace:
-                # each step's estimate of the clip, chained onto the same final frame as the video itself
-                steps = clip.trace_flows.shape[0]
-                anchors = [repeat(tensor, "b 1 ... -> (s b) 1 ...", s=steps) for tensor in last]
-                chained = continue_video(*anchors, clip.trace_flows.flatten(0, 1), clip.trace_occlusions.flatten(0, 1))
-                trace = tuple(torch.cat([old, new[:, 1:]], dim=1) for old, new in zip(trace, chained, strict=True))
-        if clip.interrupted:
-            break
-
-    # 3. Cut to length
-    sampled = replace(clip, flows=flows[:, :num_frames], occlusions=occlusions[:, :num_frames])
-    if return_step_trace:
-        steps = len(clip.trace_timesteps)
-        trace_flows, trace_occlusions = (tensor[:, :num_frames].unflatten(0, (steps, -1)).float() for tensor in trace)
-        sampled = replace(sampled, trace_flows=trace_flows, trace_occlusions=trace_occlusions)
-    return sampled
+    steps = clip_trace_flows.shape[0]
+    anchors = [repeat(tensor, "b 1 ... -> (s b) 1 ...", s=steps) for tensor in last_frame]
+    chained = continue_video(*anchors, clip_trace_flows.flatten(0, 1), clip_trace_occlusions.flatten(0, 1))
+    # each chained video starts with its anchor, the video's last frame, which the trace already holds
+    return tuple(torch.cat([old, new[:, 1:]], dim=1) for old, new in zip(trace, chained, strict=True))
