@@ -64,7 +64,7 @@ def test_commands_read_their_default_sizes_from_the_descriptions(monkeypatch):
         made.clear()
         args = argparse.Namespace(
             data=data, data_root="/videos", label_from="folder", resolution=None, video_frames=None, data_seed=0,
-            pool_size=4, test_identities=1,
+            pool_size=4, test_identities=1, labels=None,
         )  # fmt: skip
         train_classifier._datasets(args)
         assert {(kwargs["resolution"], kwargs["num_frames"]) for kwargs in made} == {expected}, data
