@@ -13,7 +13,10 @@ from PIL import Image
 
 from lfdm.driving import DRIVING_SOURCE_SIDE, frame_driving_faces, load_driving_video
 from lfdm.face_track import (
+    HEAD_MASK,
     FaceTrack,
+    _outside_head,
+    _refine,
     crop_track,
     eye_parameters,
     eyes_from_parameters,
@@ -220,3 +223,24 @@ def test_the_real_example_clip_shows_its_face_in_every_frame():
     frames = read_video(ASSETS / "driving" / "astronaut_surprise_handheld.mp4")
     assert frames.shape[1:] == (256, 256, 3) and len(frames) >= 16
     assert track_face(frames).found.all()
+
+
+def test_registration_is_refined_on_what_lies_outside_the_head():
+    """A zoom and sub-pixel shift of the surroundings is recovered to a tenth of a pixel while the head (the
+    expression) changes completely; started from the corners' estimate, here the identity."""
+    import cv2
+
+    side = 192
+    texture = cv2.GaussianBlur(np.random.default_rng(0).uniform(0, 255, (side, side)).astype(np.float32), (0, 0), 2)
+    truth = np.array([[1.02, 0.0, 0.4], [0.0, 1.02, -0.3]])  # first cut-out -> this one, scale and shift
+    current = cv2.warpAffine(texture, truth, (side, side), flags=cv2.INTER_CUBIC,
+                             borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+    mask = _outside_head(side)
+    assert mask[round(HEAD_MASK["centre"][1] * side), side // 2] == 0 and mask[2, 2] == 255
+    current[mask == 0] = 255 - current[mask == 0]  # the head is another picture now
+    refined = _refine(texture, current, np.eye(3)[:2], mask)
+    points = np.array([[20.0, 20.0], [170.0, 30.0], [100.0, 180.0]])
+    error = np.abs(points @ (refined - truth)[:, :2].T + (refined - truth)[:, 2]).max()
+    assert error < 0.15, error
+    flat = np.full((side, side), 128, np.float32)  # nothing to follow: the estimate is kept
+    assert np.array_equal(_refine(flat, flat, truth, mask), truth)
