@@ -27,6 +27,7 @@ COMMANDS: dict[str, Command] = {
     "evaluate-lfae": Command("lfdm.commands.evaluate_lfae", "reconstruction metrics of a trained autoencoder"),
     "train-dm": Command("lfdm.commands.train_dm", "train stage two, the flow diffusion model"),
     "train-refiner": Command("lfdm.commands.train_refiner", "train the photo refiner (new content at photo size)"),
+    "distill": Command("lfdm.commands.distill", "teach a U-Net to sample in 1 or 2 steps what a pipeline does in more"),
     "embed-labels": Command("lfdm.commands.embed_labels", "compute the official BERT label embeddings"),
     "convert": Command("lfdm.commands.convert", "convert the authors' released checkpoints to a pipeline folder"),
     "generate": Command("lfdm.commands.generate", "generate videos from an image and action labels"),

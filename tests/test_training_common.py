@@ -68,6 +68,10 @@ def test_every_shipped_config_loads():
         if config.train_refiner is not None:  # the refiner trains on frames `scale` x its autoencoder's size
             assert config.data.resolution == config.refiner["scale"] * 64, f"{path.name}: for the 64 px model"
             continue
+        if config.train_distill is not None:  # a student of a pipeline takes its teacher's picture size
+            teacher = Path(lfdm.__file__).parents[1] / config.train_distill.teacher / "lfae" / "config.json"
+            assert json.loads(teacher.read_text())["image_size"] == config.data.resolution, path.name
+            continue
         assert config.lfae["image_size"] == config.data.resolution, f"{path.name}: model and data sizes differ"
 
 

@@ -7,7 +7,8 @@ A config file (`lfdm/configs/*.yaml`) has the top-level sections
 - `train_lfae`: `AutoencoderTrainConfig`, stage-one optimisation, losses and bookkeeping;
 - `unet`, `labels`: keyword arguments of `FlowUNet3D` and `LabelEncoder` (dicts, used by stage two);
 - `train_dm`: `FlowDiffusionTrainConfig`, stage-two optimisation, EMA, samples and bookkeeping (None when absent);
-- `refiner`, `train_refiner`: `PhotoRefiner` arguments and `RefinerTrainConfig`, the photo refiner (None when absent).
+- `refiner`, `train_refiner`: `PhotoRefiner` arguments and `RefinerTrainConfig`, the photo refiner (None when absent);
+- `train_distill`: `DistillTrainConfig`, a few-step student of a trained pipeline (None when absent).
 
 Unknown keys and unknown sections raise `ValueError` listing the valid ones.
 """
@@ -32,7 +33,9 @@ STAGE_SECTIONS = {
     "lfae": ("data", "lfae", "train_lfae"),
     "dm": ("data", "unet", "labels", "train_dm"),
     "refiner": ("data", "refiner", "train_refiner"),
+    "distill": ("data", "train_distill"),
 }
+DISTILL_SAMPLERS = ("ddim", "dpmsolver")  # deterministic samplers a student can be taught (DDPM draws noise)
 
 
 class _StageSchedule:
@@ -227,6 +230,59 @@ class RefinerTrainConfig(_StageSchedule):
 
 
 @dataclass
+class DistillTrainConfig(_StageSchedule):
+    """Sampler distillation (`lfdm.training.distill`): a student U-Net, started from the teacher's, learns to give in
+    `steps` sampling steps the clean latents the teacher pipeline's own sampler gives from the same noise."""
+
+    teacher: str | None = None  # the trained pipeline folder to distil (e.g. checkpoints; also --teacher)
+    output_dir: str | None = None  # run folder; None -> runs/distill-<config name>-<date>-<time> (no spaces allowed)
+    seed: int = 0  # seeds the pool's images and noise, and the data stream
+    steps: int = 1  # the student's sampling steps k (also --steps); the exported pipeline's default
+    sampler: str = "dpmsolver"  # the student's sampler: "dpmsolver" | "ddim" (at 1 step they are the same)
+    teacher_steps: int | None = None  # the teacher's sampling steps; None = its default (its scheduler config)
+    teacher_guidance_scale: float = 1.0  # classifier-free guidance of the teacher's samples (the student runs 1.0)
+    num_images: int = 256  # pictures (frame 0 of training clips) in the pool; each is sampled with every label
+    cache_dir: str | None = None  # folder where the pool is saved and read back (a resumed run skips making it)
+    pool_batch_size: int = 16  # examples per teacher call while the pool is made
+    max_steps: int = 4000  # optimiser steps
+    batch_size: int = 8  # pool examples per process and micro-step
+    gradient_accumulation_steps: int = 1  # micro-steps per optimiser step
+    learning_rate: float = 2e-5  # Adam learning rate before decay (small: the student starts at the teacher)
+    adam_betas: tuple[float, float] = (0.9, 0.99)  # Adam (beta1, beta2)
+    lr_milestones: tuple[float, ...] = (0.8,)  # steps where lr *= lr_decay; values < 1: fractions of max_steps
+    lr_decay: float = 0.1  # multiplicative lr decay at each milestone
+    max_grad_norm: float | None = 1.0  # clip the gradient norm to this value; None = no clipping
+    mixed_precision: str = "auto"  # "auto" (bf16/fp16 on a GPU that has it, else fp32) | "no" | "fp16" | "bf16"
+    log_every: int = 10  # steps between JSONL log lines (averages since the last line)
+    sample_every: int = 500  # steps between sample videos of every label at the student's steps (0 = never)
+    sample_fps: float = 8.0  # frame rate of the sample mp4 files
+    checkpoint_every: int = 500  # steps between resumable checkpoints (0 = only the final model)
+    keep_last: int = 2  # checkpoints kept in the run folder (older ones are deleted); >= 1
+
+    def __post_init__(self) -> None:
+        check_choice("train_distill.mixed_precision", self.mixed_precision, MIXED_PRECISION_MODES)
+        check_choice("train_distill.sampler", self.sampler, DISTILL_SAMPLERS)
+        check_positive(
+            "train_distill",
+            steps=self.steps,
+            num_images=self.num_images,
+            pool_batch_size=self.pool_batch_size,
+            max_steps=self.max_steps,
+            batch_size=self.batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            learning_rate=self.learning_rate,
+            log_every=self.log_every,
+            keep_last=self.keep_last,
+            sample_fps=self.sample_fps,
+        )
+        if self.teacher_steps is not None and self.teacher_steps < 1:
+            raise ValueError(
+                f"train_distill.teacher_steps must be >= 1 or null (the teacher's default); got {self.teacher_steps}."
+            )
+        self._check_schedule_and_folder("train_distill")
+
+
+@dataclass
 class RunConfig:
     """A whole config file. Model sections are dicts passed as keyword arguments to the model constructors."""
 
@@ -238,6 +294,7 @@ class RunConfig:
     train_dm: FlowDiffusionTrainConfig | None = None  # stage two; None when the file has no train_dm section
     refiner: dict[str, Any] | None = None  # PhotoRefiner(**refiner), the photo refiner
     train_refiner: RefinerTrainConfig | None = None  # the photo refiner; None when the file has no such section
+    train_distill: DistillTrainConfig | None = None  # a few-step student; None when the file has no such section
     name: str = "run"  # the config's name (file stem), used for default run folders; not a YAML key
 
     @classmethod
@@ -254,6 +311,9 @@ class RunConfig:
         train_refiner = sections.get("train_refiner")
         if train_refiner is not None:
             train_refiner = dataclass_from_dict(RefinerTrainConfig, train_refiner, "train_refiner")
+        train_distill = sections.get("train_distill")
+        if train_distill is not None:
+            train_distill = dataclass_from_dict(DistillTrainConfig, train_distill, "train_distill")
         data = sections.get("data") or {}
         # Older run folders name the only stage-one frame sampling there is; accepted, and no longer written.
         if isinstance(data, dict) and data.get("lfae_frame_sampling") == "pair":
@@ -267,15 +327,17 @@ class RunConfig:
             train_dm=train_dm,
             refiner=sections.get("refiner"),
             train_refiner=train_refiner,
+            train_distill=train_distill,
             name=name,
         )
 
     def to_dict(self, stage: str | None = None) -> dict[str, Any]:
-        """The config as plain YAML-ready data (tuples become lists), sections in file order; with `stage` ("lfae"
-        or "dm") only the sections that stage reads (`STAGE_SECTIONS`)."""
+        """The config as plain YAML-ready data (tuples become lists), sections in file order; with `stage` (a key of
+        `STAGE_SECTIONS`) only the sections that stage reads (`STAGE_SECTIONS`)."""
         sections = {"data": self.data, "lfae": self.lfae, "train_lfae": self.train_lfae}
         sections.update({"unet": self.unet, "labels": self.labels, "train_dm": self.train_dm})
         sections.update({"refiner": self.refiner, "train_refiner": self.train_refiner})
+        sections["train_distill"] = self.train_distill
         if stage is not None:
             sections = {key: value for key, value in sections.items() if key in STAGE_SECTIONS[stage]}
         return {key: plain(value) for key, value in sections.items() if value is not None}
