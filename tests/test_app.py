@@ -27,14 +27,11 @@ from PIL import Image
 
 from lfdm.app import LAUNCH_OPTIONS, NO_MODEL_MESSAGE, GenerationService, GenerationSettings, build_demo
 from lfdm.app.inputs import UserInputError, preset_of, quality_presets, read_photo
-from lfdm.app.models import find_pipelines
-from lfdm.app.service import (
-    COMPARE_TILE,
-    DEFAULT_LABEL_KEY,
-    STRIP_TILE,
-    GenerationStopped,
-)
+from lfdm.app.models import DEFAULT_LABEL_KEY, find_pipelines
+from lfdm.app.runs import GenerationStopped
+from lfdm.app.service import COMPARE_TILE
 from lfdm.app.speed import SHOWN_ABOVE_S, SpeedBook, Work, estimate_note
+from lfdm.app.traces import STRIP_TILE
 from lfdm.app.ui import _Handlers
 from lfdm.evaluation.default_steps import write_default_steps
 from lfdm.video import probe_video, read_video
@@ -252,7 +249,7 @@ def test_step_inspector_renders_every_step_without_running_the_model(service, im
 def test_inspector_reads_a_trace_back_from_disk(service, images, label):
     result = service.generate(images["face.png"], GenerationSettings(label=label, scheduler="DDIM", steps=STEPS))
     in_memory = service.inspect(result.request_id, 1).flow_strip
-    service._traces.clear()  # another worker process (ZeroGPU) keeps nothing in this one's memory
+    service.traces.forget()  # another worker process (ZeroGPU) keeps nothing in this one's memory
     assert np.array_equal(service.inspect(result.request_id, 1).flow_strip, in_memory)
     with pytest.raises(UserInputError, match="generate a video first"):
         service.inspect("../../etc", 1)
@@ -303,7 +300,7 @@ def test_compare_makes_one_grid_of_every_label(service, images):
 def test_old_request_folders_are_cleaned_up(service, images, label, monkeypatch):
     result = service.generate(images["face.png"], GenerationSettings(label=label, scheduler="DDIM", steps=STEPS))
     assert result.folder.is_dir()
-    monkeypatch.setattr(service, "max_age_s", -1.0)
+    monkeypatch.setattr(service.folders, "max_age_s", -1.0)
     service.cleanup()
     assert not result.folder.exists()
 

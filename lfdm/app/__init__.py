@@ -5,7 +5,8 @@
 
 from lfdm.app.inputs import DrivingSettings, GenerationSettings, UserInputError
 from lfdm.app.models import NO_MODEL_MESSAGE, find_pipelines
-from lfdm.app.service import GenerationService, GenerationStopped
+from lfdm.app.runs import GenerationStopped
+from lfdm.app.service import GenerationService
 from lfdm.app.ui import LAUNCH_OPTIONS, build_demo
 
 __all__ = [

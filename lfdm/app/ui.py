@@ -18,7 +18,8 @@ from lfdm.app import layout, text
 from lfdm.app.driving_tab import driving_tab, wire_driving_tab
 from lfdm.app.inputs import MAX_UPLOAD_BYTES, SEED_MAX, DrivingSettings, GenerationSettings, UserInputError, preset_of
 from lfdm.app.models import NO_MODEL_MESSAGE
-from lfdm.app.service import GenerationService, GenerationStopped
+from lfdm.app.runs import GenerationStopped
+from lfdm.app.service import GenerationService
 
 try:  # ZeroGPU Spaces attach a GPU only while a function decorated with `spaces.GPU` runs
     import spaces
