@@ -232,6 +232,22 @@ def test_same_seed_gives_the_same_video(service, images, label):
     assert np.array_equal(read_video(first.folder / "video.mp4"), read_video(second.folder / "video.mp4"))
 
 
+def test_requests_with_different_samplers_at_once_neither_change_the_model_nor_each_other(service, images, label):
+    pipe = service.pipeline()
+    own = pipe.scheduler
+    samplers = ("DDIM", "DPM-Solver++")
+    settings = {name: GenerationSettings(label=label, scheduler=name, steps=3, seed=5) for name in samplers}
+    run = lambda name: service.generate(images["face.png"], settings[name]).request_id  # noqa: E731
+    flows = lambda request_id: service.traces.get(request_id).flows  # noqa: E731
+    alone = {name: flows(run(name)) for name in samplers}
+    assert not np.array_equal(alone["DDIM"], alone["DPM-Solver++"]), "the samplers make different motion"
+    with ThreadPoolExecutor(2) as pool:
+        together = dict(zip(samplers, pool.map(run, samplers), strict=True))
+    for name in samplers:
+        assert np.array_equal(flows(together[name]), alone[name]), f"{name} changed when run beside the other"
+    assert service.pipeline() is pipe and pipe.scheduler is own, "the loaded pipeline keeps its own scheduler"
+
+
 def test_step_inspector_renders_every_step_without_running_the_model(service, images, label, monkeypatch):
     result = service.generate(images["face.png"], GenerationSettings(label=label, scheduler="DDIM", steps=3))
     pipe_class = type(service.pipeline())
