@@ -26,10 +26,10 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from lfdm.app import LAUNCH_OPTIONS, NO_MODEL_MESSAGE, GenerationService, GenerationSettings, build_demo
+from lfdm.app.comparison import COMPARE_TILE
 from lfdm.app.inputs import UserInputError, preset_of, quality_presets, read_photo
 from lfdm.app.models import DEFAULT_LABEL_KEY, find_pipelines
 from lfdm.app.runs import GenerationStopped
-from lfdm.app.service import COMPARE_TILE
 from lfdm.app.speed import SHOWN_ABOVE_S, SpeedBook, Work, estimate_note
 from lfdm.app.traces import STRIP_TILE
 from lfdm.app.ui import _Handlers

@@ -14,7 +14,6 @@ a message that says what to do, and `GenerationStopped` when a run was stopped; 
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ import torch
 
 from lfdm.app import render
 from lfdm.app.animation import AnimationResult, run_animation, write_animation
+from lfdm.app.comparison import COMPARE_TILE, CompareResult, compare_framing
 from lfdm.app.folders import RequestFolders
 from lfdm.app.inputs import (
     DrivingSettings,
@@ -45,11 +45,9 @@ from lfdm.app.speed import SpeedBook, Work, estimate_note
 from lfdm.app.traces import StepView, TraceStore
 from lfdm.framing import MAX_RESOLUTION
 from lfdm.outputs import write_label_outputs
-from lfdm.photo import frame_photo, output_size
+from lfdm.photo import output_size
 from lfdm.viz import to_uint8
 
-COMPARE_TILE = 160  # pixels, the height of each action's face in the Compare grid: enough to tell expressions apart
-COMPARE_CONTEXT = 1.6  # the Compare crop's side, in face-box sides: brows, chin and a little around them
 MEASURE_SIDE = 512  # pixels, the picture `measure_speed` renders
 
 
@@ -69,12 +67,6 @@ class GenerationResult:
     face_note: str | None = None
     seconds: float = 0.0  # wall time of the pipeline call (sampling, decoding, rendering), without writing files
     note: str = ""  # Markdown: how long it took, where, with which sampler
-
-
-@dataclass(frozen=True)
-class CompareResult:
-    video: Path  # every label's video in one captioned grid
-    downloads: list[Path]
 
 
 class GenerationService:
@@ -288,17 +280,13 @@ class GenerationService:
         pipe = self.pipeline(settings.model)
         photo, _ = reduced(read_photo(image_path), self.max_resolution)
         labels = pipe.labels
-        # Each action's tile shows the face large enough to judge: the photo is rendered so that the region around
-        # the face is about `COMPARE_TILE` px, then cropped to it; without a face, the whole picture.
-        face_box = None
-        if settings.find_face and pipe.framing.is_face:
-            face_box = frame_photo(photo, pipe.image_size, model_framing=pipe.framing, face="auto").face_box
-        resolution, region = self.compare_resolution, None
-        if face_box is not None:
-            region = _face_region(face_box, photo.shape[:2])
-            side = region[2] - region[0]
-            wanted = math.ceil(max(photo.shape[:2]) * COMPARE_TILE / side)  # the region then is COMPARE_TILE px
-            resolution = int(min(self.max_resolution, max(self.compare_resolution, wanted)))
+        resolution, region = compare_framing(
+            photo,
+            pipe,
+            settings.find_face,
+            compare_resolution=self.compare_resolution,
+            max_resolution=self.max_resolution,
+        )
         videos: dict[str, np.ndarray] = {}
         with self.runs.stoppable(session) as stop:
             for start in range(0, len(labels), batch_size):
@@ -418,15 +406,3 @@ class GenerationService:
         """Delete request folders older than `max_age_s` (and forget their traces)."""
         for request_id in self.folders.clean_up():
             self.traces.forget(request_id)
-
-
-def _face_region(box, shape) -> tuple[float, float, float, float]:
-    """A square around a face box, `COMPARE_CONTEXT` times its side, moved (and if need be shrunk) into the photo:
-    (x0, y0, x1, y1) in the photo's pixels."""
-    height, width = shape
-    x0, y0, x1, y1 = box
-    side = min(COMPARE_CONTEXT * max(x1 - x0, y1 - y0), height, width)
-    centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
-    left = min(max(centre_x - side / 2, 0), width - side)
-    top = min(max(centre_y - side / 2, 0), height - side)
-    return left, top, left + side, top + side
