@@ -1,4 +1,5 @@
-"""The Gradio app's work: `GenerationService` (models, checks, sampling, files) and `build_demo` (the page).
+"""The Gradio app's work: `GenerationService` (requests in, files out; its pieces are listed in `lfdm.app.service`)
+and `build_demo` (the page).
 
 `app.py` at the top of the repository only parses flags and launches; everything it shows is built here.
 """
