@@ -24,7 +24,7 @@ if not os.environ.get("GRADIO_TEMP_DIR"):
     atexit.register(shutil.rmtree, os.environ["GRADIO_TEMP_DIR"], ignore_errors=True)
 
 from lfdm.app import LAUNCH_OPTIONS, GenerationService, build_demo  # noqa: E402
-from lfdm.commands._options import add_dtype_argument  # noqa: E402
+from lfdm.commands.options import add_dtype_argument  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 

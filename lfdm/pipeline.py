@@ -187,7 +187,8 @@ class LFDMPipeline(DiffusionPipeline):
     (`PhotoRefiner`), which paints new content when a photo is animated at its own size (`resolution`); without
     it the decoder's change (its frame minus its frame 0) is added there (`lfdm.photo.render_photo_video`).
 
-    Swap the sampler with `pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)`. Set
+    Swap the sampler with `pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)`, or leave `pipe` as it
+    is and sample with `pipe.with_scheduler(scheduler)` (a server that runs requests with different samplers). Set
     `pipe.interrupt = True` from a callback to stop sampling early: the video is then decoded from the last step's
     clean estimate and the output says `interrupted=True`.
     """
@@ -245,6 +246,15 @@ class LFDMPipeline(DiffusionPipeline):
     @interrupt.setter
     def interrupt(self, value: bool) -> None:
         self._interrupt = bool(value)
+
+    def with_scheduler(self, scheduler) -> LFDMPipeline:
+        """A pipeline that shares this one's networks (no copy) and samples with `scheduler`: a new pipeline object
+        with its own scheduler and its own `interrupt` flag, so that runs with different samplers (a scheduler also
+        keeps the state of the run it is in) change neither this pipeline nor each other. Built from `components`
+        as diffusers shares components between pipelines; the progress bar settings carry over."""
+        view = type(self)(**{**self.components, "scheduler": scheduler})
+        view.set_progress_bar_config(**getattr(self, "_progress_bar_config", {}))
+        return view
 
     # --- steps of __call__ ----------------------------------------------------------------------------------------
 
@@ -381,6 +391,13 @@ class LFDMPipeline(DiffusionPipeline):
         """The steps `__call__` samples when given none: the model's measured count for its scheduler (saved in the
         scheduler's config), else the scheduler's usual one (`lfdm.schedulers.default_steps`)."""
         return default_steps(self.scheduler)
+
+    def num_sampling_steps(self, num_frames: int | None = None, num_inference_steps: int | None = None) -> int:
+        """The denoising steps a call for `num_frames` frames makes (each one `callback_on_step_end` call): the steps
+        of one clip times the clips chained for the video (`sample_chained_flows`). None: the model's clip length,
+        `default_num_inference_steps`."""
+        steps_per_clip = int(num_inference_steps or self.default_num_inference_steps)
+        return steps_per_clip * num_clips(int(num_frames or self.num_frames), self.num_frames)
 
     # --- the call -------------------------------------------------------------------------------------------------
 

@@ -26,15 +26,12 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from lfdm.app import LAUNCH_OPTIONS, NO_MODEL_MESSAGE, GenerationService, GenerationSettings, build_demo
+from lfdm.app.comparison import COMPARE_TILE
 from lfdm.app.inputs import UserInputError, preset_of, quality_presets, read_photo
-from lfdm.app.models import find_pipelines
-from lfdm.app.service import (
-    COMPARE_TILE,
-    DEFAULT_LABEL_KEY,
-    STRIP_TILE,
-    GenerationStopped,
-)
+from lfdm.app.models import DEFAULT_LABEL_KEY, find_pipelines
+from lfdm.app.runs import GenerationStopped
 from lfdm.app.speed import SHOWN_ABOVE_S, SpeedBook, Work, estimate_note
+from lfdm.app.traces import STRIP_TILE
 from lfdm.app.ui import _Handlers
 from lfdm.evaluation.default_steps import write_default_steps
 from lfdm.video import probe_video, read_video
@@ -235,6 +232,22 @@ def test_same_seed_gives_the_same_video(service, images, label):
     assert np.array_equal(read_video(first.folder / "video.mp4"), read_video(second.folder / "video.mp4"))
 
 
+def test_requests_with_different_samplers_at_once_neither_change_the_model_nor_each_other(service, images, label):
+    pipe = service.pipeline()
+    own = pipe.scheduler
+    samplers = ("DDIM", "DPM-Solver++")
+    settings = {name: GenerationSettings(label=label, scheduler=name, steps=3, seed=5) for name in samplers}
+    run = lambda name: service.generate(images["face.png"], settings[name]).request_id  # noqa: E731
+    flows = lambda request_id: service.traces.get(request_id).flows  # noqa: E731
+    alone = {name: flows(run(name)) for name in samplers}
+    assert not np.array_equal(alone["DDIM"], alone["DPM-Solver++"]), "the samplers make different motion"
+    with ThreadPoolExecutor(2) as pool:
+        together = dict(zip(samplers, pool.map(run, samplers), strict=True))
+    for name in samplers:
+        assert np.array_equal(flows(together[name]), alone[name]), f"{name} changed when run beside the other"
+    assert service.pipeline() is pipe and pipe.scheduler is own, "the loaded pipeline keeps its own scheduler"
+
+
 def test_step_inspector_renders_every_step_without_running_the_model(service, images, label, monkeypatch):
     result = service.generate(images["face.png"], GenerationSettings(label=label, scheduler="DDIM", steps=3))
     pipe_class = type(service.pipeline())
@@ -252,7 +265,7 @@ def test_step_inspector_renders_every_step_without_running_the_model(service, im
 def test_inspector_reads_a_trace_back_from_disk(service, images, label):
     result = service.generate(images["face.png"], GenerationSettings(label=label, scheduler="DDIM", steps=STEPS))
     in_memory = service.inspect(result.request_id, 1).flow_strip
-    service._traces.clear()  # another worker process (ZeroGPU) keeps nothing in this one's memory
+    service.traces.forget()  # another worker process (ZeroGPU) keeps nothing in this one's memory
     assert np.array_equal(service.inspect(result.request_id, 1).flow_strip, in_memory)
     with pytest.raises(UserInputError, match="generate a video first"):
         service.inspect("../../etc", 1)
@@ -303,7 +316,7 @@ def test_compare_makes_one_grid_of_every_label(service, images):
 def test_old_request_folders_are_cleaned_up(service, images, label, monkeypatch):
     result = service.generate(images["face.png"], GenerationSettings(label=label, scheduler="DDIM", steps=STEPS))
     assert result.folder.is_dir()
-    monkeypatch.setattr(service, "max_age_s", -1.0)
+    monkeypatch.setattr(service.folders, "max_age_s", -1.0)
     service.cleanup()
     assert not result.folder.exists()
 

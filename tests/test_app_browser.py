@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 
 from lfdm.app import LAUNCH_OPTIONS, GenerationService, build_demo
+from lfdm.app.comparison import COMPARE_TILE
 from lfdm.app.inputs import MAX_UPLOAD_BYTES
-from lfdm.app.service import COMPARE_TILE
 from lfdm.video import read_video
 
 pytestmark = pytest.mark.browser

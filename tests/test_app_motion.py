@@ -16,7 +16,7 @@ from PIL import Image
 from lfdm.app import LAUNCH_OPTIONS, DrivingSettings, GenerationService, GenerationSettings, UserInputError, build_demo
 from lfdm.app import inputs as app_inputs
 from lfdm.app.driving_tab import _choose_clip
-from lfdm.app.service import GenerationStopped
+from lfdm.app.runs import GenerationStopped
 from lfdm.app.text import DRIVING_HELP
 from lfdm.app.ui import _Handlers
 from lfdm.app.widgets import driving_clips
@@ -131,10 +131,10 @@ def test_a_clip_without_a_face_is_a_plain_message_unless_the_switch_is_off(servi
 
 
 def test_the_switches_reach_the_pipeline(service, files, monkeypatch):
-    pipe = service.pipeline()
+    pipe_class = type(service.pipeline())  # each request animates on a pipeline of its own over the same networks
     calls = []
-    animate = pipe.animate
-    monkeypatch.setattr(pipe, "animate", lambda *args, **kwargs: calls.append(kwargs) or animate(*args, **kwargs))
+    animate = pipe_class.animate
+    monkeypatch.setattr(pipe_class, "animate", lambda *args, **kwargs: calls.append(kwargs) or animate(*args, **kwargs))
     handlers = _Handlers(service)
     video = {"path": str(DRIVING_EXAMPLES[0])}
     quiet = lambda fraction, desc: None  # noqa: E731 - the page's progress bar

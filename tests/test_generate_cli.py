@@ -149,16 +149,16 @@ def test_label_slugs_are_safe_folder_names():
 
 def test_the_commands_offer_the_pipelines_face_modes():
     from lfdm import photo
-    from lfdm.commands import _options
+    from lfdm.commands import options
 
-    assert _options.FACE_MODES is photo.FACE_MODES, "--face lists what the pipeline's `face` accepts"
+    assert options.FACE_MODES is photo.FACE_MODES, "--face lists what the pipeline's `face` accepts"
 
 
 def test_the_resolution_cap_has_one_definition():
     import inspect
 
     from lfdm.app.service import GenerationService
-    from lfdm.commands._options import add_photo_arguments
+    from lfdm.commands.options import add_photo_arguments
     from lfdm.framing import MAX_RESOLUTION
     from lfdm.pipeline import LFDMPipeline
 

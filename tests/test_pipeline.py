@@ -333,3 +333,57 @@ def test_helpers_below_the_pipeline_never_take_it_back(helper):
     parameters = [arg.arg for node in ast.walk(tree) if isinstance(node, ast.arguments) for arg in node.args]
     parameters += [arg.arg for node in ast.walk(tree) if isinstance(node, ast.arguments) for arg in node.kwonlyargs]
     assert not {"pipe", "pipeline"} & set(parameters), f"a function of lfdm/{helper}.py takes the pipeline"
+
+
+def test_with_scheduler_shares_the_networks_and_leaves_the_pipeline_as_it_was(tiny_image):
+    pipe = make_tiny_pipeline()
+    own = pipe.scheduler
+    view = pipe.with_scheduler(make_scheduler("dpmsolver", base_config=own.config))
+    assert view.unet is pipe.unet and view.lfae is pipe.lfae and view.label_encoder is pipe.label_encoder
+    assert pipe.scheduler is own and isinstance(view.scheduler, DPMSolverMultistepScheduler)
+    assert not isinstance(own, DPMSolverMultistepScheduler), "the tiny model's own sampler is another one"
+    view.interrupt = True
+    assert not pipe.interrupt, "each view has its own stop flag"
+    swapped = make_tiny_pipeline()
+    swapped.scheduler = make_scheduler("dpmsolver", base_config=own.config)
+    expected = swapped(tiny_image, "smile", num_inference_steps=3, generator=seeded()).flows
+    np.testing.assert_array_equal(view(tiny_image, "smile", num_inference_steps=3, generator=seeded()).flows, expected)
+
+
+def test_views_with_different_samplers_run_side_by_side_without_meeting(tiny_image):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    pipe = make_tiny_pipeline()
+    names = ("ddim", "dpmsolver")
+    alone = {
+        name: pipe.with_scheduler(make_scheduler(name, base_config=pipe.scheduler.config))(
+            tiny_image, "smile", num_inference_steps=4, generator=seeded()
+        ).flows
+        for name in names
+    }
+    assert not np.allclose(alone["ddim"], alone["dpmsolver"]), "the two samplers give different videos"
+    both_at_a_step = threading.Barrier(2, timeout=30)  # each step of one run waits for the same step of the other
+
+    def run(name):
+        view = pipe.with_scheduler(make_scheduler(name, base_config=pipe.scheduler.config))
+        meet = lambda *args: both_at_a_step.wait() and {}  # noqa: E731
+        return view(tiny_image, "smile", num_inference_steps=4, generator=seeded(), callback_on_step_end=meet).flows
+
+    with ThreadPoolExecutor(2) as pool:
+        together = dict(zip(names, pool.map(run, names), strict=True))
+    for name in names:
+        np.testing.assert_array_equal(together[name], alone[name], err_msg=f"{name} run beside the other changed")
+
+
+def test_num_sampling_steps_counts_the_steps_of_every_chained_clip(tiny_pipeline, tiny_image):
+    steps = []
+    num_frames = tiny_pipeline.num_frames + 3
+    tiny_pipeline(
+        tiny_image, "smile", num_inference_steps=2, num_frames=num_frames,
+        callback_on_step_end=lambda pipe, index, timestep, tensors: steps.append(index),
+    )  # fmt: skip
+    assert len(steps) > 2, "a longer video samples more than one clip"
+    assert tiny_pipeline.num_sampling_steps(num_frames, 2) == len(steps)
+    assert tiny_pipeline.num_sampling_steps(None, 2) == 2
+    assert tiny_pipeline.num_sampling_steps() == tiny_pipeline.default_num_inference_steps

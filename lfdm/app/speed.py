@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lfdm.flow_edits import num_clips
-
 SHOWN_ABOVE_S = 5.0  # runs expected to take longer than this get "about N s" before they start
 
 
@@ -36,7 +34,7 @@ class Work:
         steps with `pipe`, rendered at `video_size` (height, width), or at the model's size when None."""
         frames = num_frames or pipe.num_frames
         return cls(
-            sampling=steps * num_clips(frames, pipe.num_frames) * pipe.num_frames * num_labels,
+            sampling=pipe.num_sampling_steps(frames, steps) * pipe.num_frames * num_labels,
             frames=frames * num_labels,
             megapixels=0.0 if video_size is None else video_size[0] * video_size[1] / 1e6,
         )

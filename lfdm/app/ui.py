@@ -18,7 +18,8 @@ from lfdm.app import layout, text
 from lfdm.app.driving_tab import driving_tab, wire_driving_tab
 from lfdm.app.inputs import MAX_UPLOAD_BYTES, SEED_MAX, DrivingSettings, GenerationSettings, UserInputError, preset_of
 from lfdm.app.models import NO_MODEL_MESSAGE
-from lfdm.app.service import GenerationService, GenerationStopped
+from lfdm.app.runs import GenerationStopped
+from lfdm.app.service import GenerationService
 
 try:  # ZeroGPU Spaces attach a GPU only while a function decorated with `spaces.GPU` runs
     import spaces
@@ -96,8 +97,9 @@ class _Handlers:
         progress=_PROGRESS,
     ):
         settings = GenerationSettings(
-            label, model, scheduler, steps, guidance, seed, fps, num_frames, motion_scale, find_face
-        )
+            label=label, model=model, scheduler=scheduler, steps=steps, guidance_scale=guidance, seed=seed, fps=fps,
+            num_frames=num_frames, motion_scale=motion_scale, find_face=find_face,
+        )  # fmt: skip
         result = self.service.generate(
             _image_path(image),
             settings,
@@ -115,7 +117,10 @@ class _Handlers:
         self, image, model, scheduler, steps, guidance, seed, fps, find_face=True, request: gr.Request = None,
         progress=_PROGRESS,
     ):  # fmt: skip
-        settings = GenerationSettings(None, model, scheduler, steps, guidance, seed, fps, find_face=find_face)
+        settings = GenerationSettings(
+            model=model, scheduler=scheduler, steps=steps, guidance_scale=guidance, seed=seed, fps=fps,
+            find_face=find_face,
+        )  # fmt: skip
         result = self.service.compare(
             _image_path(image),
             settings,
@@ -165,12 +170,16 @@ class _Handlers:
               motion_scale=1.0):  # fmt: skip
         """As a run starts: about how long it takes (empty for a short run or settings it rejects) and Stop on."""
         settings = GenerationSettings(
-            label, model, scheduler, steps, guidance, seed, fps, num_frames, motion_scale, find_face
-        )
+            label=label, model=model, scheduler=scheduler, steps=steps, guidance_scale=guidance, seed=seed, fps=fps,
+            num_frames=num_frames, motion_scale=motion_scale, find_face=find_face,
+        )  # fmt: skip
         return self._started(_image_path(image), settings, 1)
 
     def start_compare(self, image, model, scheduler, steps, guidance, seed, fps, find_face=True):
-        settings = GenerationSettings(None, model, scheduler, steps, guidance, seed, fps, find_face=find_face)
+        settings = GenerationSettings(
+            model=model, scheduler=scheduler, steps=steps, guidance_scale=guidance, seed=seed, fps=fps,
+            find_face=find_face,
+        )  # fmt: skip
         return self._started(_image_path(image), settings, None)
 
     def _started(self, image_path, settings: GenerationSettings, num_labels: int | None):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lfdm.commands._options import add_device_arguments, add_photo_arguments
+from lfdm.commands.options import add_device_arguments, add_photo_arguments
 from lfdm.driving import DRIVING_LABEL, MAX_DRIVING_FRAMES
 from lfdm.framing import DRIVING_FACE_MODES
 

@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 
 from lfdm.commands._data import add_data_arguments
-from lfdm.commands._options import add_device_arguments
+from lfdm.commands.options import add_device_arguments
 from lfdm.data.factory import describe_dataset, make_dataset
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lfdm.commands._options import add_device_arguments, add_photo_arguments
+from lfdm.commands.options import add_device_arguments, add_photo_arguments
 
 SCHEDULERS = ("ddpm", "ddim", "dpmsolver", "unipc")
 

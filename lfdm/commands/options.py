@@ -1,5 +1,5 @@
-"""Command-line options that several commands share: where and in which precision the networks run, and how a
-photo is framed and rendered (`lfdm.photo`)."""
+"""Command-line options that several commands and `app.py` share: where and in which precision the networks
+run, and how a photo is framed and rendered (`lfdm.photo`)."""
 
 from __future__ import annotations
 
