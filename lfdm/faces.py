@@ -24,8 +24,8 @@ mostly not found: the caller falls back to the whole picture.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -66,12 +66,20 @@ class Face:
     eyes_found: bool
 
 
-@lru_cache(maxsize=4)
+_THREAD_CASCADES = threading.local()
+
+
 def _cascade(name: str) -> cv2.CascadeClassifier:
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
-    if cascade.empty():
-        raise RuntimeError(f"OpenCV's {name} is missing; reinstall opencv-python-headless 4.x (requirements.txt).")
-    return cascade
+    """OpenCV's cascade `name`, one per thread: a `CascadeClassifier` keeps per-call scratch data, and two threads
+    searching with one at once fail inside OpenCV (`getScaleData` assertion), as two app requests or pipelines on
+    two threads would."""
+    cascades = _THREAD_CASCADES.__dict__.setdefault("by_name", {})
+    if name not in cascades:
+        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+        if cascade.empty():
+            raise RuntimeError(f"OpenCV's {name} is missing; reinstall opencv-python-headless 4.x (requirements.txt).")
+        cascades[name] = cascade
+    return cascades[name]
 
 
 def detect_faces(image: np.ndarray) -> list[Face]:

@@ -298,3 +298,15 @@ def test_a_whole_picture_has_no_mouth_to_shade(photo):
     video = render_photo_video(framing, torch.zeros(1, 2, 16, 16, 2), occlusions, decoded, photo.shape[:2])
     expected = photo / 255 - 0.3
     assert np.abs(video[0, 1].permute(1, 2, 0).numpy() - expected).max() < 1e-4
+
+
+def test_faces_are_found_on_several_threads_at_once(photo):
+    """Each thread has its own cascades: one shared classifier keeps scratch data sized for its last picture, and two
+    threads searching pictures of other sizes at once fail inside OpenCV."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pictures = [cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA) for side in (200, 260, 320, 380)] * 8
+    expected = [faces.detect_faces(picture)[0].side for picture in pictures[:4]] * 8
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        sides = list(pool.map(lambda picture: faces.detect_faces(picture)[0].side, pictures))
+    assert sides == expected
