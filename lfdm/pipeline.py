@@ -12,10 +12,18 @@ length it was trained on; the network itself accepts any length, so `__call__` c
 sampler in the scheduler's class and its measured step count in the scheduler's config (`lfdm.schedulers`), and how
 its pictures are framed (aligned faces or the whole picture) in the LFAE's config (`lfdm.framing`).
 
-Where the work lives: the pipeline's own steps are its methods (`check_inputs`, `encode_image`, `sample_flows` and,
-for videos longer than a clip, `sample_chained_flows`, `decode_flows`); the helpers it calls take and return
-tensors and never the pipeline: `lfdm.flow_edits` (motion strength, composing and chaining flows), `lfdm.driving`
-(reading a driving video and estimating its motion) and `lfdm.photo` (framing a photo, rendering at its size).
+Where the work lives:
+- framing: how the model's pictures were framed is `pipe.framing` (`lfdm.framing`, saved with the model); a photo
+  is framed that way by `lfdm.photo.frame_photo`, a driving video's face by `lfdm.driving.frame_driving_faces`;
+- processing: picture in and video out go through `pipe.processor` (`lfdm.processor.LFDMProcessor`, made from the
+  model's image size and framing): `preprocess` reads and frames the picture, `frame_driving` the driving frames,
+  `render` draws the video at the photo's size (`lfdm.photo.render_photo_video`), `postprocess` gives the output
+  type;
+- sampling: the pipeline's own steps are its methods (`check_inputs`, `encode_image`, `sample_flows` and, for
+  videos longer than a clip, `sample_chained_flows`, `decode_flows`), with the model's default sampler and steps
+  from `lfdm.schedulers`.
+The helpers take and return tensors and never the pipeline: `lfdm.flow_edits` (motion strength, composing and
+chaining flows), `lfdm.driving` (reading a driving video and estimating its motion) and `lfdm.photo`.
 """
 
 from __future__ import annotations
@@ -38,29 +46,22 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from einops import rearrange, repeat
 
-from lfdm.driving import (
-    DRIVING_LABEL,
-    MAX_DRIVING_FRAMES,
-    estimate_driving_flows,
-    frame_driving_faces,
-    load_driving_video,
-)
+from lfdm.driving import DRIVING_LABEL, MAX_DRIVING_FRAMES, estimate_driving_flows
 from lfdm.flow_edits import check_motion_scale, continue_step_trace, continue_video, num_clips, scale_motion
-from lfdm.framing import DRIVING_FACE_MODES, MAX_RESOLUTION, ModelFraming
+from lfdm.framing import MAX_RESOLUTION, ModelFraming
 from lfdm.guidance import guided_model_output
-from lfdm.images import load_image, preprocess_image
 from lfdm.latents import latents_to_flows
 from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.refiner import PhotoRefiner
 from lfdm.models.unet3d import FlowUNet3D
-from lfdm.photo import check_photo_options, frame_photo, output_size, render_photo_video
+from lfdm.processor import LFDMProcessor
 from lfdm.runtime import available_cpus, keep_freed_memory, resolve_dtype
 from lfdm.schedulers import default_steps
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LFDMPipeline", "LFDMPipelineOutput", "add_refiner", "load_pipeline", "load_image", "preprocess_image"]
+__all__ = ["LFDMPipeline", "LFDMPipelineOutput", "add_refiner", "load_pipeline"]
 
 
 @dataclass
@@ -186,6 +187,8 @@ class LFDMPipeline(DiffusionPipeline):
     the DDPM family: DDPM, DDIM, DPM-Solver++, UniPC), `label_encoder` (`LabelEncoder`), and the optional `refiner`
     (`PhotoRefiner`), which paints new content when a photo is animated at its own size (`resolution`); without
     it the decoder's change (its frame minus its frame 0) is added there (`lfdm.photo.render_photo_video`).
+    Pictures in and videos out go through `processor` (`lfdm.processor.LFDMProcessor`), which the pipeline makes
+    from its image size and framing; it is not a saved component.
 
     Swap the sampler with `pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)`, or leave `pipe` as it
     is and sample with `pipe.with_scheduler(scheduler)` (a server that runs requests with different samplers). Set
@@ -208,6 +211,7 @@ class LFDMPipeline(DiffusionPipeline):
         super().__init__()
         _check_components(lfae, unet, label_encoder)
         self.register_modules(lfae=lfae, unet=unet, scheduler=scheduler, label_encoder=label_encoder, refiner=refiner)
+        self._processor = None
         self._interrupt = False
 
     # --- what the model knows -------------------------------------------------------------------------------------
@@ -233,6 +237,15 @@ class LFDMPipeline(DiffusionPipeline):
         whole picture. Saved in the LFAE's config (`lfdm.framing` says why there); a pipeline saved without one is
         SynthFace-framed (`lfdm.framing.SYNTHFACE_FRAMING`)."""
         return ModelFraming.from_config(self.lfae.config.get("framing"))
+
+    @property
+    def processor(self) -> LFDMProcessor:
+        """Picture in and video out (`lfdm.processor.LFDMProcessor`), made from `image_size` and `framing` on first
+        use and made again when they change (a framing written into the LFAE's config after loading)."""
+        processor = self._processor
+        if processor is None or (processor.image_size, processor.framing) != (self.image_size, self.framing):
+            processor = self._processor = LFDMProcessor(self.image_size, self.framing)
+        return processor
 
     @property
     def latent_size(self) -> int:
@@ -280,14 +293,16 @@ class LFDMPipeline(DiffusionPipeline):
         `__call__` only, `driving_face` by `animate` only. Both call it once, first; their later steps do not
         check these arguments again.
         """
-        if output_type not in ("np", "pt"):
-            raise ValueError(f"`output_type` must be 'np' or 'pt'; got {output_type!r}.")
         if decode_chunk_size is not None and decode_chunk_size < 1:
             raise ValueError(f"`decode_chunk_size` must be >= 1 or None (all frames at once); got {decode_chunk_size}.")
         check_motion_scale(motion_scale)
-        check_photo_options(face, resolution, max_resolution)
-        if driving_face is not None and driving_face not in DRIVING_FACE_MODES:
-            raise ValueError(f"`driving_face` must be one of {DRIVING_FACE_MODES}; got {driving_face!r}.")
+        self.processor.check_inputs(
+            face=face,
+            resolution=resolution,
+            max_resolution=max_resolution,
+            output_type=output_type,
+            driving_face=driving_face,
+        )
         if labels is not None:
             self._check_sampling_inputs(labels, num_inference_steps, guidance_scale, num_frames, tensor_inputs)
 
@@ -313,12 +328,6 @@ class LFDMPipeline(DiffusionPipeline):
             raise ValueError(
                 f"callback tensor inputs {bad} are not available; choose from {self._callback_tensor_inputs}."
             )
-
-    def preprocess_image(self, image) -> torch.Tensor:
-        """Any user image -> (1, 3, S, S) in [0, 1], float32, on the execution device, S = `image_size`. It stays
-        float32 whatever the LFAE's dtype: the decoder warps these pixels into every frame."""
-        pixels = preprocess_image(image, self.image_size)
-        return pixels.to(device=self._execution_device, dtype=torch.float32)
 
     def encode_image(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         """The LFAE encoder pyramid of the (1, 3, H, W) image, finest first; the last entry is z_0 (1, C, h, w)."""
@@ -450,10 +459,10 @@ class LFDMPipeline(DiffusionPipeline):
             face: "auto" follows the model's `framing`: a face model animates the largest face found (aligned
                 like its training faces) and else the whole picture, saying so in `face_note`; a whole-picture
                 model animates the whole picture. "none" always the whole picture; "require" raises ValueError when
-                no face of at least 32 px is found (`lfdm.photo.frame_photo`).
+                no face of at least 32 px is found (`pipe.processor.preprocess`, `lfdm.photo.frame_photo`).
             resolution: None = frames at the model's size, of its input; "input" = the photo's own size; a number
                 = that long side. Then the flows are upsampled, warp the photo's own pixels, and a face crop is
-                pasted back into the photo, so frame 0 is the photo (`lfdm.photo.render_photo_video`).
+                pasted back into the photo, so frame 0 is the photo (`pipe.processor.render`).
             max_resolution: the longest side a `resolution` video may have, pixels.
             return_dict: False gives the tuple (frames, warped, flows, occlusions).
 
@@ -484,8 +493,8 @@ class LFDMPipeline(DiffusionPipeline):
         self._interrupt = False
         device = self._execution_device
         batch_size = len(labels)
-        framing = frame_photo(image, self.image_size, model_framing=self.framing, face=face)
-        pixels = framing.model_tensor().to(device=device)
+        framing, pixels = self.processor.preprocess(image, face=face)
+        pixels = pixels.to(device=device)
         pyramid = self.encode_image(pixels)
         image_features = repeat(pyramid[-1], "1 c h w -> b c h w", b=batch_size).to(self.unet.dtype)
 
@@ -649,23 +658,19 @@ class LFDMPipeline(DiffusionPipeline):
         return sampled
 
     def _photo_output(self, output, framing, *, resolution, max_resolution, output_type, return_dict):
-        """Finish an output of `_make_output(..., "pt", True)` on the model's input: the frames at `resolution`
-        (`lfdm.photo.render_photo_video`; None keeps the model's frames), the face used, and the model's own input
-        and frames."""
+        """Finish an output of `_make_output` (CPU tensors) on the model's input through `processor`: the frames
+        rendered at `resolution` (None keeps the model's frames), the face used, the model's own input and frames,
+        all as `output_type` says."""
         model_frames = output.frames  # (B, F, S, S, 3)
-        frames = model_frames
-        if resolution is not None:
-            out_size = output_size(*framing.photo.shape[:2], resolution, max_resolution)
-            # b f H W c -> b f c H W and back: the layout of the decoder's frames
-            rendered = render_photo_video(
-                framing,
-                output.flows,
-                output.occlusions,
-                rearrange(model_frames, "b f h w c -> b f c h w"),
-                out_size,
-                refiner=self.refiner,
-            )
-            frames = rearrange(rendered, "b f c h w -> b f h w c").clamp(0, 1)
+        frames = self.processor.render(
+            framing,
+            output.flows,
+            output.occlusions,
+            model_frames,
+            resolution=resolution,
+            max_resolution=max_resolution,
+            refiner=self.refiner,
+        )
         output = replace(
             output,
             frames=frames,
@@ -674,8 +679,8 @@ class LFDMPipeline(DiffusionPipeline):
             face_box=framing.face_box,
             face_note=framing.note,
         )
-        if output_type == "np":
-            output = replace(output, **{field.name: _to_numpy(getattr(output, field.name)) for field in fields(output)})
+        postprocess = lambda name: self.processor.postprocess(getattr(output, name), output_type)
+        output = replace(output, **{field.name: postprocess(field.name) for field in fields(output)})
         if not return_dict:
             return output.frames, output.warped, output.flows, output.occlusions
         return output
@@ -735,14 +740,13 @@ class LFDMPipeline(DiffusionPipeline):
             max_resolution=max_resolution,
             driving_face=driving_face,
         )
-        # 1. The picture framed as the model's pictures were; the driving frames, their face framed likewise
-        framing = frame_photo(image, self.image_size, model_framing=self.framing, face=face)
-        pixels = self.preprocess_image(framing.model_input)  # float32: the decoder warps these pixels
-        driving = load_driving_video(driving_video, self.image_size, max_frames=max_frames)
-        driving_faces = None
-        if driving_face == "auto" and self.framing.is_face:
-            driving_faces = frame_driving_faces(driving, self.image_size, self.framing)
-        frames = driving.frames if driving_faces is None else driving_faces.frames
+        # 1. The picture framed as the model's pictures were (float32 whatever the LFAE's dtype: the decoder warps
+        # these pixels); the driving frames, their face framed likewise
+        framing, pixels = self.processor.preprocess(image, face=face)
+        pixels = pixels.to(device=self._execution_device)
+        frames, driving_faces = self.processor.frame_driving(
+            driving_video, driving_face=driving_face, max_frames=max_frames
+        )
 
         # 2. The motion of every driving frame carried over to the picture, in the motion networks' dtype
         network = dict(device=pixels.device, dtype=self.lfae.dtype)
@@ -790,11 +794,6 @@ class LFDMPipeline(DiffusionPipeline):
             trace_timesteps=None if sampled is None else sampled.trace_timesteps,
             interrupted=False if sampled is None else sampled.interrupted,
         )
-
-
-def _to_numpy(value):
-    """A tensor as a numpy array; anything else unchanged."""
-    return value.numpy() if isinstance(value, torch.Tensor) else value
 
 
 def add_refiner(pipeline_folder: str | os.PathLike, refiner_folder: str | os.PathLike) -> Path:

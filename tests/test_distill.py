@@ -45,7 +45,7 @@ def _train_config(**changes) -> DistillTrainConfig:
 
 def test_the_sampler_loop_gives_what_the_pipeline_samples():
     teacher = _teacher()
-    features = teacher.lfae.encode(teacher.preprocess_image(make_test_image(48)))
+    features = teacher.lfae.encode(teacher.processor.preprocess(make_test_image(48), face="none")[1])
     embeddings = teacher.encode_labels(["smile"])
     flows = teacher.sample_flows(
         features, embeddings, num_frames=4, num_inference_steps=None, guidance_scale=1.0,

@@ -145,7 +145,7 @@ def test_long_video_chains_clips_that_all_warp_the_original_picture(tiny_image):
     assert steps_seen == list(range(STEPS * clips)), "the steps of every clip, numbered on"
     assert out.trace_flows.shape == (STEPS, 2, 7, 8, 8, 2)
     # every frame is the ORIGINAL picture decoded with the output flows, never a re-warped generated frame
-    pixels = pipe.preprocess_image(tiny_image)
+    _, pixels = pipe.processor.preprocess(tiny_image, face="none")  # the whole picture, as the pipeline framed it
     with torch.no_grad():
         decoded = pipe.lfae.decode(
             pixels, out.flows.flatten(0, 1), out.occlusions.flatten(0, 1).unsqueeze(1)

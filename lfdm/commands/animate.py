@@ -62,9 +62,10 @@ def run(args: argparse.Namespace) -> int:
 
     from lfdm.driving import load_driving_video
     from lfdm.flow_edits import check_motion_scale
+    from lfdm.images import load_image
     from lfdm.outputs import write_label_outputs
     from lfdm.photo import check_photo_options
-    from lfdm.pipeline import load_image, load_pipeline
+    from lfdm.pipeline import load_pipeline
     from lfdm.video import probe_video
 
     check_motion_scale(args.motion_scale)

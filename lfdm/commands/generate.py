@@ -66,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lfdm.flow_edits import check_motion_scale
+    from lfdm.images import load_image
     from lfdm.outputs import label_slug, write_label_outputs
     from lfdm.photo import check_photo_options
-    from lfdm.pipeline import load_image, load_pipeline
+    from lfdm.pipeline import load_pipeline
     from lfdm.schedulers import make_scheduler
 
     check_motion_scale(args.motion_scale)
