@@ -193,6 +193,40 @@ def test_driving_video_tab_animates_a_picture_in_chromium(page, tmp_path):
     page.wait_for_function("() => document.querySelector('#driving-stop').disabled", timeout=30_000)
 
 
+@pytest.mark.parametrize("page", ["app-driving-stop.png"], indirect=True)
+def test_stop_ends_an_animation_and_the_next_one_works(page, app, tmp_path, monkeypatch):
+    from lfdm.models.lfae import LatentFlowAutoencoder
+
+    decode = LatentFlowAutoencoder.decode
+
+    def slow_decode(self, *args, **kwargs):  # a long animation: time to press Stop while it runs
+        time.sleep(3.0)
+        return decode(self, *args, **kwargs)
+
+    monkeypatch.setattr(LatentFlowAutoencoder, "decode", slow_decode)
+    _, service = app
+    picture = tmp_path / "other-face.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(picture)
+    page.get_by_role("tab", name="Driving video").click()
+    page.locator("#driving-image input[type=file]").set_input_files(picture)
+    page.locator("#driving-image img").wait_for()
+    page.locator("#driving-clips img").first.click()
+    page.wait_for_function("() => document.querySelector('#driving-video video')?.src.includes('synthface_surprise')")
+    page.click("#animate")
+    page.wait_for_function("() => !document.querySelector('#driving-stop').disabled")  # a run: Stop is on
+    page.click("#driving-stop")  # cancels the event: the run ends after its current chunk, without a video
+    deadline = time.monotonic() + 60
+    while service.active_runs and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert service.active_runs == 0, "Stop must end the animation"
+    page.wait_for_function("() => document.querySelector('#driving-stop').disabled")
+    assert page.locator("#driving-result video").count() == 0, "a stopped animation shows no video"
+    monkeypatch.setattr(LatentFlowAutoencoder, "decode", decode)
+    page.click("#animate")
+    page.wait_for_function(DRIVING_DECODED, timeout=120_000)
+    page.wait_for_function("() => document.querySelector('#driving-stop').disabled", timeout=30_000)
+
+
 def write_y4m(path: Path, clip: Path) -> Path:
     """A clip as a Y4M file (8-bit 4:2:0), the format Chromium's fake camera plays (in a loop)."""
     frames = read_video(clip)

@@ -150,7 +150,7 @@ def test_train_classifier_command_learns_a_chosen_label_list_with_an_extra_actio
     assert ActionClassifier.from_pretrained(out).labels == labels
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["labels"] == labels and summary["test"]["count"] == 8, "one test face x 8 labels"
-    assert "--labels" in summary["command"]
+    assert "--labels " + " ".join(labels) in summary["command"], "the command can be run again as written"
 
 
 def test_accuracy_report_counts_per_label_and_confusions():

@@ -141,5 +141,6 @@ def command_line(args: argparse.Namespace) -> str:
     options = []
     for name, value in vars(args).items():
         if name in defaults and value != defaults[name]:
-            options += [f"--{name.replace('_', '-')}", str(value)]
+            values = value if isinstance(value, (list, tuple)) else [value]  # nargs="+" options: one word each
+            options += [f"--{name.replace('_', '-')}", *map(str, values)]
     return shlex.join(["python", "-m", "lfdm", "train-classifier", *options])
