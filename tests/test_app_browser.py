@@ -181,6 +181,9 @@ def test_driving_video_tab_animates_a_picture_in_chromium(page, tmp_path):
     clips = page.locator("#driving-clips")
     clips.get_by_text("surprise, SynthFace cartoon face, still camera").wait_for()  # each clip by its name
     assert clips.locator("img").count() == 4
+    captions = "[...document.querySelectorAll('#driving-clips .caption-label')]"
+    cut = f"() => {captions}.filter(caption => caption.scrollWidth > caption.clientWidth).length"
+    assert page.evaluate(cut) == 0, "every clip's whole name shows, none cut with an ellipsis"
     clips.locator("img").first.click()  # the surprise clip's thumbnail
     page.wait_for_function("() => document.querySelector('#driving-video video')?.src.includes('synthface_surprise')")
     assert page.locator("#driving-stop").is_disabled(), "nothing runs: Stop is off"

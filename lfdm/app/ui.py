@@ -35,7 +35,10 @@ _PROGRESS = gr.Progress()  # the default that marks a handler's progress argumen
 # return, uploads capped, no server-side rendering (it would need Node.js and a second server). The cap is above the
 # app's own limit (`MAX_UPLOAD_BYTES`), so that a picture over that limit still arrives and its message shows beside
 # the picture; Gradio refuses larger files itself, with a message in a corner of the page.
-LAUNCH_OPTIONS = {"max_file_size": 4 * MAX_UPLOAD_BYTES, "ssr_mode": False, "show_error": False}
+# The example clips' names are sentences ("surprise, real face (astronaut), handheld camera"): Gradio cuts a gallery
+# caption to one line with an ellipsis, so these wrap across the tile's foot instead.
+APP_CSS = "#driving-clips .caption-label { white-space: normal; max-width: none; left: var(--block-label-margin); }"
+LAUNCH_OPTIONS = {"max_file_size": 4 * MAX_UPLOAD_BYTES, "ssr_mode": False, "show_error": False, "css": APP_CSS}
 
 
 def _on_gpu(fn):
