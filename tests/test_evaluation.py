@@ -318,6 +318,18 @@ def test_evaluate_writes_every_score_for_every_sampler(evaluation_models, tmp_pa
     assert f"accuracy {record['lfae_reconstruction_accuracy'] * 100:.1f} %" in text
 
 
+def test_evaluate_judges_the_labels_asked_for_and_refuses_unknown_ones(evaluation_models, tmp_path, capsys):
+    record = run_evaluate(evaluation_models, tmp_path / "some.json", "--num-identities", "2", "--labels", "fear",
+                          "surprise", configs="ddim:1")  # fmt: skip
+    assert record["labels"] == ["fear", "surprise"] and record["num_videos"] == 4
+    assert set(record["samplers"][0]["per_label_accuracy"]) == {"fear", "surprise"}
+    models = evaluation_models
+    args = ["evaluate", "--model", str(models / "model"), "--classifier", str(models / "classifier"),
+            "--labels", "wink", "--out", str(tmp_path / "none.json")]  # fmt: skip
+    assert main(args) == 1
+    assert "are not labels of the model" in capsys.readouterr().err
+
+
 def test_the_same_seed_gives_the_same_scores(evaluation_models, tmp_path):
     first = run_evaluate(evaluation_models, tmp_path / "a.json", "--num-identities", "2", configs="ddim:1")
     second = run_evaluate(evaluation_models, tmp_path / "b.json", "--num-identities", "2", configs="ddim:1")

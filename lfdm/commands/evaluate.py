@@ -33,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_data_arguments(parser, "test videos")
     parser.add_argument("--num-identities", type=int, default=10, help="SynthFace test identities (x every label)")
+    parser.add_argument(
+        "--labels",
+        nargs="+",
+        metavar="LABEL",
+        help="SynthFace: the labels to generate and judge (default: every label the model knows); e.g. a model "
+        "taught a new action judged on its old ones with the classifier that knows those",
+    )
     parser.add_argument("--max-videos", type=int, help="real data: evaluate at most this many test videos")
     parser.add_argument("--data-seed", type=int, default=0, help="SynthFace data set seed (identity split)")
     parser.add_argument(
@@ -59,7 +66,10 @@ def _cases(args: argparse.Namespace, pipe):
 
     if describe_dataset(args.data).rendered:  # SynthFace, the one rendered data set: identities x labels
         common = {"resolution": pipe.image_size, "num_frames": pipe.num_frames, "seed": args.data_seed}
-        labels = list(pipe.labels)
+        labels = list(args.labels or pipe.labels)
+        unknown = [label for label in labels if label not in pipe.labels]
+        if unknown:
+            raise ValueError(f"--labels {unknown} are not labels of the model; it knows {list(pipe.labels)}.")
         test = synthface_cases("test", args.num_identities, labels=labels, **common)
         train = synthface_cases("train", args.num_identities, labels=labels, **common)
         return test, train, f"SynthFace, {args.num_identities} test identities x {len(labels)} labels"
