@@ -10,6 +10,7 @@ import torch
 
 from lfdm.data.synthetic import render_video
 from lfdm.models.labels import LabelEncoder
+from lfdm.schedulers import make_scheduler, set_default_steps
 from lfdm.testing import make_tiny_pipeline
 from lfdm.training.config import RunConfig, save_config
 from lfdm.training.dm import build_training_model, init_label_rows, merge_labels
@@ -31,6 +32,7 @@ def one_thread():
 def pipeline_dir(tmp_path_factory):
     torch.manual_seed(0)
     pipe = make_tiny_pipeline(labels=KNOWN)
+    pipe.scheduler = set_default_steps(make_scheduler("dpmsolver", pipe.scheduler.config), 3)  # measured, say
     folder = tmp_path_factory.mktemp("pipeline")
     pipe.save_pretrained(folder)
     return folder
@@ -110,6 +112,7 @@ def test_train_dm_takes_the_labels_of_a_folder_and_keeps_the_pipelines(pipeline_
         assert not torch.allclose(pipe.label_encoder("wink")[0], source.vectors.mean(0)), "the new row trained"
     card = (run / "model" / "README.md").read_text()
     assert "wink (new)" in card and "surprise (new)" not in card and str(clips_root) in card
+    assert pipe.default_num_inference_steps == 3 and "3 steps by default" in card, "the parent's measured steps"
 
     # the app offers it with its own labels and card
     from lfdm.app.models import find_pipelines

@@ -19,6 +19,7 @@ def model_card(
     data: DataConfig,
     init_from: str | None,
     known_labels: Sequence[str] = (),
+    default_steps: int | None = None,
 ) -> str:
     """Markdown: the model's actions (those new since `init_from`'s pipeline marked), its pictures, its data."""
     actions = ", ".join(f"{label} (new)" if known_labels and label not in known_labels else label for label in labels)
@@ -35,6 +36,11 @@ def model_card(
     ]
     if init_from:
         lines.append(f"- Started from: `{init_from}` (the labels it knew kept their rows)")
+    if default_steps is not None:
+        lines.append(
+            f"- Sampling: {default_steps} steps by default, as `{init_from}` measured for itself; "
+            "`python -m lfdm evaluate --model <this folder> --choose-default --write-default` measures this model's own"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,7 @@ training. `train` is importable without side effects.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +35,14 @@ from lfdm.latents import flows_to_latents, latents_to_flows
 from lfdm.models.labels import LabelEncoder
 from lfdm.models.lfae import LatentFlowAutoencoder
 from lfdm.models.unet3d import FlowUNet3D
-from lfdm.schedulers import diffusion_loss, make_sampler, make_training_scheduler
+from lfdm.schedulers import (
+    MODEL_DEFAULT_STEPS_KEY,
+    diffusion_loss,
+    make_sampler,
+    make_training_scheduler,
+    sampler_name,
+    set_default_steps,
+)
 from lfdm.training import loop
 from lfdm.training.card import model_card, write_model_card
 from lfdm.training.config import FlowDiffusionTrainConfig, RunConfig
@@ -292,6 +300,7 @@ class PipelineExport:
 
         averaged = self.ema.model
         scheduler = make_sampler(self.train.sample_scheduler, self.train.prediction_type)
+        inherited = _inherit_default_steps(scheduler, self.train.init_from)
         pipe = LFDMPipeline(
             lfae=self.autoencoder, unet=averaged.unet, scheduler=scheduler, label_encoder=averaged.label_encoder
         )
@@ -306,8 +315,24 @@ class PipelineExport:
                 data=self.data,
                 init_from=self.train.init_from,
                 known_labels=known,
+                default_steps=inherited,
             )
             write_model_card(folder, card)
+
+
+def _inherit_default_steps(scheduler, init_from: str | None) -> int | None:
+    """Give `scheduler` the measured default step count of the pipeline a run started from, for the same sampler
+    (a fine-tuned model samples as its parent did until `evaluate --choose-default` measures its own); the count,
+    or None when the parent measured none for this sampler."""
+    folder = Path(init_from) / "scheduler" if init_from else None
+    if folder is None or not (folder / "scheduler_config.json").is_file():
+        return None
+    measured = json.loads((folder / "scheduler_config.json").read_text()).get(MODEL_DEFAULT_STEPS_KEY) or {}
+    steps = measured.get(sampler_name(scheduler))
+    if steps is None:
+        return None
+    set_default_steps(scheduler, int(steps))
+    return int(steps)
 
 
 def _known_labels(init_from: str | None) -> list[str]:
