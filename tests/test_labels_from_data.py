@@ -155,8 +155,15 @@ def test_the_readme_own_video_commands_parse_and_init_from_reaches_both_stages(m
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("## Your own videos", 1)[1].split("\n## ", 1)[0]
     commands = [" ".join(match.split()) for match in re.findall(r"python -m lfdm (.+?)(?<!\\)\n", section, re.S)]
-    commands = [shlex.split(command.replace("\\ ", " ")) for command in commands]
-    assert [command[0] for command in commands] == ["prepare-videos", "train-lfae", "train-dm"]
+    commands = [shlex.split(command.replace("\\ ", " "), comments=True) for command in commands]
+    assert [command[0] for command in commands[:3]] == ["prepare-videos", "train-lfae", "train-dm"]
+    assert {command[0] for command in commands[3:]} == {  # the worked example
+        "make-dataset",
+        "prepare-videos",
+        "train-dm",
+        "train-classifier",
+        "evaluate",
+    }
     for name, *arguments in commands:
         parser = argparse.ArgumentParser()
         importlib.import_module(COMMANDS[name].module).add_arguments(parser)
