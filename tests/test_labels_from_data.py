@@ -73,13 +73,21 @@ def test_merged_labels_keep_the_known_order_and_add_the_new_ones():
     assert merge_labels(KNOWN, []) == KNOWN
 
 
-def test_known_labels_keep_their_rows_and_new_ones_start_from_the_mean():
+def test_known_labels_keep_their_rows_and_new_ones_start_a_known_rows_distance_away():
     torch.manual_seed(0)
     source = LabelEncoder(labels=KNOWN, embedding_dim=8)
-    target = LabelEncoder(labels=["surprise", "wink", "smile"], embedding_dim=8)
+    target = LabelEncoder(labels=["surprise", "wink", "smile", "nod"], embedding_dim=8)
     init_label_rows(target, source)
     torch.testing.assert_close(target(["surprise", "smile"]), source(["surprise", "smile"]))
-    torch.testing.assert_close(target("wink")[0], source.vectors.mean(0), msg="a new label starts from the mean row")
+    with torch.no_grad():
+        mean = source.vectors.mean(0)
+        spread = (source.vectors - mean).norm(dim=1).mean()
+        wink, nod = target("wink")[0], target("nod")[0]
+        torch.testing.assert_close((wink - mean).norm(), spread, msg="as far from the average action as a known one")
+        assert (nod - wink).norm() > 0.5 * spread, "two new labels start apart"
+        again = LabelEncoder(labels=["surprise", "wink", "smile", "nod"], embedding_dim=8)
+        init_label_rows(again, source)
+        assert torch.equal(again.vectors, target.vectors), "the same rows every time"
     with pytest.raises(ValueError, match="embedding_dim"):
         init_label_rows(LabelEncoder(labels=["wink"], embedding_dim=4), source)
 
@@ -93,7 +101,8 @@ def test_a_warm_start_on_a_folder_knows_the_pipelines_labels_and_the_new_ones(pi
     assert list(model.label_encoder.labels) == KNOWN + ["wink"]
     with torch.no_grad():
         torch.testing.assert_close(model.label_encoder(KNOWN), source(KNOWN))
-        torch.testing.assert_close(model.label_encoder("wink")[0], source.vectors.mean(0))
+        spread = (source.vectors - source.vectors.mean(0)).norm(dim=1).mean()
+        torch.testing.assert_close((model.label_encoder("wink")[0] - source.vectors.mean(0)).norm(), spread)
 
 
 def test_train_dm_takes_the_labels_of_a_folder_and_keeps_the_pipelines(pipeline_dir, clips_root, tmp_path):
@@ -109,7 +118,7 @@ def test_train_dm_takes_the_labels_of_a_folder_and_keeps_the_pipelines(pipeline_
     assert pipe.labels == KNOWN + ["wink"], "the pipeline's labels first, then the data's new one"
     with torch.no_grad():  # labels without clips get no gradient, so Adam leaves their rows as they were
         torch.testing.assert_close(pipe.label_encoder(["smile", "frown"]), source(["smile", "frown"]))
-        assert not torch.allclose(pipe.label_encoder("wink")[0], source.vectors.mean(0)), "the new row trained"
+        assert not torch.allclose(pipe.label_encoder("wink")[0], source.vectors.mean(0)), "the new row is its own"
     card = (run / "model" / "README.md").read_text()
     assert "wink (new)" in card and "surprise (new)" not in card and str(clips_root) in card
     assert pipe.default_num_inference_steps == 3 and "3 steps by default" in card, "the parent's measured steps"

@@ -148,8 +148,8 @@ def build_training_model(
 
     The labels are the `labels` section's list when it has one, else `default_labels` (the data set's). With
     `train_dm.init_from` and no list in the section, the labels are the pipeline's own (its order) followed by the
-    data set's new ones; either way a label the pipeline knows keeps its row of the table and a new label starts
-    from the mean of the pipeline's rows (`init_label_rows`).
+    data set's new ones; either way a label the pipeline knows keeps its row of the table and a new label gets a
+    row of its own at the known rows' distance from their mean (`init_label_rows`).
     """
     train = config.train_dm
     source = load_init_source(train.init_from) if train.init_from else None
@@ -190,20 +190,29 @@ def merge_labels(known: Sequence[str], found: Sequence[str]) -> list[str]:
 
 @torch.no_grad()
 def init_label_rows(encoder: LabelEncoder, source: LabelEncoder) -> None:
-    """Fill the learned table of `encoder` from `source` by label name: a label `source` knows gets its row, a new
-    label the mean of `source`'s rows (an average action: close to every known one, and no more likely than any)."""
+    """Fill the learned table of `encoder` from `source` by label name: a label `source` knows gets its row; a new
+    label a row of its own, as far from the known rows' mean as they are on average, in a random direction (fixed by
+    the label's place in the table). At the mean itself a new label would be an "average action" that the U-Net
+    already answers with a blend of the known ones, and its row barely moves at a fine-tuning learning rate (SynthFace's
+    wink stayed unlearned from there: benchmarks/RESULTS.md, "Your own videos")."""
     if encoder.config.embedding_dim != source.config.embedding_dim:
         raise ValueError(
             f"train_dm.init_from has {source.config.embedding_dim}-d label vectors but labels.embedding_dim is "
             f"{encoder.config.embedding_dim}; leave embedding_dim out or set it to {source.config.embedding_dim}."
         )
-    known = source.vectors.detach()
+    known = source.vectors.detach().float()
+    mean = known.mean(dim=0)
+    spread = (known - mean).norm(dim=1).mean()  # how far a known action lies from the average one
     new = [label for label in encoder.labels if label not in source.labels]
     for index, label in enumerate(encoder.labels):
-        row = known[source.labels.index(label)] if label in source.labels else known.mean(dim=0)
+        if label in source.labels:
+            row = known[source.labels.index(label)]
+        else:
+            direction = torch.randn(known.shape[1], generator=torch.Generator().manual_seed(index))
+            row = mean + spread * direction / direction.norm()
         encoder.vectors[index] = row.to(encoder.vectors.dtype)
     if new:
-        logger.info("new labels %s start from the mean of the known labels' rows", new)
+        logger.info("new labels %s start at the known rows' distance from their mean, in directions of their own", new)
 
 
 class FlowDiffusionStage(Stage):
