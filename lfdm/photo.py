@@ -236,10 +236,11 @@ def render_photo_video(
     size = framing.size
     # a displacement in grid units (the frame is 2 wide) -> model pixels (size / 2) -> source pixels
     grid_to_source = to_source[:2, :2] @ np.linalg.inv(region_to_model[:2, :2]) * (size / 2)
-    weight = _feather(region_to_model, size, region_size) if framing.aligned else None
+    model_points = _points(region_to_model, *region_size)  # (x, y) model-frame pixels of every region pixel
+    weight = _feather(model_points, size) if framing.aligned else None
     region = _Grid(xs[top:bottom, left:right], ys[top:bottom, left:right], region_to_model)
     model_to_source = to_source @ np.linalg.inv(to_model)
-    mouth = _mouth_zone(framing, region_to_model, region_size)
+    mouth = _mouth_zone(framing, model_points)
     flags = cv2.WARP_INVERSE_MAP
     for index in range(flows.shape[0]):
         shift = (flows[index] - flows[index, :1]) @ grid_to_source.T  # (F, h, w, 2) source pixels, 0 at frame 0
@@ -416,10 +417,11 @@ def _model_region(to_model: np.ndarray, size: int, height: int, width: int) -> t
     return max(top, 0), min(bottom, height), max(left, 0), min(right, width)
 
 
-def _feather(region_to_model: np.ndarray, size: int, region_size: tuple[int, int]) -> np.ndarray:
+def _feather(model_points: tuple[np.ndarray, np.ndarray], size: int) -> np.ndarray:
     """(h', w', 1) weight of the pasted crop over the region: 1 inside, falling smoothly to 0 at the crop's edge (a
-    rounded square, so that its corners, far from the face, keep the photo)."""
-    model_x, model_y = _points(region_to_model, *region_size)
+    rounded square, so that its corners, far from the face, keep the photo); model_points: the region pixels'
+    model-frame (x, y), each (h', w')."""
+    model_x, model_y = model_points
     grid_x, grid_y = (2 * model_x + 1) / size - 1, (2 * model_y + 1) / size - 1  # the crop spans [-1, 1]
     radius = (grid_x**4 + grid_y**4) ** 0.25  # 1 on the rounded square inscribed in the crop
     return _smoothstep((1 - radius) / FEATHER)[..., None]
@@ -433,7 +435,7 @@ class _Zone:
     weight: np.ndarray
 
 
-def _mouth_zone(framing: Framing, region_to_model: np.ndarray, region_size: tuple[int, int]) -> _Zone | None:
+def _mouth_zone(framing: Framing, model_points: tuple[np.ndarray, np.ndarray]) -> _Zone | None:
     """The mouth's zone on the region (`_MOUTH_ZONE`, placed by the face's eyes and turned with them), or None when
     no face was found (a whole picture: nothing is taken for a mouth) or the zone lies outside the region."""
     if framing.face is None:
@@ -444,8 +446,7 @@ def _mouth_zone(framing: Framing, region_to_model: np.ndarray, region_size: tupl
     across = across / spacing
     down = np.array([-across[1], across[0]])  # image y points down: the eye line turned a quarter clockwise
     centre = eyes.mean(0) + _MOUTH_ZONE["below_eyes"] * spacing * down
-    model_x, model_y = _points(region_to_model, *region_size)
-    x, y = model_x - centre[0], model_y - centre[1]
+    x, y = model_points[0] - centre[0], model_points[1] - centre[1]
     u = (x * across[0] + y * across[1]) / (_MOUTH_ZONE["half_width"] * spacing)
     v = (x * down[0] + y * down[1]) / (_MOUTH_ZONE["half_height"] * spacing)
     weight = _smoothstep((1 - np.hypot(u, v)) / _MOUTH_ZONE["edge"])
